@@ -1,0 +1,41 @@
+"""Shared fixtures: paths to ../shared (skip with a reason when absent), tmp workdirs, PII key."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import tunegate  # noqa: F401  (sets the offline environment before any HF import)
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("TUNEGATE_SHARED", REPO.parent / "shared"))
+TEST_PII_KEY = "tunegate-test-key-not-secret-0123456789"
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    path = SHARED / "data"
+    if not path.is_dir():
+        pytest.skip(f"shared datasets not found at {path} (set TUNEGATE_SHARED)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def stories260k() -> Path:
+    path = SHARED / "models" / "stories260k"
+    if not (path / "config.json").is_file():
+        pytest.skip(f"the pretrained tiny Llama is not at {path} (set TUNEGATE_SHARED)")
+    return path
+
+
+@pytest.fixture()
+def pii_key(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("TUNEGATE_PII_KEY", TEST_PII_KEY)
+    return TEST_PII_KEY
