@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import codecs
 import csv
-import io
 import json
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -166,3 +165,437 @@ def replace_texts(record: Record, new: Mapping[str, str]) -> Record:
     if record.extra:
         update["extra"] = extra
     return record.model_copy(update=update)
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading: the only ingest path
+# ----------------------------------------------------------------------------------------------
+
+FORMATS = ("jsonl", "json", "csv", "parquet", "datasets")
+_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)
+MAX_JSON_ARRAY_BYTES = 256 << 20  # a JSON array is parsed whole; larger data belongs in JSONL
+
+
+def detect_format(path: Path) -> str:
+    if path.is_dir():
+        if any((path / n).exists() for n in ("dataset_info.json", "state.json", "dataset_dict.json")):
+            return "datasets"
+        raise InputError(
+            "is a directory but not a `datasets` dataset saved with save_to_disk",
+            path=path,
+            hint="pass a .jsonl, .json, .csv or .parquet file, or a save_to_disk folder",
+        )
+    suffix = path.suffix.lower()
+    fmt = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+    if suffix not in fmt:
+        raise InputError(
+            f"unknown file type '{suffix or '(none)'}'",
+            path=path,
+            hint="use .jsonl, .json, .csv, .parquet, or a datasets folder",
+        )
+    return fmt[suffix]
+
+
+def _check_encoding_prefix(path: Path, head: bytes) -> None:
+    if not head:
+        raise InputError("the file is empty", path=path, hint="provide at least one record")
+    if head.startswith(_UTF16_BOMS) or (len(head) >= 2 and (head[0] == 0 or head[1] == 0)):
+        raise InputError(
+            "the file looks UTF-16/UTF-32 encoded; tunegate reads UTF-8 only",
+            path=path,
+            line=1,
+            hint="convert it, e.g. `iconv -f UTF-16 -t UTF-8 IN > OUT`",
+        )
+    if head.startswith(codecs.BOM_UTF8):
+        raise InputError(
+            "the file starts with a UTF-8 byte-order mark (BOM)",
+            path=path,
+            line=1,
+            hint="save it as UTF-8 without BOM (e.g. `sed -i '1s/^\\xEF\\xBB\\xBF//' FILE` on a copy)",
+        )
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON (NaN/Infinity are not allowed)")
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"duplicate key '{k}'")
+        out[k] = v
+    return out
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicate_keys, parse_constant=_reject_constant)
+
+
+def _check_value(value: Any, path: Path, line: int, field: str) -> None:
+    """Reject lone surrogates and non-finite floats anywhere inside a value."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InputError(
+                "contains a lone UTF-16 surrogate (an invalid \\ud800-\\udfff escape)",
+                path=path,
+                line=line,
+                field=field,
+            ) from None
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise InputError("is NaN or Infinity", path=path, line=line, field=field)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _check_value(k, path, line, field)
+            _check_value(v, path, line, f"{field}.{k}")
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_value(v, path, line, f"{field}.{i}")
+
+
+def _decode_object(text: str, path: Path, line: int) -> dict[str, Any]:
+    try:
+        obj = _DECODER.decode(text)
+    except ValueError as exc:
+        msg = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+        raise InputError(f"is not valid JSON: {msg}", path=path, line=line) from None
+    if not isinstance(obj, dict):
+        raise InputError(
+            f"is a JSON {type(obj).__name__}, expected an object", path=path, line=line
+        ) from None
+    for k, v in obj.items():
+        _check_value(k, path, line, k)
+        _check_value(v, path, line, k)
+    return obj
+
+
+def _iter_jsonl(path: Path, max_line_bytes: int) -> Iterator[tuple[int, dict[str, Any]]]:
+    with open(path, "rb") as fh:
+        _check_encoding_prefix(path, fh.read(4))
+        fh.seek(0)
+        line_no = 0
+        while True:
+            raw = fh.readline(max_line_bytes + 2)
+            if not raw:
+                break
+            line_no += 1
+            if len(raw.rstrip(b"\r\n")) > max_line_bytes:
+                raise InputError(
+                    f"is longer than the {max_line_bytes}-byte line cap",
+                    path=path,
+                    line=line_no,
+                    hint="split the record or raise the cap (--max-line-bytes)",
+                )
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputError(
+                    f"is not valid UTF-8 (byte {exc.start} of the line)", path=path, line=line_no
+                ) from None
+            if not text.strip():
+                if not raw.endswith(b"\n") and line_no > 1:
+                    break  # tolerate nothing after the final newline
+                raise InputError("is blank", path=path, line=line_no, hint="remove empty lines")
+            yield line_no, _decode_object(text, path, line_no)
+    if line_no == 0:
+        raise InputError("the file is empty", path=path)
+
+
+def _iter_json_array(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    size = path.stat().st_size
+    if size > MAX_JSON_ARRAY_BYTES:
+        raise InputError(
+            f"is a {size}-byte JSON array; arrays are parsed whole and capped at {MAX_JSON_ARRAY_BYTES}",
+            path=path,
+            hint="convert it to JSONL (one object per line), which is streamed",
+        )
+    data = path.read_bytes()
+    _check_encoding_prefix(path, data[:4])
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InputError("is not valid UTF-8", path=path, line=line) from None
+    # Walk the array element by element so every error names its line.
+    idx = len(text) - len(text.lstrip())
+    if idx >= len(text) or text[idx] != "[":
+        raise InputError("a .json file must hold an array of objects", path=path, line=1)
+    idx += 1
+    n = 0
+    while True:
+        while idx < len(text) and text[idx] in " \t\r\n":
+            idx += 1
+        if idx < len(text) and text[idx] == "]":
+            break
+        if n:
+            if idx >= len(text) or text[idx] != ",":
+                raise InputError("expected ',' or ']'", path=path, line=text.count("\n", 0, idx) + 1)
+            idx += 1
+            while idx < len(text) and text[idx] in " \t\r\n":
+                idx += 1
+        line = text.count("\n", 0, idx) + 1
+        try:
+            obj, end = _DECODER.raw_decode(text, idx)
+        except ValueError as exc:
+            msg = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+            raise InputError(f"is not valid JSON: {msg}", path=path, line=line) from None
+        if not isinstance(obj, dict):
+            raise InputError(
+                f"element {n + 1} is a JSON {type(obj).__name__}, expected an object", path=path, line=line
+            )
+        for k, v in obj.items():
+            _check_value(k, path, line, k)
+            _check_value(v, path, line, k)
+        n += 1
+        yield line, obj
+        idx = end
+    if n == 0:
+        raise InputError("the JSON array is empty", path=path)
+
+
+def _iter_csv(path: Path, max_line_bytes: int) -> Iterator[tuple[int, dict[str, Any]]]:
+    with open(path, "rb") as bfh:
+        _check_encoding_prefix(path, bfh.read(4))
+    csv.field_size_limit(max_line_bytes)
+    with open(path, encoding="utf-8", errors="strict", newline="") as fh:
+        reader = csv.reader(fh)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise InputError("the file is empty", path=path) from None
+        except UnicodeDecodeError:
+            raise InputError("is not valid UTF-8", path=path, line=1) from None
+        if len(set(header)) != len(header):
+            dup = sorted({h for h in header if header.count(h) > 1})
+            raise InputError(f"the header repeats column(s) {dup}", path=path, line=1)
+        n = 0
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except UnicodeDecodeError:
+                raise InputError("is not valid UTF-8", path=path, line=reader.line_num + 1) from None
+            except csv.Error as exc:
+                raise InputError(f"is not valid CSV: {exc}", path=path, line=reader.line_num) from None
+            line = reader.line_num
+            if not row or all(not c.strip() for c in row):
+                raise InputError("is blank", path=path, line=line, hint="remove empty rows")
+            if len(row) != len(header):
+                raise InputError(
+                    f"has {len(row)} columns, the header has {len(header)}", path=path, line=line
+                )
+            n += 1
+            yield line, dict(zip(header, row, strict=True))
+        if n == 0:
+            raise InputError("has a header but no data rows", path=path)
+
+
+def _iter_parquet(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as exc:  # pyarrow raises several types for a corrupt file
+        raise InputError(f"is not a readable Parquet file ({type(exc).__name__})", path=path) from None
+    if pf.metadata.num_rows == 0:
+        raise InputError("the Parquet file has no rows", path=path)
+    row = 0
+    for batch in pf.iter_batches(batch_size=2048):
+        for obj in batch.to_pylist():
+            row += 1
+            for k, v in obj.items():
+                _check_value(v, path, row, k)
+            yield row, obj
+
+
+def _iter_datasets(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    import datasets
+
+    try:
+        ds = datasets.load_from_disk(str(path))
+    except Exception as exc:
+        raise InputError(
+            f"could not be loaded with datasets.load_from_disk ({type(exc).__name__})", path=path
+        ) from None
+    if isinstance(ds, datasets.DatasetDict):
+        if "train" not in ds:
+            raise InputError(f"is a DatasetDict without a 'train' split (has {sorted(ds)})", path=path)
+        ds = ds["train"]
+    if len(ds) == 0:
+        raise InputError("the dataset has no rows", path=path)
+    for row, obj in enumerate(ds, start=1):
+        for k, v in obj.items():
+            _check_value(v, path, row, k)
+        yield row, dict(obj)
+
+
+def iter_rows(
+    path: str | Path, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Stream ``(line_or_row_number, row_dict)`` from JSONL, JSON, CSV, Parquet or a datasets folder.
+
+    Raises :class:`InputError` naming file, line and field for hostile input. Never writes.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError("does not exist", path=p)
+    fmt = detect_format(p)
+    if fmt == "jsonl":
+        yield from _iter_jsonl(p, max_line_bytes)
+    elif fmt == "json":
+        yield from _iter_json_array(p)
+    elif fmt == "csv":
+        yield from _iter_csv(p, max_line_bytes)
+    elif fmt == "parquet":
+        yield from _iter_parquet(p)
+    else:
+        yield from _iter_datasets(p)
+
+
+def resolve_field_map(task: str, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Canonical field -> input column, from the task defaults and ``--field NAME=COLUMN`` overrides."""
+    if task not in DEFAULT_FIELDS:
+        raise InputError(f"unknown task kind '{task}'", hint=f"use one of {', '.join(TASK_KINDS)}")
+    fmap = dict(DEFAULT_FIELDS[task])
+    for name, column in (overrides or {}).items():
+        if name not in fmap:
+            raise InputError(
+                f"--field {name}=...: '{name}' is not a field of task '{task}'",
+                hint=f"fields are {', '.join(sorted(fmap))}",
+            )
+        fmap[name] = column
+    return fmap
+
+
+def _as_text(value: Any, path: Path, line: int, column: str, *, required: bool) -> str | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise InputError("is missing or empty", path=path, line=line, field=column)
+        return None if value is None else value
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise InputError(f"must be a string, got {type(value).__name__}", path=path, line=line, field=column)
+    return str(value)
+
+
+def _messages(value: Any, path: Path, line: int, column: str) -> tuple[Message, ...]:
+    if isinstance(value, str):
+        try:
+            value = _DECODER.decode(value)  # CSV/Parquet may carry messages as a JSON string
+        except ValueError:
+            raise InputError(
+                "must be a list of {role, content} objects", path=path, line=line, field=column
+            ) from None
+    if not isinstance(value, list) or not value:
+        raise InputError(
+            "must be a non-empty list of {role, content} objects", path=path, line=line, field=column
+        )
+    out = []
+    for i, m in enumerate(value):
+        where = f"{column}.{i}"
+        if not isinstance(m, dict) or set(m) - {"role", "content", "name"} or "role" not in m:
+            raise InputError("must be an object with 'role' and 'content'", path=path, line=line, field=where)
+        role = m.get("role")
+        if role not in CHAT_ROLES:
+            raise InputError(
+                f"role {role!r} is not one of {list(CHAT_ROLES)}", path=path, line=line, field=f"{where}.role"
+            )
+        content = m.get("content")
+        if not isinstance(content, str) or not content.strip():
+            raise InputError("is missing or empty", path=path, line=line, field=f"{where}.content")
+        out.append(Message(role=role, content=content))
+    return tuple(out)
+
+
+def row_to_record(
+    row: Mapping[str, Any], task: str, field_map: Mapping[str, str], *, path: Path, line: int
+) -> Record:
+    """Normalize one input row; the ``id`` is the content hash of the task fields."""
+    fields: dict[str, Any] = {}
+    required = REQUIRED_FIELDS[task]
+    for name, column in field_map.items():
+        present = column in row
+        if name in required and not present:
+            raise InputError("is missing", path=path, line=line, field=column)
+        if not present:
+            continue
+        value = row[column]
+        if name == "messages":
+            fields[name] = _messages(value, path, line, column)
+        else:
+            fields[name] = _as_text(value, path, line, column, required=name in required)
+    mapped = set(field_map.values())
+    extra = {k: v for k, v in row.items() if k not in mapped}
+    rid = content_id(task, fields)
+    return Record(
+        id=rid,
+        task=task,  # type: ignore[arg-type]
+        extra=extra,
+        source=Source(file=path.name, line=line),
+        **{k: v for k, v in fields.items() if v is not None},
+    )
+
+
+def check_columns(path: Path, task: str, field_map: Mapping[str, str], first_row: Mapping[str, Any]) -> None:
+    """Fail early, with the columns found, when required columns are absent (e.g. a CSV header)."""
+    missing = [field_map[n] for n in REQUIRED_FIELDS[task] if field_map[n] not in first_row]
+    if missing:
+        raise InputError(
+            f"required column(s) {missing} not found; columns are {sorted(first_row)}",
+            path=path,
+            line=1,
+            hint="map them with --field NAME=COLUMN (e.g. --field label=category)",
+        )
+
+
+def read_records(
+    path: str | Path,
+    task: str,
+    *,
+    fields: Mapping[str, str] | None = None,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+) -> Iterator[Record]:
+    """Stream normalized :class:`Record` objects from any supported input."""
+    p = Path(path)
+    fmap = resolve_field_map(task, fields)
+    first = True
+    for line, row in iter_rows(p, max_line_bytes=max_line_bytes):
+        if first:
+            check_columns(p, task, fmap, row)
+            first = False
+        yield row_to_record(row, task, fmap, path=p, line=line)
+
+
+# ----------------------------------------------------------------------------------------------
+# Splits: tunegate's own JSONL of Records
+# ----------------------------------------------------------------------------------------------
+
+
+def write_records(path: str | Path, records: Iterable[Record]) -> Path:
+    """Write one canonical Record JSON per line, atomically (temp file + rename)."""
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as fh:
+        for r in records:
+            fh.write(r.to_json() + "\n")
+    return Path(path)
+
+
+def load_records(path: str | Path) -> list[Record]:
+    """Read a split written by :func:`write_records`."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError("does not exist", path=p, hint="run `tunegate prepare` first")
+    out = []
+    with open(p, encoding="utf-8") as fh:
+        for i, line in enumerate(fh, start=1):
+            try:
+                out.append(Record.model_validate_json(line))
+            except ValueError as exc:
+                raise InputError(f"is not a tunegate record ({type(exc).__name__})", path=p, line=i) from None
+    return out
+
+
+def records_digest(records: Sequence[Record]) -> str:
+    """sha256 over the record hashes in order: the digest of a split's content."""
+    return sha256_text("\n".join(record_hash(r) for r in records))

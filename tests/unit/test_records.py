@@ -1,0 +1,217 @@
+"""Ingest: every supported format, and every kind of hostile input named by file, line and field."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import json
+import tracemalloc
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tunegate.errors import InputError
+from tunegate.records import (
+    Record,
+    content_id,
+    iter_rows,
+    load_records,
+    read_records,
+    record_hash,
+    replace_texts,
+    text_fields,
+    write_records,
+)
+
+ROWS = [
+    {"text": "my card was declined", "label": "card_declined", "ticket": 1},
+    {"text": "where is my refund", "label": "refund"},
+]
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def _jsonl(tmp_path: Path, lines: list[str], name: str = "in.jsonl") -> Path:
+    return _write(tmp_path / name, ("\n".join(lines) + "\n").encode("utf-8"))
+
+
+def test_all_formats_give_the_same_ids(tmp_path: Path) -> None:
+    import datasets
+    import pandas as pd
+
+    jl = _jsonl(tmp_path, [json.dumps(r) for r in ROWS])
+    js = _write(tmp_path / "in.json", json.dumps(ROWS, indent=2).encode())
+    cs = tmp_path / "in.csv"
+    with open(cs, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=["text", "label"])
+        w.writeheader()
+        for r in ROWS:
+            w.writerow({"text": r["text"], "label": r["label"]})
+    pq = tmp_path / "in.parquet"
+    pd.DataFrame([{"text": r["text"], "label": r["label"]} for r in ROWS]).to_parquet(pq)
+    ds_dir = tmp_path / "ds"
+    datasets.Dataset.from_list([{"text": r["text"], "label": r["label"]} for r in ROWS]).save_to_disk(str(ds_dir))
+
+    ids = {}
+    for p in (jl, js, cs, pq, ds_dir):
+        recs = list(read_records(p, "classification"))
+        assert [r.label for r in recs] == ["card_declined", "refund"]
+        ids[p.name] = [r.id for r in recs]
+    assert len({tuple(v) for v in ids.values()}) == 1
+    assert ids["in.jsonl"][0] == content_id("classification", {"text": ROWS[0]["text"], "label": "card_declined"})
+    # Unmapped columns are kept in extra; the source names file and line.
+    first = next(read_records(jl, "classification"))
+    assert first.extra == {"ticket": 1} and first.source and first.source.line == 1
+    assert next(read_records(js, "classification")).source.line == 2  # type: ignore[union-attr]
+
+
+def test_instruction_and_chat_and_field_mapping(tmp_path: Path) -> None:
+    p = _jsonl(
+        tmp_path,
+        [
+            json.dumps({"q": "Summarize", "ctx": "a b c", "a": "abc"}),
+            json.dumps({"q": "Say hi", "a": "hi"}),
+        ],
+    )
+    recs = list(read_records(p, "instruction", fields={"instruction": "q", "input": "ctx", "output": "a"}))
+    assert recs[0].input == "a b c" and recs[1].input is None
+    chat = _jsonl(
+        tmp_path,
+        [json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]})],
+        "chat.jsonl",
+    )
+    (rec,) = read_records(chat, "chat")
+    assert rec.prompt_text() == "hi" and rec.target_text() == "hello"
+
+
+HOSTILE = {
+    "empty": (b"", None, None, "empty"),
+    "blank_line": (b'{"text":"a","label":"x"}\n\n{"text":"b","label":"y"}\n', 2, None, "blank"),
+    "bom": (codecs.BOM_UTF8 + b'{"text":"a","label":"x"}\n', 1, None, "byte-order mark"),
+    "utf16": ('{"text":"a","label":"x"}\n'.encode("utf-16"), 1, None, "UTF-16"),
+    "invalid_utf8": (b'{"text":"a","label":"x"}\n{"text":"\xff\xfe","label":"y"}\n', 2, None, "UTF-8"),
+    "lone_surrogate": (b'{"text":"a\\ud800b","label":"x"}\n', 1, "text", "surrogate"),
+    "nan": (b'{"text":"a","label":"x","score":NaN}\n', 1, None, "NaN"),
+    "infinity": (b'{"text":"a","label":"x","score":-Infinity}\n', 1, None, "Infinity"),
+    "duplicate_key": (b'{"text":"a","text":"b","label":"x"}\n', 1, None, "duplicate key 'text'"),
+    "not_object": (b'{"text":"a","label":"x"}\n["text","b"]\n', 2, None, "expected an object"),
+    "missing_field": (b'{"text":"a","label":"x"}\n{"text":"b"}\n', 2, "label", "missing"),
+    "empty_field": (b'{"text":"  ","label":"x"}\n', 1, "text", "empty"),
+    "wrong_type": (b'{"text":["a"],"label":"x"}\n', 1, "text", "must be a string"),
+    "broken_json": (b'{"text":"a","label":"x"\n', 1, None, "not valid JSON"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_jsonl_is_named_precisely(tmp_path: Path, case: str) -> None:
+    data, line, field, needle = HOSTILE[case]
+    p = _write(tmp_path / "bad.jsonl", data)
+    before = p.read_bytes()
+    with pytest.raises(InputError) as ei:
+        list(read_records(p, "classification"))
+    err = ei.value
+    assert err.path == str(p)
+    assert err.line == line
+    if field is not None:
+        assert err.field == field
+    assert needle.lower() in str(err).lower()
+    assert p.read_bytes() == before  # the input is never modified
+
+
+def test_line_over_cap(tmp_path: Path) -> None:
+    p = _jsonl(tmp_path, [json.dumps({"text": "a", "label": "x"}), json.dumps({"text": "b" * 5000, "label": "y"})])
+    with pytest.raises(InputError, match="line cap") as ei:
+        list(read_records(p, "classification", max_line_bytes=1000))
+    assert ei.value.line == 2
+
+
+def test_csv_wrong_columns_and_ragged_rows(tmp_path: Path) -> None:
+    p = _write(tmp_path / "b.csv", b"text,category\nhello,x\n")
+    with pytest.raises(InputError, match=r"required column\(s\) \['label'\] not found") as ei:
+        list(read_records(p, "classification"))
+    assert "--field" in str(ei.value)
+    assert [r.label for r in read_records(p, "classification", fields={"label": "category"})] == ["x"]
+    ragged = _write(tmp_path / "r.csv", b"text,label\nhello,x\nbye,y,z\n")
+    with pytest.raises(InputError, match="3 columns") as ei:
+        list(read_records(ragged, "classification"))
+    assert ei.value.line == 3
+
+
+def test_json_array_errors_name_the_line(tmp_path: Path) -> None:
+    p = _write(tmp_path / "a.json", b'[\n  {"text": "a", "label": "x"},\n  {"text": "b", "label": NaN}\n]')
+    with pytest.raises(InputError, match="NaN") as ei:
+        list(read_records(p, "classification"))
+    assert ei.value.line == 3
+    with pytest.raises(InputError, match="array"):
+        list(read_records(_write(tmp_path / "o.json", b'{"text": "a"}'), "classification"))
+
+
+def test_chat_roles_checked(tmp_path: Path) -> None:
+    p = _jsonl(tmp_path, [json.dumps({"messages": [{"role": "robot", "content": "x"}]})])
+    with pytest.raises(InputError, match="role 'robot'") as ei:
+        list(read_records(p, "chat"))
+    assert ei.value.field == "messages.0.role"
+
+
+def test_unknown_extension_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="unknown file type"):
+        list(iter_rows(_write(tmp_path / "x.txt", b"hi")))
+    with pytest.raises(InputError, match="does not exist"):
+        list(iter_rows(tmp_path / "nope.jsonl"))
+
+
+def test_write_and_load_roundtrip_is_byte_stable(tmp_path: Path) -> None:
+    recs = list(read_records(_jsonl(tmp_path, [json.dumps(r) for r in ROWS]), "classification"))
+    out = write_records(tmp_path / "split.jsonl", recs)
+    again = load_records(out)
+    assert again == recs
+    write_records(tmp_path / "split2.jsonl", again)
+    assert (tmp_path / "split2.jsonl").read_bytes() == out.read_bytes()
+    assert [record_hash(r) for r in again] == [record_hash(r) for r in recs]
+
+
+def test_replace_texts_keeps_id_and_structure() -> None:
+    rec = Record(
+        id="x",
+        task="chat",
+        messages=({"role": "user", "content": "I am Ann"}, {"role": "assistant", "content": "Hi Ann"}),  # type: ignore[arg-type]
+        extra={"note": "Ann's ticket", "n": 3},
+    )
+    paths = text_fields(rec)
+    assert sorted(paths) == ["extra.note", "messages.0.content", "messages.1.content"]
+    new = replace_texts(rec, {p: v.replace("Ann", "<PERSON_1>") for p, v in paths.items()})
+    assert new.id == "x" and new.messages[1].content == "Hi <PERSON_1>"  # type: ignore[index]
+    assert new.extra == {"note": "<PERSON_1>'s ticket", "n": 3}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.text(min_size=1).filter(lambda s: s.strip()), st.sampled_from(["a", "b"])), min_size=1, max_size=8))
+def test_jsonl_roundtrip_property(tmp_path_factory: pytest.TempPathFactory, rows: list[tuple[str, str]]) -> None:
+    d = tmp_path_factory.mktemp("prop")
+    lines = [json.dumps({"text": t, "label": lab}) for t, lab in rows]
+    p = _jsonl(d, lines)
+    recs = list(read_records(p, "classification"))
+    assert [(r.text, r.label) for r in recs] == rows
+    assert [r.id for r in recs] == [content_id("classification", {"text": t, "label": lab}) for t, lab in rows]
+
+
+@pytest.mark.slow
+def test_million_lines_stream_in_bounded_memory(tmp_path: Path) -> None:
+    p = tmp_path / "big.jsonl"
+    line = json.dumps({"text": "please reset my online banking password", "label": "password"}) + "\n"
+    with open(p, "w", encoding="utf-8") as fh:
+        for _ in range(10):
+            fh.write(line * 100_000)
+    tracemalloc.start()
+    n = 0
+    for _ in iter_rows(p):
+        n += 1
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert n == 1_000_000
+    assert peak < 16 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB while streaming"
