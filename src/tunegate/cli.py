@@ -49,7 +49,8 @@ for _module in (data_commands, pii_commands, training_commands, evaluation_comma
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: map tunegate errors to exit codes without tracebacks."""
     try:
-        app(args=argv, standalone_mode=False)
+        # standalone_mode=False *returns* the code of a typer.Exit instead of raising it.
+        rv = app(args=argv, standalone_mode=False)
     except TunegateError as exc:
         if os.environ.get("TUNEGATE_DEBUG"):
             raise
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
             exc.show()
             sys.exit(2)
         raise
-    sys.exit(0)
+    sys.exit(rv if isinstance(rv, int) else 0)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,224 @@
-"""CLI commands of tunegate.approval, registered on the main typer app by ``tunegate.cli``."""
+"""CLI commands of tunegate.approval, registered on the main typer app by ``tunegate.cli``.
+
+keygen, sign, verify, promote, report, annex-iv, and ``audit verify`` / ``audit checkpoint``.
+Exit codes: 0 ok, 1 the gate says no (not approved / refused), 2 bad input or an integrity failure.
+"""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import typer
+
+from tunegate.errors import ConfigError
+
+_POLICY = typer.Option(None, "--policy", help="Gate policy YAML (default: the shipped gates/default.yaml).")
+_RUN = typer.Option(None, "--run", help="Run id under WORKDIR/runs (default: the only run).")
+_APPROVERS = typer.Option(
+    None, "--approvers", help="Trusted reviewer public keys (default: approval.approvers_dir)."
+)
+
+
+def _policy(path: Path | None):  # type: ignore[no-untyped-def]
+    from tunegate.policy.schema import load_policy
+
+    return load_policy(path)
+
+
+def _passphrase(var: str | None) -> bytes | None:
+    if var is None:
+        return None
+    value = os.environ.get(var)
+    if not value:
+        raise ConfigError(f"environment variable {var} (--passphrase-env) is not set or empty")
+    return value.encode("utf-8")
 
 
 def register(app: typer.Typer) -> None:
     """Add this area's commands to ``app``."""
+
+    @app.command("keygen")
+    def keygen(
+        name: str = typer.Option(..., "--name", help="Reviewer name (letters, digits, . _ -)."),
+        out: Path = typer.Option(..., "--out", help="Directory for NAME.key (0600) and NAME.pub."),
+        passphrase_env: str = typer.Option(None, "--passphrase-env", help="Encrypt the key with $VAR."),
+        role: list[str] = typer.Option(["reviewer"], "--role", help="Role(s) recorded in NAME.pub."),
+    ) -> None:
+        """Create an Ed25519 reviewer key pair. Copy only NAME.pub into gates/approvers/."""
+        from tunegate.approval.keys import generate_keypair, load_public_key_file
+
+        priv, pub = generate_keypair(name, out, passphrase=_passphrase(passphrase_env), roles=tuple(role))
+        typer.echo(
+            f"private key: {priv} (keep it secret)\npublic key:  {pub}\nkey id:      "
+            f"{load_public_key_file(pub).key_id}"
+        )
+
+    @app.command("sign")
+    def sign(
+        workdir: Path = typer.Argument(..., help="The workdir."),
+        key: Path = typer.Option(..., "--key", help="Your private key (NAME.key)."),
+        decision: str = typer.Option(..., "--decision", help="approve or reject."),
+        run: str = _RUN,
+        comment: str = typer.Option(None, "--comment", help="A comment, signed with the decision."),
+        override_justification: str = typer.Option(
+            None, "--override-justification", help="Must equal the justification shown in the report."
+        ),
+        rollback: bool = typer.Option(False, "--rollback", help="Sign an explicit rollback (re-promotion)."),
+        registry: Path = typer.Option(None, "--registry", help="Registry the approval will be promoted to."),
+        name: str = typer.Option(None, "--name", help="Registry name (default: run.json 'name')."),
+        passphrase_env: str = typer.Option(None, "--passphrase-env", help="Key passphrase is in $VAR."),
+        policy: Path = _POLICY,
+        approvers: Path = _APPROVERS,
+    ) -> None:
+        """Sign your decision over every covered artifact (in-toto Statement v1 in DSSE)."""
+        from tunegate.approval.sign import sign_run
+
+        out = sign_run(
+            workdir,
+            key,
+            decision,  # type: ignore[arg-type]  # sign_run validates it
+            policy=_policy(policy),
+            run_id=run,
+            approvers_dir=approvers,
+            comment=comment,
+            override_justification=override_justification,
+            rollback=rollback,
+            registry=registry,
+            name=name,
+            passphrase=_passphrase(passphrase_env),
+        )
+        typer.echo(f"signed: {out}")
+
+    @app.command("verify")
+    def verify(
+        workdir: Path = typer.Argument(..., help="The workdir."),
+        run: str = _RUN,
+        registry: Path = typer.Option(None, "--registry", help="Also check against this registry's head."),
+        name: str = typer.Option(None, "--name", help="Registry name (default: run.json 'name')."),
+        policy: Path = _POLICY,
+        approvers: Path = _APPROVERS,
+    ) -> None:
+        """Re-hash all covered artifacts offline and check every approval."""
+        from tunegate.approval import artifacts
+        from tunegate.approval.sign import registry_head_digest, registry_name
+        from tunegate.approval.verify import verify_run
+
+        kwargs = {}
+        if registry is not None:
+            rid = artifacts.resolve_run(workdir, run)
+            kwargs["registry_head"] = registry_head_digest(registry, registry_name(workdir, rid, name))
+        res = verify_run(workdir, policy=_policy(policy), run_id=run, approvers_dir=approvers, **kwargs)
+        typer.echo(
+            f"run {res.run_id}: {res.subjects} covered files, {len(res.approvals)} signature(s) verified"
+        )
+        for a in res.approvals:
+            typer.echo(f"  {a.decision:7s} {a.reviewer} ({a.key_id[:16]}) seq {a.sequence} {a.time}")
+        if not res.approved:
+            from tunegate.approval.sign import ApprovalRefusedError
+
+            # a TunegateError, not typer.Exit: tunegate.cli.main maps it to exit 1 in every mode
+            raise ApprovalRefusedError(f"run {res.run_id} is not approved: " + "; ".join(res.reasons))
+        typer.echo(f"approved (approval digest {res.approval_digest})")
+
+    @app.command("promote")
+    def promote_cmd(
+        workdir: Path = typer.Argument(..., help="The workdir."),
+        registry: Path = typer.Option(..., "--registry", help="Registry directory."),
+        run: str = _RUN,
+        name: str = typer.Option(None, "--name", help="Registry name (default: run.json 'name')."),
+        merged: bool = typer.Option(False, "--merged", help="Also store the adapter merged into its base."),
+        policy: Path = _POLICY,
+        approvers: Path = _APPROVERS,
+    ) -> None:
+        """Verify and copy the approved adapter into an immutable, versioned registry entry."""
+        from tunegate.approval.promote import promote
+
+        e = promote(
+            workdir,
+            registry,
+            policy=_policy(policy),
+            run_id=run,
+            approvers_dir=approvers,
+            name=name,
+            merged=merged,
+        )
+        typer.echo(f"promoted {e.run_id} to {e.path} (version {e.version})")
+
+    @app.command("report")
+    def report(
+        workdir: Path = typer.Argument(..., help="The workdir."),
+        run: str = _RUN,
+        override_justification: str = typer.Option(
+            None,
+            "--override-justification",
+            help="Justification for approving a failed gate (shown, then signed).",
+        ),
+        policy: Path = _POLICY,
+    ) -> None:
+        """Render report.html (self-contained), report.pdf and report_evidence.json for a run."""
+        from tunegate.approval.report import write_report
+
+        out = write_report(
+            workdir, policy=_policy(policy), run_id=run, override_justification=override_justification
+        )
+        for k, p in out.items():
+            typer.echo(f"{k}: {p}")
+
+    @app.command("annex-iv")
+    def annex_iv(
+        workdir: Path = typer.Argument(..., help="The workdir."),
+        run: str = _RUN,
+        policy: Path = _POLICY,
+    ) -> None:
+        """Write EU AI Act Annex IV technical documentation (Markdown + PDF) for a run."""
+        from tunegate.approval.annex_iv import write_annex_iv
+
+        out = write_annex_iv(workdir, policy=_policy(policy), run_id=run)
+        for k, p in out.items():
+            typer.echo(f"{k}: {p}")
+
+    audit = typer.Typer(
+        help="The hash-chained audit ledger and its signed checkpoints.", no_args_is_help=True
+    )
+
+    @audit.command("verify")
+    def audit_verify(
+        workdir: Path = typer.Argument(..., help="The workdir."), policy: Path = _POLICY
+    ) -> None:
+        """Verify the ledger chain (first bad entry), every checkpoint and the approvals' checkpoints."""
+        from tunegate.approval.audit import audit_workdir
+
+        rep = audit_workdir(workdir, policy=_policy(policy))
+        typer.echo(
+            f"ledger: {rep.entries} entries, {rep.checkpoints} checkpoints, "
+            f"oldest entry {rep.oldest_entry_time}"
+        )
+        if not rep.ok:
+            from tunegate.errors import IntegrityError
+
+            first = f"first bad entry: {rep.first_bad}; " if rep.first_bad is not None else ""
+            raise IntegrityError(f"{workdir}: audit trail does not verify: {first}" + "; ".join(rep.problems))
+        from tunegate import ledger
+        from tunegate.approval.checkpoint import prunable_entries
+
+        days = _policy(policy).approval.retention_days
+        old = prunable_entries(ledger.read_entries(workdir), days)
+        typer.echo(
+            f"retention: {days} days; {old} entries are older and kept (tunegate never prunes the ledger)"
+        )
+        typer.echo("audit trail verified")
+
+    @audit.command("checkpoint")
+    def audit_checkpoint(
+        workdir: Path = typer.Argument(..., help="The workdir."),
+        stage: str = typer.Option("manual", "--stage", help="Stage name recorded in the checkpoint."),
+        policy: Path = _POLICY,
+    ) -> None:
+        """Sign the ledger head with the workdir key (authenticates the workdir, not a person)."""
+        from tunegate.approval.checkpoint import write_checkpoint
+
+        cp = write_checkpoint(workdir, stage, key_rel=_policy(policy).approval.checkpoint_key)
+        typer.echo(f"checkpoint: size {cp['size']} head {cp['head']} at {cp['time']}")
+
+    app.add_typer(audit, name="audit")

@@ -1,0 +1,294 @@
+"""``tunegate annex-iv``: EU AI Act (Regulation (EU) 2024/1689) Annex IV technical documentation.
+
+The document follows Annex IV points 1-9. Where the pipeline knows the answer (versions,
+compute, data provenance and digests, anonymization report, metrics, tests, change history from
+the ledger) it is filled from the run. Fields only people can write are read from
+``WORKDIR/annex_iv_human.yaml`` (see :data:`HUMAN_FIELDS`; a template is written on first run)
+and marked "HUMAN INPUT REQUIRED" while empty. When the policy says ``high_risk: true``, sign,
+verify and promote refuse approval while any human field is empty or a placeholder.
+
+Art. 12 (record-keeping) maps to the hash-chained ledger and its signed checkpoints; Art. 14
+(human oversight) maps to the signed approvals. The document names both with their digests.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tunegate import __version__, ledger
+from tunegate.approval import artifacts
+from tunegate.approval.checkpoint import latest_checkpoint, write_checkpoint
+from tunegate.errors import InputError
+from tunegate.policy.schema import GatePolicy
+from tunegate.provenance import atomic_write_bytes, atomic_write_text, sha256_file
+from tunegate.workdir import workdir_lock
+
+HUMAN_FILE = "annex_iv_human.yaml"
+#: field -> (Annex IV point, what to write)
+HUMAN_FIELDS: dict[str, tuple[str, str]] = {
+    "provider": ("1(a)", "Provider name and contact."),
+    "intended_purpose": (
+        "1(a)",
+        "Intended purpose of the system, the persons it is used on, its context of use.",
+    ),
+    "human_oversight_measures": (
+        "2(e), 3",
+        "Human oversight measures under Art. 14 beyond the signed approval.",
+    ),
+    "known_limitations": (
+        "3",
+        "Foreseeable unintended outcomes, risks to health, safety and fundamental rights.",
+    ),
+    "risk_management": ("5", "The Art. 9 risk management system, or a reference to it."),
+    "dpia_reference": ("2(d)", "Reference to the data protection impact assessment (GDPR Art. 35)."),
+    "legal_basis": ("2(d)", "Legal basis for processing the training data."),
+    "standards_applied": ("7", "Harmonised standards or other specifications applied."),
+    "declaration_of_conformity": ("8", "Reference to the EU declaration of conformity (Art. 47)."),
+    "post_market_monitoring": ("9", "The post-market monitoring plan (Art. 72)."),
+}
+PLACEHOLDER_RE = re.compile(
+    r"^\s*(|todo|tbd|tbc|n/?a|none|fill ?in.*|placeholder|xxx+|\?+|-+|<.*>|\[.*\])\s*$", re.IGNORECASE
+)
+MARK = "HUMAN INPUT REQUIRED"
+
+
+def human_template() -> str:
+    lines = [
+        "# EU AI Act Annex IV: fields only people can write. Replace every TODO.",
+        "# Read by: tunegate annex-iv WORKDIR; a high-risk policy refuses approval while one is TODO.",
+    ]
+    for k, (point, what) in HUMAN_FIELDS.items():
+        lines.append(f"# Annex IV {point}: {what}")
+        lines.append(f"{k}: TODO")
+    return "\n".join(lines) + "\n"
+
+
+def read_human_fields(workdir: str | Path) -> dict[str, str]:
+    p = Path(workdir) / HUMAN_FILE
+    if not p.is_file():
+        return {}
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise InputError("not valid YAML", path=p, line=mark.line + 1 if mark else None) from None
+    if not isinstance(data, dict):
+        raise InputError("expected a mapping of field: text", path=p)
+    unknown = sorted(set(map(str, data)) - set(HUMAN_FIELDS))
+    if unknown:
+        raise InputError(f"unknown field(s) {unknown}; expected {sorted(HUMAN_FIELDS)}", path=p)
+    return {str(k): "" if v is None else str(v) for k, v in data.items()}
+
+
+def is_placeholder(text: str | None) -> bool:
+    return text is None or bool(PLACEHOLDER_RE.match(text))
+
+
+def missing_human_fields(workdir: str | Path) -> list[str]:
+    fields = read_human_fields(workdir)
+    return [k for k in HUMAN_FIELDS if is_placeholder(fields.get(k))]
+
+
+def build_annex_iv(workdir: str | Path, run_id: str, policy: GatePolicy) -> dict[str, Any]:
+    """The document's content as data: points 1-9, each a list of (label, value, source)."""
+    wd = Path(workdir)
+    rd = artifacts.run_dir(wd, run_id)
+    run = artifacts.read_json(rd / "run.json") or {}
+    evidence = artifacts.read_json(rd / "evidence.json") or {}
+    decision = artifacts.read_json(rd / "decision.json") or {}
+    data_report = artifacts.read_json(wd / "data" / "data_report.json") or {}
+    human = read_human_fields(wd)
+    entries = ledger.read_entries(wd)
+    lrep = ledger.verify_ledger(wd)
+    cp = latest_checkpoint(wd)
+    approvals = sorted((rd / "approvals").glob("*.dsse.json")) if (rd / "approvals").is_dir() else []
+
+    def h(field: str) -> dict[str, Any]:
+        v = human.get(field)
+        return {
+            "label": field.replace("_", " "),
+            "value": v if not is_placeholder(v) else None,
+            "human": True,
+            "point": HUMAN_FIELDS[field][0],
+            "hint": HUMAN_FIELDS[field][1],
+        }
+
+    def a(label: str, value: Any) -> dict[str, Any]:
+        return {"label": label, "value": value, "human": False}
+
+    digests = {
+        rel: sha256_file(wd / rel)
+        for rel in artifacts.covered_files(wd, run_id)
+        if not rel.endswith(("annex_iv.md", "annex_iv.pdf"))
+    }
+    base = run.get("base_model") if isinstance(run, dict) else None
+    metrics = evidence.get("metrics") if isinstance(evidence, dict) else None
+    checks = decision.get("checks") if isinstance(decision, dict) else None
+    pts: list[dict[str, Any]] = [
+        {
+            "n": 1,
+            "title": "General description of the AI system",
+            "items": [
+                h("provider"),
+                h("intended_purpose"),
+                a("system version (run id)", run_id),
+                a("base model", base),
+                a("fine-tuning method", run.get("method")),
+                a("software versions", run.get("versions")),
+                a("tunegate version", __version__),
+                a("hardware / device", run.get("device")),
+            ],
+        },
+        {
+            "n": 2,
+            "title": "Elements of the AI system and its development process",
+            "items": [
+                a(
+                    "development steps (ledger stages)",
+                    [f"{e.get('seq')}: {e.get('stage')} @ {e.get('time')}" for e in entries],
+                ),
+                a("training configuration", artifacts.read_json(rd / "config.json")),
+                a("seed", run.get("seed")),
+                a(
+                    "compute: wall time (s), tokens/s, peak memory",
+                    {
+                        k: run.get(k)
+                        for k in ("wall_time_s", "tokens_per_s", "peak_memory", "peak_memory_bytes")
+                        if k in run
+                    },
+                ),
+                a("data provenance (sources, sha256, rows)", data_report.get("sources")),
+                a("data sizes", data_report.get("sizes")),
+                a("anonymization report (entity types and counts)", data_report.get("pii")),
+                a("data validation (Great Expectations)", data_report.get("gx")),
+                a("label agreement", data_report.get("agreement")),
+                a("hold-out manifest sha256", data_report.get("holdout_manifest_sha256")),
+                h("dpia_reference"),
+                h("legal_basis"),
+                h("human_oversight_measures"),
+                a("validation and testing: gate checks", checks),
+                a("artifact digests", digests),
+            ],
+        },
+        {
+            "n": 3,
+            "title": "Monitoring, functioning and control",
+            "items": [
+                a("performance: baseline vs tuned", metrics),
+                a("per-class F1", evidence.get("per_class_f1")),
+                a("regression tasks", evidence.get("regression")),
+                h("known_limitations"),
+            ],
+        },
+        {
+            "n": 4,
+            "title": "Appropriateness of the performance metrics",
+            "items": [
+                a(
+                    "metrics and thresholds (policy)",
+                    {
+                        "policy": policy.name,
+                        "digest": policy.digest(),
+                        "evaluation": policy.evaluation.model_dump(mode="json"),
+                        "checks": policy.checks.model_dump(mode="json"),
+                    },
+                ),
+                a("gate decision", {"passed": decision.get("passed"), "reasons": decision.get("reasons")}),
+            ],
+        },
+        {"n": 5, "title": "Risk management system (Art. 9)", "items": [h("risk_management")]},
+        {
+            "n": 6,
+            "title": "Relevant changes through the lifecycle",
+            "items": [
+                a(
+                    "change history (ledger)",
+                    f"{len(entries)} entries, head {lrep.head}, chain "
+                    f"{'verified' if lrep.ok else 'BROKEN: ' + str(lrep.reason)}",
+                ),
+                a("git", run.get("git")),
+            ],
+        },
+        {"n": 7, "title": "Harmonised standards applied", "items": [h("standards_applied")]},
+        {"n": 8, "title": "EU declaration of conformity", "items": [h("declaration_of_conformity")]},
+        {"n": 9, "title": "Post-market monitoring (Art. 72)", "items": [h("post_market_monitoring")]},
+    ]
+    art = {
+        "art12": {
+            "ledger": ledger.LEDGER_REL.as_posix(),
+            "entries": len(entries),
+            "head": lrep.head,
+            "chain_ok": lrep.ok,
+            "latest_checkpoint": {k: cp[k] for k in ("size", "head", "time", "key_id")} if cp else None,
+        },
+        "art14": {
+            "approvals": [{"file": p.name, "sha256": sha256_file(p)} for p in approvals],
+            "min_approvals": policy.approval.min_approvals,
+            "separation_of_duties": policy.approval.separation_of_duties,
+        },
+    }
+    missing = [k for k in HUMAN_FIELDS if is_placeholder(human.get(k))]
+    return {
+        "run_id": run_id,
+        "high_risk": policy.high_risk,
+        "points": pts,
+        "articles": art,
+        "missing_human_fields": missing,
+        "mark": MARK,
+        "human_file": HUMAN_FILE,
+    }
+
+
+def write_annex_iv(workdir: str | Path, *, policy: GatePolicy, run_id: str | None = None) -> dict[str, Path]:
+    """Write ``runs/<id>/annex_iv.md`` and ``annex_iv.pdf`` (and the human-field template if absent)."""
+    wd = Path(workdir)
+    rid = artifacts.resolve_run(wd, run_id)
+    with workdir_lock(wd, stage="annex-iv"):
+        return _write_annex_iv(wd, rid, policy)
+
+
+def _write_annex_iv(wd: Path, rid: str, policy: GatePolicy) -> dict[str, Path]:
+    import jinja2
+
+    from tunegate.approval.report import render_pdf
+
+    hf = wd / HUMAN_FILE
+    if not hf.exists():
+        atomic_write_text(hf, human_template())
+    doc = build_annex_iv(wd, rid, policy)
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("tunegate", "templates"),
+        autoescape=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["yamlish"] = lambda v: yaml.safe_dump(
+        v, sort_keys=True, allow_unicode=True, width=100
+    ).strip()
+    md = env.get_template("annex_iv.md.j2").render(doc=doc)
+    html_env = jinja2.Environment(
+        loader=jinja2.PackageLoader("tunegate", "templates"),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    html_env.filters["yamlish"] = env.filters["yamlish"]
+    html = html_env.get_template("annex_iv.html.j2").render(doc=doc)
+    rd = artifacts.run_dir(wd, rid)
+    out = {
+        "markdown": atomic_write_text(rd / "annex_iv.md", md),
+        "pdf": atomic_write_bytes(rd / "annex_iv.pdf", render_pdf(html)),
+    }
+    ledger.append_event(
+        wd,
+        "annex-iv",
+        outputs={p.relative_to(wd).as_posix(): sha256_file(p) for p in out.values()},
+        config_digest=policy.digest(),
+        details={"run_id": rid, "missing_human_fields": doc["missing_human_fields"]},
+    )
+    write_checkpoint(wd, "annex-iv", key_rel=policy.approval.checkpoint_key)
+    return out

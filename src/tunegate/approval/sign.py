@@ -1,0 +1,266 @@
+"""``tunegate sign``: a reviewer's decision as an in-toto Statement v1 in a DSSE envelope.
+
+The statement's subjects are the sha256 digests of every covered artifact (see
+:mod:`tunegate.approval.artifacts`); the predicate binds the run id, the decision, who signed
+(name and key id), when, a per-run sequence number, the digest of the approval bundle last
+promoted to the registry (replay protection), the latest signed ledger checkpoint (truncation
+detection), and the comment / override justification. Envelopes are written to
+``runs/<id>/approvals/<seq>-<keyid16>.dsse.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from filelock import FileLock
+
+from tunegate import __version__, ledger
+from tunegate.approval import artifacts
+from tunegate.approval.checkpoint import write_checkpoint
+from tunegate.approval.dsse import STATEMENT_TYPE, sign_envelope
+from tunegate.approval.keys import find_reviewer_for_key, load_private_key
+from tunegate.errors import ConfigError, InputError, TunegateError
+from tunegate.policy.schema import DEFAULT_POLICY_PATH, GatePolicy
+from tunegate.provenance import atomic_write_text, canonical_json, sha256_file
+from tunegate.workdir import workdir_lock
+
+PREDICATE_TYPE = "https://tunegate.dev/attestation/approval/v1"
+PREDICATE_FIELDS = frozenset(
+    {
+        "run_id",
+        "decision",
+        "reviewer",
+        "key_id",
+        "time",
+        "sequence",
+        "previous_promoted_approval",
+        "checkpoint",
+        "comment",
+        "override_justification",
+        "rollback",
+        "gate_passed",
+        "policy_digest",
+        "tunegate_version",
+    }
+)
+STATEMENT_FIELDS = frozenset({"_type", "subject", "predicateType", "predicate"})
+Decision = Literal["approve", "reject"]
+OVERRIDE_FILE = "override.json"
+
+
+class ApprovalRefusedError(TunegateError):
+    """The gate refuses an approval (failed gate without permitted override, high-risk docs missing…).
+
+    Exits 1 like a failed gate: the input is fine, the answer is no.
+    """
+
+    exit_code = 1
+
+
+def approvals_dir(workdir: str | Path, run_id: str) -> Path:
+    return artifacts.run_dir(workdir, run_id) / "approvals"
+
+
+def resolve_approvers_dir(policy: GatePolicy, override: str | Path | None = None) -> Path:
+    """``--approvers`` if given; else ``approval.approvers_dir`` against the cwd, then the checkout."""
+    if override is not None:
+        return Path(override)
+    p = Path(policy.approval.approvers_dir)
+    if p.is_absolute() or p.exists():
+        return p
+    return DEFAULT_POLICY_PATH.parents[1] / p
+
+
+def read_override(workdir: str | Path, run_id: str) -> str | None:
+    """The failed-gate override justification rendered into the report, if any."""
+    data = artifacts.read_json(artifacts.run_dir(workdir, run_id) / OVERRIDE_FILE)
+    if data is None:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("justification"), str):
+        raise InputError(
+            "expected {'justification': str}", path=artifacts.run_dir(workdir, run_id) / OVERRIDE_FILE
+        )
+    return str(data["justification"])
+
+
+def gate_passed(workdir: str | Path, run_id: str) -> bool:
+    dec = artifacts.read_json(artifacts.run_dir(workdir, run_id) / "decision.json", required=True)
+    if not isinstance(dec, dict) or not isinstance(dec.get("passed"), bool):
+        raise InputError(
+            "'passed' must be true or false",
+            path=artifacts.run_dir(workdir, run_id) / "decision.json",
+            field="passed",
+        )
+    return bool(dec["passed"])
+
+
+def registry_head_digest(registry: str | Path | None, name: str) -> str | None:
+    """Approval digest of the registry's current head for ``name`` (``None``: nothing promoted yet)."""
+    if registry is None:
+        return None
+    head = Path(registry) / name / "HEAD.json"
+    if not head.is_file():
+        return None
+    data = json.loads(head.read_text(encoding="utf-8"))
+    return str(data["approval_digest"])
+
+
+def registry_name(workdir: str | Path, run_id: str, name: str | None = None) -> str:
+    if name:
+        return name
+    run = artifacts.read_json(artifacts.run_dir(workdir, run_id) / "run.json") or {}
+    n = run.get("name") if isinstance(run, dict) else None
+    return str(n) if isinstance(n, str) and n else "tunegate-model"
+
+
+def check_approvable(workdir: Path, run_id: str, policy: GatePolicy, override: str | None) -> None:
+    """Refusals that apply before any reviewer may approve (shared by sign, verify and promote)."""
+    from tunegate.approval.annex_iv import missing_human_fields
+
+    missing = artifacts.missing_required(workdir, run_id)
+    if missing:
+        raise ApprovalRefusedError(
+            f"run {run_id}: required artifacts are missing: {', '.join(missing)}",
+            hint="run the earlier stages and `tunegate report` first",
+        )
+    if not gate_passed(workdir, run_id):
+        if not policy.approval.allow_override_of_failed_gate:
+            raise ApprovalRefusedError(
+                f"run {run_id}: the gate decision failed and the policy does not allow approving a failed "
+                "gate (approval.allow_override_of_failed_gate: false)"
+            )
+        if not override or not override.strip():
+            raise ApprovalRefusedError(
+                f"run {run_id}: the gate failed; approving it needs a written justification shown in the "
+                "report",
+                hint="tunegate report WORKDIR --override-justification TEXT, then sign again",
+            )
+    if policy.high_risk:
+        empty = missing_human_fields(workdir)
+        if empty:
+            raise ApprovalRefusedError(
+                f"high-risk system: Annex IV human-only fields are empty or placeholders: {', '.join(empty)}",
+                hint=f"fill in {workdir / 'annex_iv_human.yaml'}, re-run `tunegate annex-iv` and `report`",
+            )
+
+
+def sign_run(
+    workdir: str | Path,
+    key_path: str | Path,
+    decision: Decision,
+    *,
+    policy: GatePolicy,
+    run_id: str | None = None,
+    approvers_dir: str | Path | None = None,
+    comment: str | None = None,
+    override_justification: str | None = None,
+    rollback: bool = False,
+    registry: str | Path | None = None,
+    name: str | None = None,
+    passphrase: bytes | None = None,
+) -> Path:
+    """Sign the run's covered artifacts with a reviewer key; return the envelope path."""
+    wd = Path(workdir)
+    rid = artifacts.resolve_run(wd, run_id)
+    # reviewers may sign one after another; a running stage (training, report) is waited for
+    with workdir_lock(wd, stage="sign", timeout=60):
+        return _sign_locked(
+            wd,
+            rid,
+            key_path,
+            decision,
+            policy,
+            approvers_dir,
+            comment,
+            override_justification,
+            rollback,
+            registry,
+            name,
+            passphrase,
+        )
+
+
+def _sign_locked(
+    wd: Path,
+    rid: str,
+    key_path: str | Path,
+    decision: Decision,
+    policy: GatePolicy,
+    approvers_dir: str | Path | None,
+    comment: str | None,
+    override_justification: str | None,
+    rollback: bool,
+    registry: str | Path | None,
+    name: str | None,
+    passphrase: bytes | None,
+) -> Path:
+    if decision not in ("approve", "reject"):
+        raise ConfigError(
+            f"The 'decision' parameter of sign must be 'approve' or 'reject'. Got {decision!r} instead."
+        )
+    key = load_private_key(key_path, passphrase)
+    reviewer, kid = find_reviewer_for_key(key, Path(key_path), resolve_approvers_dir(policy, approvers_dir))
+    shown = read_override(wd, rid)
+    if override_justification is not None and shown is not None and override_justification != shown:
+        raise ApprovalRefusedError(
+            "--override-justification differs from the justification shown in the report (override.json)",
+            hint="sign without --override-justification to sign the shown text, or re-render the report",
+        )
+    if override_justification is not None and shown is None:
+        raise ApprovalRefusedError(
+            "an override justification must be shown in the report before it is signed",
+            hint="tunegate report WORKDIR --override-justification TEXT",
+        )
+    justification = shown
+    missing = artifacts.missing_required(wd, rid)
+    if missing:  # never sign a run whose required artifacts are missing, whatever the decision
+        raise ApprovalRefusedError(f"run {rid}: required artifacts are missing: {', '.join(missing)}")
+    if decision == "approve":
+        check_approvable(wd, rid, policy, justification)
+    passed = gate_passed(wd, rid)
+    ckpt_rel = policy.approval.checkpoint_key
+    adir = approvals_dir(wd, rid)
+    adir.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(adir / ".sign.lock"), timeout=30):
+        checkpoint = write_checkpoint(wd, "sign", key_rel=ckpt_rel)
+        seq = len(list(adir.glob("*.dsse.json"))) + 1
+        predicate: dict[str, Any] = {
+            "run_id": rid,
+            "decision": decision,
+            "reviewer": reviewer,
+            "key_id": kid,
+            "time": ledger.now_utc(),
+            "sequence": seq,
+            "previous_promoted_approval": registry_head_digest(registry, registry_name(wd, rid, name)),
+            "checkpoint": checkpoint,
+            "comment": comment,
+            "override_justification": justification if not passed and decision == "approve" else None,
+            "rollback": bool(rollback),
+            "gate_passed": passed,
+            "policy_digest": policy.digest(),
+            "tunegate_version": __version__,
+        }
+        statement = {
+            "_type": STATEMENT_TYPE,
+            "subject": artifacts.subjects(wd, rid),
+            "predicateType": PREDICATE_TYPE,
+            "predicate": predicate,
+        }
+        envelope = sign_envelope(statement, key, kid)
+        out = adir / f"{seq:04d}-{kid[:16]}.dsse.json"
+        if out.exists():
+            raise ConfigError(f"{out} already exists")
+        atomic_write_text(out, canonical_json(envelope) + "\n")
+        os.chmod(out, 0o444)
+    ledger.append_event(
+        wd,
+        "sign",
+        outputs={out.relative_to(wd).as_posix(): sha256_file(out)},
+        config_digest=policy.digest(),
+        details={"run_id": rid, "decision": decision, "reviewer": reviewer, "key_id": kid, "sequence": seq},
+    )
+    write_checkpoint(wd, "sign", key_rel=ckpt_rel)
+    return out

@@ -1,0 +1,106 @@
+"""The approval report in headless Chromium: it renders, its plots load, and it requests nothing.
+
+Needs Debian's ``chromium`` (``apt-get install -y chromium poppler-utils``); skips with a reason
+when it is absent. Reuses the synthetic workdir generator of the approval unit tests.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "approval"))
+from approval_fixtures import make_policy, write_data, write_run
+
+from tunegate.approval.report import write_report
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        CHROMIUM is None, reason="headless chromium is not installed (apt-get install chromium)"
+    ),
+]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--hide-scrollbars",
+    "--disable-features=NetworkTimeServiceQuerying,OptimizationHints,MediaRouter",
+]
+BROWSER_INTERNAL = re.compile(r"^https?://([a-z0-9-]+\.)*(googleapis\.com|google\.com|gvt1\.com)/")
+PROBE = """<script>
+window.addEventListener('load', () => {
+  const imgs = Array.from(document.images);
+  document.body.setAttribute('data-images', imgs.length);
+  document.body.setAttribute('data-loaded', imgs.filter(i => i.complete && i.naturalWidth > 0).length);
+});
+</script>"""
+
+
+def _chromium(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    profile = tmp / f"profile-{len(list(tmp.glob('profile-*')))}"
+    return subprocess.run(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *args],  # type: ignore[list-item]
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("browser")
+    wd = root / "wd"
+    write_data(wd)
+    write_run(wd, "run-a")
+    (root / "approvers").mkdir()
+    write_report(wd, policy=make_policy(root / "approvers"), run_id="run-a")
+    return wd / "runs/run-a/report.html"
+
+
+def test_renders_screenshot_and_makes_no_request(report: Path, tmp_path: Path) -> None:
+    shot, netlog = tmp_path / "shot.png", tmp_path / "net.json"
+    res = _chromium(
+        tmp_path,
+        f"--screenshot={shot}",
+        "--window-size=1200,2400",
+        f"--log-net-log={netlog}",
+        report.as_uri(),
+    )
+    assert shot.is_file() and shot.stat().st_size > 20_000, res.stderr[-2000:]
+    assert shot.read_bytes().startswith(b"\x89PNG")
+    text = netlog.read_text().rstrip().rstrip(",")
+    log = json.loads(text if text.endswith("}") else text + "]}")
+    # the net log records every URL requested (by the page or the browser): nothing may go out
+    urls = {
+        e["params"]["url"]
+        for e in log["events"]
+        if isinstance(e.get("params"), dict) and isinstance(e["params"].get("url"), str)
+    }
+    # Chromium's own updater/time pings (it is offline here anyway) are not requests of the page
+    page = {u for u in urls if not BROWSER_INTERNAL.match(u)}
+    assert not {u for u in page if not u.startswith(("file://", "data:"))}, page
+
+
+def test_dom_has_sections_and_plots_load(report: Path, tmp_path: Path) -> None:
+    probe = tmp_path / "probe.html"
+    html = report.read_text()
+    html = html.replace("style-src 'unsafe-inline'", "style-src 'unsafe-inline'; script-src 'unsafe-inline'")
+    probe.write_text(html.replace("</body>", PROBE + "</body>"))
+    res = _chromium(tmp_path, "--dump-dom", "--virtual-time-budget=5000", probe.as_uri())
+    dom = res.stdout
+    for s in ("data-card", "split-manifest", "training-config", "metrics", "confusion-matrix", "decision"):
+        assert f'id="{s}"' in dom, res.stderr[-2000:]
+    assert 'data-images="3"' in dom and 'data-loaded="3"' in dom

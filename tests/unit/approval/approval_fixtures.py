@@ -1,0 +1,217 @@
+"""A realistic, synthetic workdir (every stage's outputs) and test reviewer keys, made at test time.
+
+The producers of these files are other stages; this generator writes plausible content in their
+documented shapes so approval tests do not depend on them. Canary PII values are planted in the
+raw data files (and in an evidence field the report must not render); tests assert they never
+reach the ledger, the report or the signatures. Private keys are generated into tmp dirs, never
+committed.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tunegate import ledger
+from tunegate.approval.checkpoint import write_checkpoint
+from tunegate.policy.schema import GatePolicy, policy_from_mapping
+from tunegate.provenance import atomic_write_json, sha256_file, sha256_text
+
+CANARIES = (
+    "Zebulon Quartzfeather",
+    "zq-canary-4417@example.org",
+    "+44 7700 900417",
+    "GB82WEST12345698765432",
+)
+LABELS = ["card_arrival", "card_linking", "exchange_rate", "lost_or_stolen_card"]
+
+
+@dataclass(frozen=True)
+class Reviewers:
+    approvers: Path
+    keys: dict[str, Path]
+
+
+def _records(n: int, seed: int) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        label = rng.choice(LABELS)
+        text = f"my card question number {i} about {label.replace('_', ' ')}"
+        if i == 0:
+            text = f"I am {CANARIES[0]}, mail {CANARIES[1]}, phone {CANARIES[2]}, iban {CANARIES[3]}"
+        out.append({"id": sha256_text(text), "task": "classification", "text": text, "label": label})
+    return out
+
+
+def write_run(wd: Path, run_id: str, *, passed: bool = True, operator: str | None = "trainer") -> None:
+    """runs/<run_id>/ as training, evaluation and the gate decision would leave it."""
+    rd = wd / "runs" / run_id
+    (rd / "adapter").mkdir(parents=True, exist_ok=True)
+    rng = random.Random(run_id)
+    (rd / "adapter" / "adapter_model.safetensors").write_bytes(bytes(rng.getrandbits(8) for _ in range(4096)))
+    atomic_write_json(
+        rd / "adapter" / "adapter_config.json",
+        {
+            "peft_type": "LORA",
+            "r": 8,
+            "lora_alpha": 16,
+            "target_modules": ["q_proj", "v_proj"],
+            "base_model_name_or_path": "stories260k",
+            "task_type": "CAUSAL_LM",
+        },
+    )
+    (rd / "adapter" / "README.md").write_text(f"adapter of {run_id}\n")
+    config = {
+        "method": "lora",
+        "task": "classification",
+        "lr": 2e-4,
+        "epochs": 1,
+        "batch_size": 8,
+        "lora": {"r": 8, "alpha": 16, "dropout": 0.05},
+        "seed": 13,
+    }
+    atomic_write_json(rd / "config.json", config)
+    run: dict[str, Any] = {
+        "run_id": run_id,
+        "name": "banking77-intent",
+        "method": "lora",
+        "task": "classification",
+        "base_model": {"path": "/work/shared/models/stories260k", "sha256": "ab" * 32},
+        "config": config,
+        "seed": 13,
+        "versions": {"torch": "2.13.0", "peft": "0.21.0"},
+        "git": {"sha": "0" * 40, "dirty": False},
+        "device": "cpu",
+        "wall_time_s": 12.5,
+        "tokens_per_s": 4100.0,
+        "peak_memory_bytes": 512_000_000,
+        "vram_plan": {"weights_gb": 0.001, "optimizer_gb": 0.0005, "activations_gb": 0.01, "fits": True},
+        "loss_curve": [{"step": s, "loss": 3.0 * (0.93**s)} for s in range(1, 31)],
+    }
+    if operator is not None:
+        run["operator"] = operator
+    atomic_write_json(rd / "run.json", run)
+    cm = [[9, 1, 0, 0], [1, 8, 1, 0], [0, 0, 10, 0], [0, 1, 0, 9]]
+    evidence = {
+        "metrics": {
+            "macro_f1": {
+                "baseline": {"value": 0.41, "ci": [0.35, 0.47]},
+                "tuned": {"value": 0.88, "ci": [0.83, 0.92]},
+                "delta": {"value": 0.47, "ci": [0.40, 0.54]},
+            },
+            "accuracy": {
+                "baseline": {"value": 0.45, "ci": [0.39, 0.51]},
+                "tuned": {"value": 0.90, "ci": [0.86, 0.94]},
+            },
+        },
+        "per_class_f1": {lab: round(0.8 + 0.03 * i, 3) for i, lab in enumerate(LABELS)},
+        "confusion_matrix": {"labels": LABELS, "matrix": cm},
+        "regression": [
+            {"task": "piqa", "baseline": 0.52, "tuned": 0.51, "delta": -0.01, "limit": -0.03, "passed": True}
+        ],
+        "intruder_dimensions": {"count": 0, "max_cosine": 0.12},
+        "human_eval": {"raters": 2, "items": 20, "win_rate": 0.7, "kappa": 0.61},
+        "samples": [{"text": CANARIES[0], "prediction": "card_arrival"}],
+    }
+    atomic_write_json(rd / "evidence.json", evidence)
+    checks = [
+        {
+            "name": "min_improvement",
+            "passed": passed,
+            "figures": {"delta": 0.47 if passed else 0.01, "min": 0.05},
+            "reason": "improved" if passed else "improvement 0.01 below 0.05",
+        },
+        {
+            "name": "no_regression",
+            "passed": True,
+            "figures": {"worst_delta": -0.01, "limit": -0.03},
+            "reason": "ok",
+        },
+    ]
+    atomic_write_json(
+        rd / "decision.json",
+        {
+            "passed": passed,
+            "checks": checks,
+            "reasons": [] if passed else ["min_improvement failed"],
+            "policy_digest": "cd" * 32,
+            "evidence_digest": sha256_file(rd / "evidence.json"),
+        },
+    )
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(3, 3))
+    ax.imshow(cm)
+    fig.savefig(rd / "confusion_matrix.png", format="png", metadata={"Software": None})
+    plt.close(fig)
+    for stage in ("train", "evaluate", "decide"):
+        ledger.append_event(
+            wd,
+            stage,
+            outputs={f"runs/{run_id}/run.json": sha256_file(rd / "run.json")},
+            details={"run_id": run_id},
+        )
+        write_checkpoint(wd, stage)
+
+
+def write_data(wd: Path) -> None:
+    d = wd / "data"
+    d.mkdir(parents=True, exist_ok=True)
+    for split, n, seed in (("train", 40, 1), ("validation", 10, 2), ("holdout", 12, 3)):
+        with open(d / f"{split}.jsonl", "w", encoding="utf-8") as fh:
+            for r in _records(n, seed):
+                fh.write(json.dumps(r, sort_keys=True) + "\n")
+    holdout = d / "holdout.jsonl"
+    atomic_write_json(
+        d / "holdout.manifest.json",
+        {
+            "count": 12,
+            "sha256": sha256_file(holdout),
+            "seed": 3,
+            "record_ids": [r["id"] for r in _records(12, 3)],
+            "frozen_at": "2026-11-23T10:00:00Z",
+        },
+    )
+    atomic_write_json(
+        d / "data_report.json",
+        {
+            "verdict": "pass",
+            "checks": [
+                {
+                    "name": "min_rows",
+                    "passed": True,
+                    "figures": {"rows": 62, "min": 50},
+                    "message": "ok",
+                    "severity": "error",
+                }
+            ],
+            "pii": {
+                "counts": {"PERSON": 3, "EMAIL_ADDRESS": 1, "PHONE_NUMBER": 1, "IBAN_CODE": 1},
+                "residual": 0,
+                "regex_only": False,
+                "model": "en_core_web_sm",
+            },
+            "sizes": {"train": 40, "validation": 10, "holdout": 12},
+            "gx": {"success": True, "evaluated_expectations": 7, "successful_expectations": 7},
+            "agreement": {"kappa": 0.81, "items": 20},
+            "holdout_manifest_sha256": sha256_file(d / "holdout.manifest.json"),
+            "policy_digest": "cd" * 32,
+            "sources": [{"file": "banking77.jsonl", "sha256": "ef" * 32, "rows": 62}],
+        },
+    )
+    ledger.append_event(
+        wd, "prepare", outputs={"data/holdout.manifest.json": sha256_file(d / "holdout.manifest.json")}
+    )
+    write_checkpoint(wd, "prepare")
+
+
+def make_policy(approvers: Path, **approval: Any) -> GatePolicy:
+    top = {k: approval.pop(k) for k in ("high_risk",) if k in approval}
+    return policy_from_mapping({**top, "approval": {"approvers_dir": str(approvers), **approval}})

@@ -1,0 +1,65 @@
+"""Fixtures of the approval tests; the workdir generator lives in ``approval_fixtures.py``."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from approval_fixtures import Reviewers, make_policy, write_data, write_run
+
+from tunegate.approval.keys import generate_keypair
+from tunegate.policy.schema import GatePolicy
+
+
+@pytest.fixture(scope="session")
+def reviewers(tmp_path_factory: pytest.TempPathFactory) -> Reviewers:
+    root = tmp_path_factory.mktemp("reviewers")
+    approvers, keys_dir = root / "approvers", root / "keys"
+    approvers.mkdir()
+    keys: dict[str, Path] = {}
+    for name, roles in (
+        ("alice", ("reviewer",)),
+        ("bob", ("reviewer",)),
+        ("trainer", ("reviewer",)),
+        ("carol", ("auditor",)),
+    ):
+        priv, pub = generate_keypair(name, keys_dir, roles=roles)
+        shutil.copy(pub, approvers / pub.name)
+        keys[name] = priv
+    priv, _ = generate_keypair("mallory", keys_dir)  # never trusted
+    keys["mallory"] = priv
+    return Reviewers(approvers, keys)
+
+
+@pytest.fixture(scope="session")
+def _reported_template(tmp_path_factory: pytest.TempPathFactory, reviewers: Reviewers) -> Path:
+    """Two runs (run-a passes, run-b fails its gate), both reported: built once, copied per test."""
+    from tunegate.approval.report import write_report
+
+    wd = tmp_path_factory.mktemp("template") / "wd"
+    write_data(wd)
+    write_run(wd, "run-a", passed=True)
+    write_run(wd, "run-b", passed=False)
+    policy = make_policy(reviewers.approvers)
+    write_report(wd, policy=policy, run_id="run-a")
+    write_report(wd, policy=policy, run_id="run-b")
+    return wd
+
+
+@pytest.fixture()
+def workdir(tmp_path: Path, _reported_template: Path) -> Path:
+    dst = tmp_path / "wd"
+    shutil.copytree(_reported_template, dst)
+    return dst
+
+
+@pytest.fixture()
+def policy(reviewers: Reviewers) -> GatePolicy:
+    return make_policy(reviewers.approvers)
+
+
+@pytest.fixture()
+def policy_factory(reviewers: Reviewers) -> Callable[..., GatePolicy]:
+    return lambda **kw: make_policy(reviewers.approvers, **kw)
