@@ -1,0 +1,167 @@
+"""The hold-out never reaches the optimizer; an adapter never loads onto a different base;
+a crashed run resumes to exactly the result of an uninterrupted one."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import classification, instruction
+
+from tunegate.errors import IntegrityError, LeakageError
+from tunegate.ledger import read_entries, verify_ledger
+from tunegate.training.config import TrainConfig
+from tunegate.training.model_io import load_run_model, merge_run
+from tunegate.training.train import train_run
+
+TINY = TrainConfig.model_validate(
+    {"max_steps": 4, "batch_size": 8, "eval_steps": 2, "max_seq_len": 96, "lora": {"rank": 4}}
+)
+
+
+def test_holdout_record_in_train_is_refused(tiny_llama: Path, make_workdir) -> None:
+    hold = [instruction(i) for i in range(32, 40)]
+    wd = make_workdir([instruction(i) for i in range(24)] + [hold[3]], [instruction(30)], hold)
+    with pytest.raises(LeakageError, match="in the frozen hold-out"):
+        train_run(wd, model=str(tiny_llama), method="lora", config=TINY, progress=False)
+    assert not (wd / "runs").exists()  # refused before anything was created
+
+
+def test_holdout_record_in_validation_is_refused(tiny_llama: Path, make_workdir) -> None:
+    hold = [instruction(i) for i in range(32, 40)]
+    wd = make_workdir([instruction(i) for i in range(24)], [hold[0]], hold)
+    with pytest.raises(LeakageError):
+        train_run(wd, model=str(tiny_llama), method="lora", config=TINY, progress=False)
+
+
+def test_tampered_holdout_is_refused(tiny_llama: Path, instruction_workdir: Path) -> None:
+    path = instruction_workdir / "data" / "holdout.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:-1]))  # a hold-out record removed
+    with pytest.raises(IntegrityError, match="removed"):
+        train_run(instruction_workdir, model=str(tiny_llama), method="lora", config=TINY, progress=False)
+
+
+def test_base_digest_mismatch_is_caught(tiny_llama: Path, instruction_workdir: Path, tmp_path: Path) -> None:
+    base = tmp_path / "base"
+    shutil.copytree(tiny_llama, base)
+    res = train_run(instruction_workdir, model=str(base), method="lora", config=TINY, progress=False)
+    recorded = json.loads((res.run_dir / "run.json").read_text())["base_model"]["digest"]
+    load_run_model(res.run_dir)  # the same base loads
+    from transformers import AutoModelForCausalLM
+
+    m = AutoModelForCausalLM.from_pretrained(str(base))
+    with torch.no_grad():
+        m.model.norm.weight.add_(0.01)  # a different base with the same architecture
+    m.save_pretrained(str(base))
+    with pytest.raises(IntegrityError) as err:
+        load_run_model(res.run_dir)
+    assert recorded in str(err.value)
+    assert "has digest" in str(err.value)
+    with pytest.raises(IntegrityError, match=recorded):
+        merge_run(res.run_dir, tmp_path / "merged")
+
+
+def test_run_record_and_ledger(tiny_llama: Path, instruction_workdir: Path) -> None:
+    res = train_run(instruction_workdir, model=str(tiny_llama), method="lora", config=TINY, progress=False)
+    run = json.loads((res.run_dir / "run.json").read_text())
+    for key in (
+        "date",
+        "base_model",
+        "data",
+        "config",
+        "seed",
+        "method",
+        "versions",
+        "git",
+        "device",
+        "wall_time_s",
+        "tokens_per_s",
+        "peak_memory",
+        "loss_curve",
+        "labels",
+        "task",
+        "model_kind",
+    ):
+        assert key in run, key
+    data = instruction_workdir / "data"
+    from tunegate.provenance import sha256_file
+
+    assert run["data"]["train"]["digest"] == sha256_file(data / "train.jsonl")
+    assert run["data"]["holdout_manifest_digest"] == sha256_file(data / "holdout.manifest.json")
+    assert run["config"]["learning_rate"] == 2e-4 and run["config"]["lora"]["alpha"] == 8.0
+    assert run["config"]["lora"]["dropout"] == 0.05  # under 1,000 examples
+    assert json.loads((res.run_dir / "config.json").read_text()) == run["config"]
+    assert res.run_id.split("-")[1] == "lora" and len(res.run_id.split("-")[0]) == 15
+    events = [e for e in read_entries(instruction_workdir) if e["stage"] == "train"]
+    assert events[-1]["details"]["run_id"] == res.run_id
+    assert events[-1]["inputs"]["base_model"] == run["base_model"]["digest"]
+    assert verify_ledger(instruction_workdir).ok
+    assert not (res.run_dir / "checkpoints").exists()
+
+
+class Crash(Exception):
+    pass
+
+
+def test_resume_after_crash_matches_uninterrupted(tiny_llama: Path, make_workdir) -> None:
+    cfg = TrainConfig.model_validate(
+        {"max_steps": 6, "batch_size": 4, "eval_steps": 2, "checkpoint_steps": 2, "max_seq_len": 96,
+         "learning_rate": 5e-3, "lora": {"rank": 4}, "early_stopping_patience": None}
+    )  # fmt: skip
+    recs = (
+        [instruction(i) for i in range(24)],
+        [instruction(i) for i in range(24, 32)],
+        [instruction(i) for i in range(32, 40)],
+    )
+    ref_wd = make_workdir(*recs, name="ref")
+    ref = train_run(ref_wd, model=str(tiny_llama), method="lora", config=cfg, progress=False)
+
+    wd = make_workdir(*recs, name="crash")
+
+    def crash_at_5(step: int, loss: float) -> None:
+        if step == 5:
+            raise Crash
+
+    with pytest.raises(Crash):
+        train_run(wd, model=str(tiny_llama), method="lora", config=cfg, progress=False, on_step=crash_at_5)
+    (run_dir,) = (wd / "runs").iterdir()
+    assert (run_dir / "checkpoints" / "last.pt").is_file() and not (run_dir / "run.json").exists()
+    res = train_run(wd, model=str(tiny_llama), method="lora", config=cfg, progress=False, resume="auto")
+    assert res.run_dir == run_dir
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["resumed_from_step"] == 4 and run["steps"] == 6
+    from safetensors.torch import load_file
+
+    a = load_file(str(ref.run_dir / "adapter" / "adapter_model.safetensors"))
+    b = load_file(str(run_dir / "adapter" / "adapter_model.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    ref_run = json.loads((ref.run_dir / "run.json").read_text())
+    assert [p["loss"] for p in run["loss_curve"]] == [p["loss"] for p in ref_run["loss_curve"]]
+
+
+def test_encoder_classification_lora_and_full(tiny_bert: Path, make_workdir) -> None:
+    wd = make_workdir([classification(i) for i in range(32)], [classification(i) for i in range(32, 40)],
+                      [classification(i) for i in range(40, 48)])  # fmt: skip
+    for method, lr in (("lora", 5e-3), ("full", 1e-3)):
+        cfg = TrainConfig.model_validate(
+            {"max_steps": 8, "batch_size": 8, "eval_steps": 4, "learning_rate": lr, "lora": {"rank": 4},
+             "early_stopping_patience": None}
+        )  # fmt: skip
+        res = train_run(wd, model=str(tiny_bert), method=method, config=cfg, progress=False)
+        run = json.loads((res.run_dir / "run.json").read_text())
+        assert run["model_kind"] == "seq_cls" and run["labels"] == ["move", "pay"]
+        assert run["padding_fraction"] < 0.05
+        losses = [p["loss"] for p in run["loss_curve"]]
+        assert min(losses[-3:]) < losses[0]
+        loaded = load_run_model(res.run_dir)
+        assert loaded.kind == "seq_cls" and loaded.labels == ["move", "pay"]
+        assert loaded.model.config.id2label == {0: "move", 1: "pay"}
+        enc = loaded.tokenizer(["refund my payment 7"], return_tensors="pt")
+        with torch.no_grad():
+            assert loaded.model(**enc).logits.shape == (1, 2)
