@@ -16,6 +16,7 @@ from rich.markup import escape
 from tunegate import __version__
 from tunegate.approval import commands as approval_commands
 from tunegate.data import commands as data_commands
+from tunegate.drift import commands as drift_commands
 from tunegate.errors import TunegateError
 from tunegate.evaluation import commands as evaluation_commands
 from tunegate.pii import commands as pii_commands
@@ -42,7 +43,14 @@ def _root(
         raise typer.Exit(0)
 
 
-for _module in (data_commands, pii_commands, training_commands, evaluation_commands, approval_commands):
+for _module in (
+    data_commands,
+    pii_commands,
+    training_commands,
+    evaluation_commands,
+    approval_commands,
+    drift_commands,
+):
     _module.register(app)
 
 

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tunegate.approval.config import ApprovalPolicy
 from tunegate.data.config import DataPolicy
+from tunegate.drift.config import DriftPolicy
 from tunegate.errors import ConfigError
 from tunegate.evaluation.config import EvaluationPolicy
 from tunegate.pii.config import PIIPolicy
@@ -40,6 +41,7 @@ class GatePolicy(BaseModel):
     evaluation: EvaluationPolicy = EvaluationPolicy()
     checks: GateChecksPolicy = GateChecksPolicy()
     approval: ApprovalPolicy = ApprovalPolicy()
+    drift: DriftPolicy = DriftPolicy()
 
     def digest(self) -> str:
         return digest_json(self.model_dump(mode="json"))

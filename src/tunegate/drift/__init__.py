@@ -1,0 +1,1 @@
+"""Drift monitoring of deployed adapters: production prompts vs the training distribution."""
