@@ -1,9 +1,114 @@
-"""CLI commands of tunegate.pii, registered on the main typer app by ``tunegate.cli``."""
+"""CLI commands of tunegate.pii, registered on the main typer app by ``tunegate.cli``.
+
+``tunegate anonymize IN --out OUT [--fields a,b] [--policy gates/default.yaml] [--report R.json]``
+uses the same engine as ``tunegate prepare``: rows from :func:`tunegate.records.iter_rows`, the named
+string fields (default: all string fields, and ``content`` of message lists) anonymized, JSONL
+written atomically. It prints counts per entity and field only. Exit 1 if the residual re-scan
+exceeds the policy, 2 on bad input, a missing model or a missing key.
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
 import typer
+
+#: Rows anonymized per engine call (pseudonyms stay consistent across chunks: one engine).
+CHUNK_ROWS = 5_000
+
+
+def _row_items(row: dict[str, Any], ri: int, fields: Sequence[str] | None) -> Iterator[tuple[int, str, str]]:
+    for key, value in row.items():
+        if isinstance(value, str) and value:
+            if fields is None or key in fields:
+                yield ri, key, value
+        elif isinstance(value, list):
+            fam = f"{key}.content"
+            if fields is not None and key not in fields and fam not in fields:
+                continue
+            for i, item in enumerate(value):
+                if isinstance(item, dict) and isinstance(item.get("content"), str) and item["content"]:
+                    yield ri, f"{key}.{i}.content", item["content"]
+
+
+def _set(row: dict[str, Any], path: str, value: str) -> None:
+    parts = path.split(".")
+    if len(parts) == 1:
+        row[path] = value
+    else:
+        row[parts[0]][int(parts[1])]["content"] = value
+
+
+def anonymize_file(
+    src: Path,
+    out: Path,
+    *,
+    fields: Sequence[str] | None = None,
+    policy_path: Path | None = None,
+) -> tuple[Any, Any]:
+    """Anonymize a data file to JSONL. Returns ``(PIIReport, PIIPolicy)``. Model and key are checked first."""
+    from tunegate.pii.anonymize import PIIEngine, merge_reports
+    from tunegate.policy.schema import load_policy
+    from tunegate.provenance import atomic_path
+    from tunegate.records import iter_rows
+
+    policy = load_policy(policy_path).pii
+    engine = PIIEngine(policy)
+    engine.prepare(need_key=True)  # missing model or key: fail before reading any data
+    reports = []
+    with atomic_path(out) as tmp, tmp.open("w", encoding="utf-8") as fh:
+        rows: list[dict[str, Any]] = []
+
+        def flush() -> None:
+            items = [it for ri, row in enumerate(rows) for it in _row_items(row, ri, fields)]
+            items = [it for it in items if engine.selects(it[1], None)]
+            new_texts, report = engine.anonymize_items(items, len(rows))
+            for (ri, path, _), text in zip(items, new_texts, strict=True):
+                _set(rows[ri], path, text)
+            for row in rows:
+                fh.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
+            reports.append(report)
+            rows.clear()
+
+        for _, row in iter_rows(src):
+            rows.append(row)
+            if len(rows) >= CHUNK_ROWS:
+                flush()
+        flush()
+    return merge_reports(reports), policy
 
 
 def register(app: typer.Typer) -> None:
     """Add this area's commands to ``app``."""
+
+    @app.command("anonymize")
+    def anonymize(
+        src: Path = typer.Argument(..., help="Input data: JSONL, JSON, CSV, Parquet or a datasets folder."),
+        out: Path = typer.Option(..., "--out", "-o", help="Output JSONL file (written atomically)."),
+        fields: list[str] | None = typer.Option(
+            None,
+            "--fields",
+            help="Fields to anonymize, repeatable or comma-separated (default: every string field; "
+            "'messages' or 'messages.content' for chat message lists).",
+        ),
+        policy: Path | None = typer.Option(None, "--policy", help="Gate policy YAML (default: shipped)."),
+        report: Path | None = typer.Option(None, "--report", help="Also write the PII report JSON here."),
+    ) -> None:
+        """Detect and pseudonymize PII with Presidio (key from TUNEGATE_PII_KEY); print counts only."""
+        from tunegate.provenance import atomic_write_json
+
+        names = [n.strip() for f in fields for n in f.split(",") if n.strip()] if fields else None
+        pii_report, pii_policy = anonymize_file(src, out, fields=names, policy_path=policy)
+        for line in pii_report.summary_lines():
+            typer.echo(line)
+        if report is not None:
+            atomic_write_json(report, pii_report.to_json())
+        violations = pii_report.violations(pii_policy)
+        if violations:
+            for v in violations:
+                typer.echo(f"FAIL residual PII: {v}", err=True)
+            raise typer.Exit(1)
+        typer.echo(f"wrote {out}")

@@ -1,0 +1,329 @@
+"""Anonymization with consistent keyed pseudonyms, and the residual re-scan.
+
+How pseudonyms are derived
+--------------------------
+A detected value is first normalized per entity type (Unicode NFKC; names: case-folded, inner
+whitespace collapsed, surrounding punctuation dropped; e-mail: de-obfuscated and case-folded;
+phone: digits with a leading ``+`` for ``+``/``00`` prefixes; cards, IBANs, national ids:
+letters and digits only, upper-cased). Then::
+
+    n = int(HMAC-SHA256(key, f"{ENTITY}\\x1f{normalized}\\x1f{attempt}")[:8]) mod 10**pseudonym_digits
+
+and the value becomes ``<ENTITY_n>``, e.g. ``<PERSON_48213307>``. The number comes from the keyed
+HMAC, not from the order of appearance, so the same value gets the same placeholder in every
+field, in train and hold-out, and in every run with the same key. If two different values of one
+type land on the same number, the values are ordered by their HMAC digest (order-independent) and
+the later one retries with ``attempt = 1, 2, ...``; a value keeps its number for the life of the
+engine. The key comes from ``TUNEGATE_PII_KEY`` (see :mod:`tunegate.pii.keys`) and is never written.
+
+Other operators: ``replace`` -> ``<ENTITY>``, ``redact`` -> removed, ``mask`` -> ``*`` per
+character, ``hash`` -> ``<ENTITY_h`` + 16 hex chars of the keyed HMAC ``>``.
+
+The residual re-scan runs detection again on the anonymized text; placeholders are never counted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import unicodedata
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from tunegate.pii.config import PIIPolicy
+from tunegate.pii.detect import Span, analyzer_info, build_analyzer, detect_texts
+from tunegate.pii.keys import key_fingerprint, load_pii_key
+from tunegate.pii.report import PIIReport
+from tunegate.records import Record, field_family, replace_texts, text_fields
+
+if TYPE_CHECKING:
+    from presidio_analyzer import AnalyzerEngine
+
+_ALNUM_ENTITIES = frozenset(
+    {"CREDIT_CARD", "IBAN_CODE", "US_SSN", "PL_PESEL", "US_ITIN", "US_PASSPORT", "US_DRIVER_LICENSE",
+     "US_BANK_NUMBER", "UK_NHS", "MEDICAL_LICENSE"}
+)  # fmt: skip
+_MAX_CACHE = 200_000
+
+
+def normalize_value(entity: str, value: str) -> str:
+    """The form of a value that is hashed: spelling variants of one value share one pseudonym."""
+    v = unicodedata.normalize("NFKC", value).strip()
+    if entity == "EMAIL_ADDRESS":
+        from tunegate.pii.recognizers import deobfuscate_email
+
+        return "".join(deobfuscate_email(v).split()).casefold()
+    if entity == "PHONE_NUMBER":
+        core = re.sub(r"\s?(?:x|ext\.?|extension)\s?\d{1,5}$", "", v, flags=re.I)
+        digits = re.sub(r"\D", "", core)
+        if core.startswith("+"):
+            return "+" + digits
+        if digits.startswith("00"):
+            return "+" + digits[2:]
+        return digits
+    if entity in _ALNUM_ENTITIES:
+        return re.sub(r"[\W_]", "", v).upper()
+    if entity in ("IP_ADDRESS", "URL", "MAC_ADDRESS", "UUID", "CRYPTO"):
+        return v.casefold()
+    v = " ".join(v.split()).casefold()
+    return v.strip(".,;:!?'\"’()[]{}")
+
+
+class Pseudonymizer:
+    """Keyed, deterministic ``<ENTITY_n>`` labels with order-independent collision handling."""
+
+    def __init__(self, key: bytes, digits: int = 8) -> None:
+        self._key = key
+        self._mod = 10**digits
+        self._by_value: dict[tuple[str, str], int] = {}
+        self._taken: dict[tuple[str, int], str] = {}
+
+    def _mac(self, msg: str) -> bytes:
+        return hmac.new(self._key, msg.encode("utf-8"), hashlib.sha256).digest()
+
+    def _number(self, entity: str, norm: str, attempt: int) -> int:
+        return int.from_bytes(self._mac(f"{entity}\x1f{norm}\x1f{attempt}")[:8], "big") % self._mod
+
+    def assign(self, items: Iterable[tuple[str, str]]) -> None:
+        """Give numbers to new (entity, normalized value) pairs, in HMAC order (not input order)."""
+        new = {i for i in items if i not in self._by_value}
+        for entity, norm in sorted(new, key=lambda i: (i[0], self._mac(f"{i[0]}\x1f{i[1]}\x1forder"))):
+            attempt = 0
+            while True:
+                n = self._number(entity, norm, attempt)
+                if (entity, n) not in self._taken:
+                    break
+                attempt += 1
+            self._taken[(entity, n)] = norm
+            self._by_value[(entity, norm)] = n
+
+    def label(self, entity: str, norm: str) -> str:
+        if (entity, norm) not in self._by_value:
+            self.assign([(entity, norm)])
+        return f"<{entity}_{self._by_value[(entity, norm)]}>"
+
+    def hash_label(self, entity: str, norm: str) -> str:
+        digest = self._mac(entity + "\x1f" + norm + "\x1fhash").hex()[:16]
+        return f"<{entity}_h{digest}>"
+
+
+class PIIEngine:
+    """Detect and anonymize PII per a :class:`PIIPolicy`. The constructor does no work.
+
+    The analyzer (spaCy model) and the key are loaded on first use, before any data is read,
+    so a missing model or key stops the run with a :class:`~tunegate.errors.DependencyError`.
+    One engine keeps its pseudonym table and a text-digest cache of detections: anonymize train
+    and hold-out with the same engine (or the same key) to get the same placeholders.
+    """
+
+    def __init__(
+        self, policy: PIIPolicy, key: bytes | None = None, *, analyzer: AnalyzerEngine | None = None
+    ) -> None:
+        self.policy = policy
+        self._key = key
+        self._analyzer = analyzer
+        self._pseudo: Pseudonymizer | None = None
+        self._anonymizer: Any = None
+        self._cache: dict[str, list[Span]] = {}
+
+    # -- setup ------------------------------------------------------------------------------------
+    @property
+    def analyzer(self) -> AnalyzerEngine:
+        if self._analyzer is None:
+            self._analyzer = build_analyzer(self.policy)
+        return self._analyzer
+
+    def prepare(self, *, need_key: bool = True) -> None:
+        if need_key and self._pseudo is None:
+            key = self._key if self._key is not None else load_pii_key()
+            self._key = key
+            self._pseudo = Pseudonymizer(key, self.policy.pseudonym_digits)
+        _ = self.analyzer
+        if need_key and self._anonymizer is None:
+            from presidio_anonymizer import AnonymizerEngine
+
+            self._anonymizer = AnonymizerEngine()
+
+    # -- detection ------------------------------------------------------------------------------
+    def detect(self, texts: Sequence[str]) -> list[list[Span]]:
+        """Spans per text; repeated texts are detected once (cache by sha256 of the text)."""
+        self.prepare(need_key=False)
+        digests = [hashlib.sha256(t.encode("utf-8")).hexdigest() for t in texts]
+        todo: dict[str, str] = {}
+        for d, t in zip(digests, texts, strict=True):
+            if d not in self._cache and d not in todo:
+                todo[d] = t
+        known = {d: self._cache[d] for d in set(digests) if d in self._cache}
+        if todo:
+            found = detect_texts(self._analyzer, self.policy, list(todo.values()))
+            known.update(zip(todo.keys(), found, strict=True))
+            if len(self._cache) + len(todo) > _MAX_CACHE:
+                self._cache.clear()
+            self._cache.update(zip(todo.keys(), found, strict=True))
+        return [known[d] for d in digests]
+
+    # -- anonymization ----------------------------------------------------------------------------
+    def _operator_configs(self, entities: Iterable[str]) -> dict[str, Any]:
+        from presidio_anonymizer.entities import OperatorConfig
+
+        assert self._pseudo is not None
+        pseudo = self._pseudo
+        configs: dict[str, Any] = {}
+        for e in entities:
+            op = self.policy.operator_for(e)
+            if op == "pseudonym":
+                configs[e] = OperatorConfig(
+                    "custom", {"lambda": lambda v, e=e: pseudo.label(e, normalize_value(e, v))}
+                )
+            elif op == "hash":
+                configs[e] = OperatorConfig(
+                    "custom", {"lambda": lambda v, e=e: pseudo.hash_label(e, normalize_value(e, v))}
+                )
+            elif op == "replace":
+                configs[e] = OperatorConfig("replace", {"new_value": f"<{e}>"})
+            elif op == "redact":
+                configs[e] = OperatorConfig("redact", {})
+            else:  # mask
+                configs[e] = OperatorConfig(
+                    "mask", {"masking_char": "*", "chars_to_mask": 1_000_000, "from_end": False}
+                )
+        return configs
+
+    def anonymize_texts(self, texts: Sequence[str]) -> tuple[list[str], list[list[Span]]]:
+        """Anonymized texts and the spans detected in the *input* texts (offsets into the input)."""
+        from presidio_anonymizer.entities import RecognizerResult as AnonResult
+
+        self.prepare(need_key=True)
+        assert self._pseudo is not None
+        all_spans = self.detect(texts)
+        self._pseudo.assign(
+            (s.entity_type, normalize_value(s.entity_type, t[s.start : s.end]))
+            for t, spans in zip(texts, all_spans, strict=True)
+            for s in spans
+        )
+        out: list[str] = []
+        for text, spans in zip(texts, all_spans, strict=True):
+            if not spans:
+                out.append(text)
+                continue
+            results = [AnonResult(s.entity_type, s.start, s.end, s.score) for s in spans]
+            ops = self._operator_configs({s.entity_type for s in spans})
+            out.append(
+                self._anonymizer.anonymize(
+                    text=text, analyzer_results=results, operators=ops, merge_entities_with_spaces=False
+                ).text
+            )
+        return out, all_spans
+
+    def selects(self, path: str, fields: Sequence[str] | None) -> bool:
+        fam = field_family(path)
+        if fam in self.policy.skip_fields or path in self.policy.skip_fields:
+            return False
+        return fields is None or fam in fields or path in fields
+
+    def _report(self, n_records: int, n_texts: int, counts: dict[str, dict[str, int]],
+                residual: dict[str, dict[str, int]], with_pii: int) -> PIIReport:  # fmt: skip
+        info = analyzer_info(self.analyzer)
+        return PIIReport(
+            model=info.model,
+            model_version=info.model_version,
+            language=self.policy.language,
+            regex_only=info.regex_only,
+            entities=self.policy.entities,
+            operators={e: self.policy.operator_for(e) for e in self.policy.entities},
+            key_fingerprint=key_fingerprint(self._key) if self._key is not None else None,
+            records_scanned=n_records,
+            texts_scanned=n_texts,
+            records_with_pii=with_pii,
+            counts={e: dict(sorted(per.items())) for e, per in sorted(counts.items())},
+            residual={e: dict(sorted(per.items())) for e, per in sorted(residual.items())},
+        )
+
+    def anonymize_items(
+        self, items: Sequence[tuple[int, str, str]], n_records: int
+    ) -> tuple[list[str], PIIReport]:
+        """Anonymize ``(record_index, field_path, text)`` items; the generic core of the record APIs."""
+        texts = [t for _, _, t in items]
+        new_texts, spans = self.anonymize_texts(texts)
+        residual_spans = self.detect(new_texts)
+        counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        residual: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        with_pii: set[int] = set()
+        for (ri, path, _), found, left in zip(items, spans, residual_spans, strict=True):
+            fam = field_family(path)
+            for s in found:
+                counts[s.entity_type][fam] += 1
+                with_pii.add(ri)
+            for s in left:
+                residual[s.entity_type][fam] += 1
+        return new_texts, self._report(n_records, len(items), counts, residual, len(with_pii))
+
+    def anonymize_records(
+        self, records: Iterable[Record], *, fields: Sequence[str] | None = None
+    ) -> tuple[list[Record], PIIReport]:
+        """Anonymized copies of ``records`` (ids kept) and a counts-only report with the residual scan.
+
+        ``fields`` selects field families or paths (``text``, ``messages.content``, ``extra.note``);
+        default: every free-text field except the policy's ``skip_fields``.
+        """
+        self.prepare(need_key=True)  # model and key problems surface before any record is read
+        recs = list(records)
+        items = [
+            (ri, path, text)
+            for ri, r in enumerate(recs)
+            for path, text in text_fields(r).items()
+            if self.selects(path, fields)
+        ]
+        new_texts, report = self.anonymize_items(items, len(recs))
+        per_record: dict[int, dict[str, str]] = defaultdict(dict)
+        for (ri, path, old), new in zip(items, new_texts, strict=True):
+            if new != old:
+                per_record[ri][path] = new
+        out = [replace_texts(r, per_record[i]) if i in per_record else r for i, r in enumerate(recs)]
+        return out, report
+
+    def scan_records(self, records: Iterable[Record], *, fields: Sequence[str] | None = None) -> PIIReport:
+        """Detection only (no key needed), e.g. on already anonymized data: every hit is a residual."""
+        self.prepare(need_key=False)
+        recs = list(records)
+        items = [
+            (ri, path, text)
+            for ri, r in enumerate(recs)
+            for path, text in text_fields(r).items()
+            if self.selects(path, fields)
+        ]
+        spans = self.detect([t for _, _, t in items])
+        residual: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        with_pii: set[int] = set()
+        for (ri, path, _), found in zip(items, spans, strict=True):
+            for s in found:
+                residual[s.entity_type][field_family(path)] += 1
+                with_pii.add(ri)
+        return self._report(len(recs), len(items), {}, residual, len(with_pii))
+
+
+def merge_reports(reports: Sequence[PIIReport]) -> PIIReport:
+    """Sum the counts of reports made by one engine (e.g. chunks of one file)."""
+    if not reports:
+        raise ValueError("merge_reports needs at least one report")
+
+    def add(dicts: Iterable[dict[str, dict[str, int]]]) -> dict[str, dict[str, int]]:
+        acc: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        for d in dicts:
+            for e, per in d.items():
+                for f, n in per.items():
+                    acc[e][f] += n
+        return {e: dict(sorted(per.items())) for e, per in sorted(acc.items())}
+
+    first = reports[0]
+    return first.model_copy(
+        update={
+            "records_scanned": sum(r.records_scanned for r in reports),
+            "texts_scanned": sum(r.texts_scanned for r in reports),
+            "records_with_pii": sum(r.records_with_pii for r in reports),
+            "counts": add(r.counts for r in reports),
+            "residual": add(r.residual for r in reports),
+        }
+    )

@@ -1,0 +1,606 @@
+"""Recognizers EU users need that Presidio lacks or under-detects, and an offline e-mail check.
+
+All are Presidio ``PatternRecognizer`` subclasses (regex + validation + context words), so they
+plug into the same registry and produce the same typed spans as Presidio's own:
+
+* ``OfflineEmailRecognizer`` - Presidio's e-mail regex, but the domain is checked against the
+  public suffix list *bundled* with ``tldextract`` (``suffix_list_urls=()``): nothing is fetched.
+* ``ObfuscatedEmailRecognizer`` - ``name [at] domain [dot] com``, ``name(at)domain.com``,
+  ``name at domain dot com``.
+* ``PeselRecognizer`` - Polish PESEL: 11 digits, valid birth date (century-coded month) and check digit.
+* ``EuIbanRecognizer`` - IBANs of SEPA countries, compact or in groups separated by spaces or
+  hyphens, any case; length per country and the ISO 7064 mod-97 check must hold.
+* ``EuPhoneRecognizer`` - phone numbers as written in Europe: ``+48 601 234 567``,
+  ``+49 (0)30 1234567``, ``0044 20 7946 0958``, ``030 123 45 67``, ``06 12 34 56 78``, ``(37) 788-063``,
+  ``60-56-85-91``; 7 to 15 digits, dates and times rejected; unformatted runs need a context word.
+* ``LuhnCardRecognizer`` - payment card numbers of 12 to 19 digits (Maestro, 19-digit Visa, JCB 15)
+  that Presidio's brand-prefix patterns miss; the Luhn check must hold.
+* ``PersonCueRecognizer`` - capitalized name tokens after a cue (``my name is``, ``Mr``, ``Dr``,
+  ``Dear``, ``called``, ``name:``, kinship words...). General phrasing cues, no name list.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Any, ClassVar
+
+from presidio_analyzer import Pattern, PatternRecognizer
+from presidio_analyzer.predefined_recognizers import EmailRecognizer
+
+
+@lru_cache(maxsize=1)
+def offline_tldextract() -> Any:
+    """A ``TLDExtract`` that only uses the suffix snapshot shipped in the wheel: no fetch, no disk cache."""
+    import tldextract
+
+    return tldextract.TLDExtract(cache_dir=None, suffix_list_urls=(), fallback_to_snapshot=True)
+
+
+def configure_offline_tldextract() -> None:
+    """Point ``tldextract.extract`` (module-level, used by Presidio and others) at the offline extractor.
+
+    tldextract's default extractor would try to download the public suffix list on first use; with
+    no network that costs a timeout and a warning per process (or an error, with a zero timeout).
+    """
+    import tldextract.tldextract as tt
+
+    tt.TLD_EXTRACTOR = offline_tldextract()
+
+
+def _has_public_suffix(text: str) -> bool:
+    return offline_tldextract()(text).fqdn != ""
+
+
+class OfflineEmailRecognizer(EmailRecognizer):
+    """Presidio's e-mail recognizer with the domain validated against the bundled suffix list."""
+
+    def validate_result(self, pattern_text: str) -> bool:
+        return _has_public_suffix(pattern_text)
+
+
+_OB_AT = r"(?:\s*[\[\(\{<]\s*(?:at|@)\s*[\]\)\}>]\s*|\s+(?:at|AT)\s+|\s*@\s*)"
+_OB_DOT = r"(?:\s*[\[\(\{<]\s*(?:dot|\.)\s*[\]\)\}>]\s*|\s+(?:dot|DOT)\s+|\.)"
+
+
+def deobfuscate_email(text: str) -> str:
+    """``name [at] domain [dot] com`` -> ``name@domain.com`` (used for validation and pseudonym keys)."""
+    text = re.sub(r"\s*[\[\(\{<]\s*(?:at|@)\s*[\]\)\}>]\s*", "@", text, flags=re.IGNORECASE)
+    text = re.sub(r"\s*[\[\(\{<]\s*(?:dot|\.)\s*[\]\)\}>]\s*", ".", text, flags=re.IGNORECASE)
+    text = re.sub(r"\s+at\s+", "@", text, flags=re.IGNORECASE)
+    text = re.sub(r"\s+dot\s+", ".", text, flags=re.IGNORECASE)
+    return re.sub(r"\s*@\s*", "@", text)
+
+
+class ObfuscatedEmailRecognizer(PatternRecognizer):
+    """E-mail addresses written to dodge scrapers: ``[at]``, ``(at)``, ``{at}``, `` at `` ... ``dot``."""
+
+    PATTERNS: ClassVar[list[Pattern]] = [
+        # bracketed "at" (any dot form); strong signal
+        Pattern(
+            "Email (obfuscated, bracketed)",
+            r"(?i)(?<![\w.+-])[\w.+-]*\w\s*[\[\(\{<]\s*(?:at|@)\s*[\]\)\}>]\s*\w[\w-]*"
+            r"(?:" + _OB_DOT + r"\w[\w-]*)+",
+            0.6,
+        ),
+        # plain words "name at domain dot com": needs the word "dot" to be specific enough
+        Pattern(
+            "Email (obfuscated, words)",
+            r"(?i)(?<![\w.+-])[\w.+-]*\w\s+at\s+\w[\w-]*(?:\s+dot\s+\w[\w-]*)+",
+            0.5,
+        ),
+    ]
+    CONTEXT: ClassVar[list[str]] = ["email", "e-mail", "mail", "contact", "write"]
+
+    def __init__(self, supported_language: str = "en") -> None:
+        super().__init__(
+            supported_entity="EMAIL_ADDRESS",
+            patterns=self.PATTERNS,
+            context=self.CONTEXT,
+            supported_language=supported_language,
+            name="ObfuscatedEmailRecognizer",
+        )
+
+    def validate_result(self, pattern_text: str) -> bool:
+        plain = deobfuscate_email(pattern_text)
+        if plain.count("@") != 1:
+            return False
+        return _has_public_suffix(plain)
+
+
+class PeselRecognizer(PatternRecognizer):
+    """Polish PESEL (national id): birth date with century-coded month, serial, check digit."""
+
+    PATTERNS: ClassVar[list[Pattern]] = [Pattern("PESEL", r"(?<![\d\w])\d{11}(?![\d\w])", 0.4)]
+    CONTEXT: ClassVar[list[str]] = [
+        "pesel",
+        "national",
+        "id",
+        "identity",
+        "identification",
+        "numer",
+        "number",
+    ]
+    WEIGHTS = (1, 3, 7, 9, 1, 3, 7, 9, 1, 3)
+
+    def __init__(self, supported_language: str = "en") -> None:
+        super().__init__(
+            supported_entity="PL_PESEL",
+            patterns=self.PATTERNS,
+            context=self.CONTEXT,
+            supported_language=supported_language,
+            name="PeselRecognizer",
+        )
+
+    @classmethod
+    def is_valid(cls, digits: str) -> bool:
+        if len(digits) != 11 or not digits.isdigit():
+            return False
+        d = [int(c) for c in digits]
+        check = (10 - sum(x * w for x, w in zip(d[:10], cls.WEIGHTS, strict=False)) % 10) % 10
+        if check != d[10]:
+            return False
+        month = int(digits[2:4]) % 20
+        day = int(digits[4:6])
+        return 1 <= month <= 12 and 1 <= day <= 31
+
+    def validate_result(self, pattern_text: str) -> bool:
+        return self.is_valid(pattern_text)
+
+
+#: IBAN length per country (SEPA + EEA + CH/GB/MC/SM/VA/AD/GI), from the SWIFT IBAN registry.
+IBAN_LENGTHS: dict[str, int] = {
+    "AD": 24, "AT": 20, "BE": 16, "BG": 22, "CH": 21, "CY": 28, "CZ": 24, "DE": 22, "DK": 18,
+    "EE": 20, "ES": 24, "FI": 18, "FO": 18, "FR": 27, "GB": 22, "GI": 23, "GL": 18, "GR": 27,
+    "HR": 21, "HU": 28, "IE": 22, "IS": 26, "IT": 27, "LI": 21, "LT": 20, "LU": 20, "LV": 21,
+    "MC": 27, "MT": 31, "NL": 18, "NO": 15, "PL": 28, "PT": 25, "RO": 24, "SE": 24, "SI": 19,
+    "SK": 24, "SM": 27, "VA": 22, "AL": 28, "BA": 20, "ME": 22, "MK": 19, "RS": 22, "TR": 26,
+    "UA": 29, "MD": 24, "XK": 20, "GE": 22, "IL": 23, "AE": 23, "SA": 24, "BH": 22, "KW": 30,
+    "QA": 29, "JO": 30, "LB": 28, "EG": 29, "BR": 29, "MU": 30, "TN": 24, "PK": 24, "KZ": 20,
+    "AZ": 28, "BY": 28, "CR": 22, "DO": 28, "GT": 28, "IQ": 23, "LC": 32, "PS": 29, "SC": 31,
+    "ST": 25, "SV": 28, "TL": 23, "VG": 24,
+}  # fmt: skip
+
+
+def iban_is_valid(text: str) -> bool:
+    compact = re.sub(r"[\s-]", "", text).upper()
+    if len(compact) < 15 or not compact.isalnum():
+        return False
+    expected = IBAN_LENGTHS.get(compact[:2])
+    if expected is None or len(compact) != expected:
+        return False
+    rearranged = compact[4:] + compact[:4]
+    number = "".join(str(int(c, 36)) for c in rearranged)
+    return int(number) % 97 == 1
+
+
+class EuIbanRecognizer(PatternRecognizer):
+    """IBANs compact or grouped (``PL61 1090 1014 0000 0712 1981 2874``, ``de89-3704-...``)."""
+
+    PATTERNS: ClassVar[list[Pattern]] = [
+        Pattern(
+            "IBAN (grouped or compact)",
+            r"(?i)(?<![\w])[a-z]{2}\d{2}(?:[ \-]?[a-z0-9]{4}){2,7}(?:[ \-]?[a-z0-9]{1,4})?(?![\w])",
+            0.5,
+        ),
+    ]
+    CONTEXT: ClassVar[list[str]] = ["iban", "bank", "account", "transfer", "konto", "rib", "compte"]
+
+    def __init__(self, supported_language: str = "en") -> None:
+        super().__init__(
+            supported_entity="IBAN_CODE",
+            patterns=self.PATTERNS,
+            context=self.CONTEXT,
+            supported_language=supported_language,
+            name="EuIbanRecognizer",
+        )
+
+    def validate_result(self, pattern_text: str) -> bool:
+        return iban_is_valid(pattern_text)
+
+
+_DATE_LIKE = re.compile(
+    r"^(?:\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4})$|^\d{1,2}:\d{2}(?::\d{2})?$"
+)
+_SEP = r"[ \t.\-/]"
+_EXT = r"(?:\s?(?:x|ext\.?|extension)\s?\d{1,5})?"
+
+
+class EuPhoneRecognizer(PatternRecognizer):
+    """European (and generally international) phone numbers in their usual written forms."""
+
+    PATTERNS: ClassVar[list[Pattern]] = [
+        # +CC or 00CC, optional (0), then groups: +48 601 234 567, +49 (0)30 1234567, +447700 921 916
+        Pattern(
+            "Phone (international prefix)",
+            r"(?<![\w+])(?:\+|00)[1-9]\d{0,2}(?:"
+            + _SEP
+            + r"?\(0\))?(?:"
+            + _SEP
+            + r"?\(?\d{1,5}\)?){1,6}"
+            + _EXT
+            + r"(?![\w])",
+            0.6,
+        ),
+        # national trunk prefix 0: 030 123 45 67, 06 12 34 56 78, 0490 39 07 81, (0)20 7946 0958
+        Pattern(
+            "Phone (national trunk 0, grouped)",
+            r"(?<![\w+.\-])(?:\(0\d{1,4}\)|0\d{1,4})(?:"
+            + _SEP
+            + r"\d{2,4}){2,4}"
+            + _EXT
+            + r"(?![\w]|[.\-]\d)",
+            0.5,
+        ),
+        # grouped digits without prefix: (37) 788-063, 60-56-85-91, 699 956 915, 467 3395, 930.167.3943
+        Pattern(
+            "Phone (grouped digits)",
+            r"(?<![\w+.\-/])(?:\(\d{2,4}\)\s?|\d{2,4}"
+            + _SEP
+            + r")(?:\d{2,4}"
+            + _SEP
+            + r"){0,3}\d{2,6}"
+            + _EXT
+            + r"(?![\w]|[.\-/]\d)",
+            0.4,
+        ),
+        # unformatted run of 8-12 digits: only with a context word (score below the default threshold)
+        Pattern("Phone (digit run)", r"(?<![\w+.\-])\d{8,12}(?![\w]|[.\-]\d)", 0.2),
+        # an unformatted run right after a phone cue ("Call me on 5583807670"): context enhancement
+        # misses a sentence-initial "Call" (spaCy lemmatizes it as a proper noun), so match the cue here
+        Pattern(
+            "Phone (digit run after cue)",
+            r"(?<=\b(?:call(?:\s+me)?|phone|tel|telephone|mobile|cell|fax|number|reach\s+me|text\s+me"
+            r"|whatsapp|sms)\b[^\d\n]{0,12})\d{8,12}(?![\w]|[.\-]\d)",
+            0.5,
+        ),
+    ]
+    CONTEXT: ClassVar[list[str]] = [
+        "phone", "telephone", "tel", "mobile", "cell", "call", "calling", "fax", "landline", "number",
+        "contact", "reach", "text", "sms", "whatsapp", "office", "desk", "home", "work", "dial",
+        "answering", "messages", "telefon", "handy", "portable", "registered",
+    ]  # fmt: skip
+
+    def __init__(self, supported_language: str = "en") -> None:
+        super().__init__(
+            supported_entity="PHONE_NUMBER",
+            patterns=self.PATTERNS,
+            context=self.CONTEXT,
+            supported_language=supported_language,
+            name="EuPhoneRecognizer",
+        )
+
+    def validate_result(self, pattern_text: str) -> bool | None:
+        core = re.sub(r"\s?(?:x|ext\.?|extension)\s?\d{1,5}$", "", pattern_text.strip(), flags=re.I)
+        digits = re.sub(r"\D", "", core)
+        if not 7 <= len(digits) <= 15:
+            return False
+        if _DATE_LIKE.match(core):
+            return False
+        if re.fullmatch(r"\d{1,3}(?:[ ,.]\d{3})+(?:[.,]\d{1,2})?", core) and not core.startswith("0"):
+            # 1 000 000 / 12.345.678: thousands groups read as amounts unless a context word says phone
+            return None
+        return None
+
+
+def luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2 == 1:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+class LuhnCardRecognizer(PatternRecognizer):
+    """Card numbers of 12-19 digits, compact or in groups, that pass the Luhn check."""
+
+    PATTERNS: ClassVar[list[Pattern]] = [
+        Pattern("Card (Luhn, 12-19 digits)", r"(?<![\w\-.])\d(?:[ \-]?\d){11,18}(?![\w]|[\-.]\d)", 0.5),
+    ]
+    CONTEXT: ClassVar[list[str]] = [
+        "card", "credit", "debit", "visa", "mastercard", "maestro", "amex", "cc", "jcb", "number",
+        "no", "payment", "charge", "billing", "block", "expiring", "limit",
+    ]  # fmt: skip
+
+    def __init__(self, supported_language: str = "en") -> None:
+        super().__init__(
+            supported_entity="CREDIT_CARD",
+            patterns=self.PATTERNS,
+            context=self.CONTEXT,
+            supported_language=supported_language,
+            name="LuhnCardRecognizer",
+        )
+
+    def validate_result(self, pattern_text: str) -> bool | None:
+        digits = re.sub(r"\D", "", pattern_text)
+        if not 12 <= len(digits) <= 19 or not luhn_ok(digits):
+            return False
+        # separators must be regular (all spaces/hyphens form groups of >= 3) to count as one number
+        groups = re.split(r"[ \-]", pattern_text)
+        if len(groups) > 1 and min(len(g) for g in groups) < 3:
+            return False
+        return None  # keep the pattern score: many random long numbers pass Luhn
+
+
+# A name token: capitalized word (any script with case), incl. hyphenated/apostrophe forms.
+_NAME_TOKEN = r"\p{Lu}[\p{Ll}\p{Lm}]+(?:[-'’]\p{Lu}?[\p{Ll}\p{Lm}]+)?"
+_INITIAL = r"\p{Lu}\.?"
+_PARTICLE = r"(?:van|von|der|den|de|del|della|di|da|dos|du|la|le|ten|ter|bin|ibn|al)"
+NAME_PHRASE = (
+    _NAME_TOKEN
+    + r"(?:[ \t]+(?:"
+    + _INITIAL
+    + r"[ \t]+)?(?:"
+    + _PARTICLE
+    + r"[ \t]+)?"
+    + _NAME_TOKEN
+    + r"){0,3}"
+)
+#: Phrases after which a capitalized phrase is almost always a person's name.
+PERSON_CUES = (
+    r"my name is", r"name is", r"i am", r"i'm", r"this is", r"call me", r"called", r"named",
+    r"name:", r"name\s*-", r"last name\??", r"first name\??", r"surname", r"mr\.?", r"mrs\.?",
+    r"ms\.?", r"miss", r"mx\.?", r"dr\.?", r"prof\.?", r"sir", r"madam", r"dear", r"hi", r"hello",
+    r"hey", r"thanks", r"thank you", r"regards,?", r"sincerely,?", r"cheers,?", r"signed", r"sign",
+    r"speaker", r"directed by:?", r"written by:?", r"produced by:?", r"authored by:?",
+    r"attn:?", r"attention:?", r"c/o", r"ask for", r"speak to", r"spoke to", r"spoke with",
+    r"talk to", r"talked to", r"follow up with", r"user:", r"change it to", r"tribute to", r"not by",
+    r"meet", r"met", r"contact", r"assistant to",
+    r"married", r"kid", r"son", r"daughter", r"wife", r"husband", r"mother", r"father", r"mom", r"dad",
+    r"brother", r"sister", r"friend", r"boss", r"colleague", r"manager", r"grandmother",
+    r"grandfather", r"uncle", r"aunt", r"cousin", r"nephew", r"niece", r"partner", r"fiancée?",
+    r"beneficiary", r"account holder", r"holder:", r"founders:",
+)  # fmt: skip
+
+
+class PersonCueRecognizer(PatternRecognizer):
+    """Capitalized name phrases right after a cue phrase (title, self-introduction, kinship word...)."""
+
+    def __init__(self, supported_language: str = "en") -> None:
+        cue = r"(?i:\b(?:" + "|".join(PERSON_CUES) + r"))"
+        patterns = [
+            Pattern("Person after cue", r"(?<=" + cue + r"[ \t]*(?:\n[ \t]*)?)" + NAME_PHRASE, 0.55),
+        ]
+        super().__init__(
+            supported_entity="PERSON",
+            patterns=patterns,
+            supported_language=supported_language,
+            name="PersonCueRecognizer",
+            global_regex_flags=0,  # case matters: the name must be capitalized
+        )
+
+    def validate_result(self, pattern_text: str) -> bool | None:
+        # a single capitalized stop-ish word after "by"/"hi" etc. is not a name
+        first = pattern_text.split()[0].lower()
+        if first in _NOT_NAMES:
+            return False
+        return None
+
+
+#: Capitalized words that follow cues but are not names (sentence words, months, weekdays).
+_NOT_NAMES = frozenset(
+    [
+        "the",
+        "a",
+        "an",
+        "this",
+        "that",
+        "my",
+        "your",
+        "our",
+        "his",
+        "her",
+        "their",
+        "it",
+        "we",
+        "you",
+        "they",
+        "i",
+        "me",
+        "he",
+        "she",
+        "and",
+        "or",
+        "but",
+        "if",
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
+        "january",
+        "february",
+        "march",
+        "april",
+        "may",
+        "june",
+        "july",
+        "august",
+        "september",
+        "october",
+        "november",
+        "december",
+        "today",
+        "tomorrow",
+        "yesterday",
+        "please",
+        "thanks",
+        "there",
+        "here",
+        "what",
+        "when",
+        "where",
+        "why",
+        "how",
+        "who",
+        "which",
+        "all",
+        "any",
+        "some",
+        "sorry",
+        "yes",
+        "no",
+        "ok",
+        "okay",
+        "mobile",
+        "phone",
+        "email",
+        "card",
+        "bank",
+        "account",
+        "team",
+        "customer",
+        "support",
+        "sir",
+        "madam",
+    ]
+)
+
+
+class PersonInitialRecognizer(PatternRecognizer):
+    """``Ravil G Yefimov``, ``Ella H. Snider``: first name, middle initial, last name is a person."""
+
+    def __init__(self, supported_language: str = "en") -> None:
+        patterns = [
+            Pattern(
+                "Person with middle initial",
+                r"(?<![\w])" + _NAME_TOKEN + r"[ \t]+\p{Lu}\.?[ \t]+" + _NAME_TOKEN + r"(?![\w])",
+                0.5,
+            )
+        ]
+        super().__init__(
+            supported_entity="PERSON",
+            patterns=patterns,
+            supported_language=supported_language,
+            name="PersonInitialRecognizer",
+            global_regex_flags=0,
+        )
+
+    def validate_result(self, pattern_text: str) -> bool | None:
+        first = pattern_text.split()[0].lower()
+        return False if first in _NOT_NAMES else None
+
+
+#: Verbs and phrases after which a preceding capitalized phrase is the (human) subject.
+PERSON_SUBJECT_CUES = (
+    r"lives", r"lived", r"works", r"worked", r"said", r"says", r"shouted", r"told", r"asked", r"wrote",
+    r"is from", r"was from", r"was born", r"had given", r"has given", r"gave", r"will be talking",
+    r"spent", r"began", r"joined", r"married", r"is a very", r"is very", r"is my", r"was my",
+    r"'s (?:kid|son|daughter|wife|husband|mother|father|brother|sister|friend|boss|killers?|family)",
+)  # fmt: skip
+#: Form-field labels that look like dialog speakers ("Phone: ...") but are not names.
+FIELD_LABELS = frozenset(
+    [
+        "name",
+        "phone",
+        "date",
+        "email",
+        "e-mail",
+        "address",
+        "mobile",
+        "desk",
+        "fax",
+        "website",
+        "web",
+        "subject",
+        "to",
+        "from",
+        "cc",
+        "bcc",
+        "note",
+        "notes",
+        "title",
+        "company",
+        "user",
+        "bot",
+        "assistant",
+        "system",
+        "customer",
+        "agent",
+        "question",
+        "answer",
+        "re",
+        "tel",
+        "time",
+        "id",
+        "dob",
+        "age",
+        "gender",
+        "city",
+        "country",
+        "zip",
+        "total",
+        "amount",
+        "status",
+        "account",
+        "card",
+        "reference",
+        "ref",
+        "description",
+        "comment",
+        "comments",
+        "message",
+        "summary",
+        "location",
+        "office",
+        "home",
+        "work",
+        "personal",
+        "info",
+        "information",
+        "contact",
+        "details",
+    ]
+)
+
+
+class PersonContextRecognizer(PatternRecognizer):
+    """Names identified by their sentence role rather than a list.
+
+    * subject of a person verb: ``Tomomi Nishiyama lives at ...``, ``Zak shouted at ...``
+    * dialog speaker at line start: ``Ubul: What a wife.`` (form labels like ``Phone:`` excluded)
+    * first line of an address or signature block: a line that is only a 2-4 token name phrase
+      followed by lines with digits.
+    """
+
+    def __init__(self, supported_language: str = "en") -> None:
+        subject = r"(?i:" + "|".join(PERSON_SUBJECT_CUES) + r")"
+        patterns = [
+            Pattern(
+                "Person as subject", r"(?<![\w])" + NAME_PHRASE + r"(?=(?:\s+|(?='))" + subject + r"\b)", 0.5
+            ),
+            Pattern("Dialog speaker", r"(?m)^[ \t>]*\K" + _NAME_TOKEN + r"(?=[ \t]*:[ \t]*[\"“\p{L}])", 0.45),
+            Pattern(
+                "Address block head",
+                r"\A(?:[ \t>]*\n)*[ \t>]*\K"
+                + _NAME_TOKEN
+                + r"(?:[ \t]+(?:"
+                + _INITIAL
+                + r"[ \t]+)?(?:"
+                + _PARTICLE
+                + r"[ \t]+)?"
+                + _NAME_TOKEN
+                + r"){1,3}(?=[ \t]*\n(?:[^\n]*\n){0,3}[^\n]*\d)",
+                0.45,
+            ),
+        ]
+        super().__init__(
+            supported_entity="PERSON",
+            patterns=patterns,
+            supported_language=supported_language,
+            name="PersonContextRecognizer",
+            global_regex_flags=0,
+        )
+
+    def validate_result(self, pattern_text: str) -> bool | None:
+        words = pattern_text.split()
+        first = words[0].lower()
+        if first in _NOT_NAMES or first in FIELD_LABELS:
+            return False
+        return None

@@ -1,0 +1,160 @@
+"""Detection with the real analyzer (spaCy model + Presidio + tunegate recognizers)."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import socket
+import warnings
+from typing import Any
+
+import pytest
+
+from tunegate.errors import DependencyError
+from tunegate.pii.config import PIIPolicy
+from tunegate.pii.detect import analyzer_info, build_analyzer, detect_texts
+
+
+def _found(analyzer: Any, policy: PIIPolicy, text: str) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for s in detect_texts(analyzer, policy, [text])[0]:
+        out.setdefault(s.entity_type, []).append(text[s.start : s.end])
+    return out
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("Call me at +48 601 234 567 tomorrow.", "+48 601 234 567"),
+        ("Meine Nummer: +49 (0)30 1234567", "+49 (0)30 1234567"),
+        ("Mon portable est le +33 6 12 34 56 78.", "+33 6 12 34 56 78"),
+        ("Phone: 030 123 45 67", "030 123 45 67"),
+        ("Phone:\n60-56-85-91", "60-56-85-91"),
+    ],
+)
+def test_eu_phone_formats(pii_analyzer: Any, pii_policy: PIIPolicy, text: str, value: str) -> None:
+    assert value in _found(pii_analyzer, pii_policy, text).get("PHONE_NUMBER", [])
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("write to jan.kowalski [at] example [dot] com please", "jan.kowalski [at] example [dot] com"),
+        ("Contact: anna(at)example.com", "anna(at)example.com"),
+        ("plain: ola.nowak@example.pl", "ola.nowak@example.pl"),
+    ],
+)
+def test_email_forms(pii_analyzer: Any, pii_policy: PIIPolicy, text: str, value: str) -> None:
+    assert value in _found(pii_analyzer, pii_policy, text).get("EMAIL_ADDRESS", [])
+
+
+def test_pesel_iban_card(pii_analyzer: Any, pii_policy: PIIPolicy) -> None:
+    found = _found(
+        pii_analyzer,
+        pii_policy,
+        "My PESEL is 44051401359, IBAN PL61 1090 1014 0000 0712 1981 2874, card 6304 0000 0000 0000 0.",
+    )
+    assert found["PL_PESEL"] == ["44051401359"]
+    assert found["IBAN_CODE"] == ["PL61 1090 1014 0000 0712 1981 2874"]
+    assert "CREDIT_CARD" in found
+    # an invalid checksum is not a PESEL
+    assert "PL_PESEL" not in _found(pii_analyzer, pii_policy, "PESEL 44051401358")
+
+
+def test_person_heuristics(pii_analyzer: Any, pii_policy: PIIPolicy) -> None:
+    found = _found(pii_analyzer, pii_policy, "My name is Zbigniew Wąsowicz-Kępa and I know Ravil G Yefimov.")
+    assert "Zbigniew Wąsowicz-Kępa" in found["PERSON"]
+    assert "Ravil G Yefimov" in found["PERSON"]
+
+
+def test_placeholders_are_not_detected(pii_analyzer: Any, pii_policy: PIIPolicy) -> None:
+    text = "<PERSON_12345678> called <PHONE_NUMBER_87654321> and wrote to <EMAIL_ADDRESS_1234>."
+    assert detect_texts(pii_analyzer, pii_policy, [text]) == [[]]
+
+
+def test_spans_do_not_overlap(pii_analyzer: Any, pii_policy: PIIPolicy) -> None:
+    text = "Dr. Anna Maria Nowak, tel. +48 601 234 567, anna.nowak@example.com, 4111 1111 1111 1111"
+    spans = detect_texts(pii_analyzer, pii_policy, [text])[0]
+    assert spans == sorted(spans, key=lambda s: s.start)
+    assert all(a.end <= b.start for a, b in itertools.pairwise(spans))
+
+
+def test_missing_model_fails_before_download(monkeypatch: pytest.MonkeyPatch) -> None:
+    import spacy.cli
+
+    def forbidden(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("spacy.cli.download must never be called")
+
+    monkeypatch.setattr(spacy.cli, "download", forbidden)
+    with pytest.raises(DependencyError, match="en_core_web_lg_not_here"):
+        build_analyzer(PIIPolicy(spacy_model="en_core_web_lg_not_here"))
+
+
+def test_regex_only_needs_explicit_policy_and_is_stamped() -> None:
+    policy = PIIPolicy(spacy_model="en_core_web_lg_not_here", allow_regex_only=True)
+    analyzer = build_analyzer(policy)
+    assert analyzer_info(analyzer).regex_only
+    spans = detect_texts(analyzer, policy, ["mail ola.nowak@example.pl now"])[0]
+    assert [s.entity_type for s in spans] == ["EMAIL_ADDRESS"]
+
+
+def test_tldextract_is_offline(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, pii_policy: PIIPolicy
+) -> None:
+    """E-mail validation uses the bundled suffix list: no socket, no fetch warning."""
+    from tunegate.pii import recognizers
+
+    def no_network(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("network access attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    recognizers.offline_tldextract.cache_clear()
+    caplog.set_level(logging.DEBUG)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        analyzer = build_analyzer(pii_policy.model_copy(update={"entities": ("EMAIL_ADDRESS",)}))
+        spans = detect_texts(analyzer, pii_policy.model_copy(update={"entities": ("EMAIL_ADDRESS",)}),
+                             ["a.b@example.co.uk", "x@site.com.pl"])  # fmt: skip
+    assert [len(s) for s in spans] == [1, 1]
+    texts = [r.getMessage().lower() for r in caplog.records] + [str(w.message).lower() for w in caught]
+    assert not [t for t in texts if "suffix" in t or "fetch" in t or "publicsuffix" in t]
+
+
+def test_sharded_detection_equals_single_process(pii_analyzer: Any, pii_policy: PIIPolicy) -> None:
+    texts = [
+        f"Row {i}: My name is Anna Nowak{i % 3}, call +48 601 234 {100 + i} or mail a{i}@example.com"
+        for i in range(40)
+    ] + ["no personal data here"] * 30
+    single = detect_texts(pii_analyzer, pii_policy.model_copy(update={"batch_size": 8}), texts)
+    sharded = detect_texts(
+        pii_analyzer, pii_policy.model_copy(update={"batch_size": 8, "n_process": 2}), texts
+    )
+    assert sharded == single
+    assert sum(len(s) for s in single) >= 80
+
+
+def test_ner_prefilter_only_skips_texts_without_name_candidates() -> None:
+    from tunegate.pii.detect import needs_ner
+
+    assert not needs_ner("How do I top up my card? I am still waiting.")
+    assert needs_ner("Why is Rebecca so impulsive?")
+    assert needs_ner("follow up with patricia desrosiers")  # lower-cased document: model decides
+
+
+def test_only_real_placeholders_are_exempt(pii_analyzer: Any, pii_policy: PIIPolicy) -> None:
+    found = _found(pii_analyzer, pii_policy, "Reply to <ola.nowak@example.pl> or <EMAIL_ADDRESS_12>.")
+    assert found == {"EMAIL_ADDRESS": ["ola.nowak@example.pl"]}
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("Call me on 5583807670.", True),  # sentence-initial cue that context enhancement misses
+        ("Regards. Call me on 5583807670. Thanks", True),
+        ("Order 5583807670 shipped yesterday", False),  # a bare digit run without a cue stays
+    ],
+)
+def test_unformatted_phone_after_cue(engine: Any, text: str, found: bool) -> None:
+    spans = engine.detect([text])[0]
+    assert any(s.entity_type == "PHONE_NUMBER" for s in spans) is found
