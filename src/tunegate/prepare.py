@@ -1,0 +1,323 @@
+"""The data gate, end to end: ingest -> split -> anonymize -> check -> freeze -> write.
+
+Order matters and is deliberate:
+
+1. Fail closed *before reading data*: the policy validates, the PII key exists, the configured
+   spaCy model is installed (never downloaded).
+2. Ingest streams the input (precise errors for hostile input; the input is only read).
+3. The hold-out is split off first, on the raw records, stratified and group-aware, so no later
+   choice (dedup, thresholds) is made with the hold-out in view.
+4. All splits are anonymized by one engine, so a value gets the same pseudonym everywhere; a
+   residual re-scan counts what is left.
+5. Checks: Great Expectations suites per split, duplicates, train/hold-out leakage, sizes, label
+   agreement, residual PII. A failing check is a result with figures, not an exception.
+6. Everything is written to a temp folder and renamed into ``WORKDIR/data`` in one step, so a
+   failed run leaves no partial output; an existing frozen hold-out must verify and match.
+7. One ledger event records input, output and policy digests.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tunegate import ledger
+from tunegate.data.duplicates import find_duplicates
+from tunegate.data.results import CheckResult
+from tunegate.data.split import (
+    MANIFEST_NAME,
+    check_leakage,
+    split_records,
+    verify_holdout,
+    write_holdout_manifest,
+)
+from tunegate.data.validate import check_agreement, check_sizes, run_expectations
+from tunegate.errors import IntegrityError
+from tunegate.pii.anonymize import PIIEngine
+from tunegate.pii.keys import load_pii_key
+from tunegate.policy.schema import GatePolicy
+from tunegate.provenance import (
+    atomic_write_json,
+    atomic_write_text,
+    git_info,
+    package_versions,
+    sha256_file,
+)
+from tunegate.records import DEFAULT_MAX_LINE_BYTES, Record, read_records, records_digest, write_records
+from tunegate.workdir import data_dir, workdir_lock
+
+REPORT_SCHEMA = 1
+SPLITS = ("train", "validation", "holdout")
+
+
+@dataclass(frozen=True)
+class DataGateReport:
+    """What ``prepare_data`` returns: the verdict, every check, and where the outputs are."""
+
+    passed: bool
+    checks: list[CheckResult]
+    report: dict[str, Any]
+    data_dir: Path
+
+    @property
+    def reasons(self) -> list[str]:
+        return [f"{c.name}: {c.message}" for c in self.checks if c.blocking]
+
+
+def _check_dicts(checks: Sequence[CheckResult]) -> list[dict[str, Any]]:
+    return [c.to_dict() for c in checks]
+
+
+def prepare_data(
+    data: str | Path,
+    task: str,
+    out: str | Path,
+    *,
+    policy: GatePolicy,
+    fields: Mapping[str, str] | None = None,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    refreeze: bool = False,
+    pii_key_file: Path | None = None,
+) -> DataGateReport:
+    """Run the data gate on ``data`` and write ``out/data/``. See the module docstring."""
+    src = Path(data)
+    workdir = Path(out)
+    # 1. fail closed before touching data
+    key = load_pii_key(allow_file=pii_key_file)
+    engine = PIIEngine(policy.pii, key)
+    engine.prepare()
+
+    with workdir_lock(workdir, stage="prepare"):
+        # 2. ingest (the whole set is needed for a stratified split; the reader itself streams)
+        records = list(read_records(src, task, fields=fields, max_line_bytes=max_line_bytes))
+        src_digest = sha256_file(src) if src.is_file() else records_digest(records)
+
+        # 3. split first, on raw records
+        split = split_records(records, policy.data)
+
+        # 4. anonymize every split with one engine call (consistent pseudonyms); the report
+        #    includes the residual re-scan of the anonymized output
+        all_raw = [*split.train, *split.validation, *split.holdout]
+        anonymized, pii_report = engine.anonymize_records(all_raw)
+        n_tr, n_va = len(split.train), len(split.validation)
+        parts = {
+            "train": anonymized[:n_tr],
+            "validation": anonymized[n_tr : n_tr + n_va],
+            "holdout": anonymized[n_tr + n_va :],
+        }
+
+        # 5. checks
+        checks: list[CheckResult] = []
+        gx: dict[str, Any] = {}
+        for name in SPLITS:
+            if not parts[name]:
+                continue
+            vr = run_expectations(parts[name], task, policy.data, split=name)
+            gx[name] = vr.to_dict()
+            checks.extend(vr.checks())
+        dup_reports: dict[str, Any] = {}
+        for name in SPLITS:
+            dr = find_duplicates(parts[name], policy.data)
+            dup_reports[name] = dr.to_dict()
+            checks.append(dr.check(split=name))
+            if policy.data.drop_exact_duplicates:
+                parts[name] = dr.drop(parts[name])
+        checks.append(check_leakage([*parts["train"], *parts["validation"]], parts["holdout"], policy.data))
+        checks.extend(
+            check_sizes([*parts["train"], *parts["validation"]], parts["holdout"], task, policy.data)
+        )
+        checks.append(check_agreement(records, policy.data))
+        violations = pii_report.violations(policy.pii)
+        checks.append(
+            CheckResult(
+                name="residual_pii",
+                passed=not violations,
+                figures={
+                    "residual": pii_report.residual_totals,
+                    "max_residual": dict(policy.pii.max_residual),
+                },
+                message="; ".join(violations) or "no residual PII above the policy's limits after re-scan",
+            )
+        )
+        if pii_report.regex_only:
+            checks.append(
+                CheckResult(
+                    name="pii_regex_only",
+                    passed=True,
+                    severity="warning",
+                    figures={"regex_only": True},
+                    message="the policy allowed regex-only PII detection: names and locations are NOT detected",
+                )
+            )
+        passed = not any(c.blocking for c in checks)
+
+        # 6. write everything into a temp folder, then swap it in
+        final = data_dir(workdir)
+        existing_manifest = final / MANIFEST_NAME
+        if existing_manifest.exists():
+            verify_holdout(final)  # raises IntegrityError when the frozen hold-out changed
+        tmp = Path(tempfile.mkdtemp(prefix=".data.", dir=workdir))
+        try:
+            outputs: dict[str, str] = {}
+            for name in SPLITS:
+                write_records(tmp / f"{name}.jsonl", parts[name])
+            write_holdout_manifest(
+                tmp,
+                parts["holdout"],
+                policy_digest=policy.digest(),
+                seed=policy.data.seed,
+                holdout_file=tmp / "holdout.jsonl",
+                fractions={
+                    "holdout": policy.data.holdout_fraction,
+                    "validation": policy.data.validation_fraction,
+                },
+            )
+            if existing_manifest.exists() and not refreeze:
+                old = existing_manifest.read_bytes()
+                new = (tmp / MANIFEST_NAME).read_bytes()
+                if old != new:
+                    raise IntegrityError(
+                        f"{existing_manifest}: a different hold-out is already frozen in this workdir "
+                        "(inputs, seed or policy changed)",
+                        hint="use a new workdir, or pass --refreeze to replace it (recorded in the ledger)",
+                    )
+            for name in SPLITS:
+                outputs[f"data/{name}.jsonl"] = sha256_file(tmp / f"{name}.jsonl")
+            outputs[f"data/{MANIFEST_NAME}"] = sha256_file(tmp / MANIFEST_NAME)
+            report = _build_report(
+                src=src,
+                src_digest=src_digest,
+                n_rows=len(records),
+                task=task,
+                policy=policy,
+                parts=parts,
+                checks=checks,
+                passed=passed,
+                pii=pii_report.to_json(),
+                residual_ok=not violations,
+                gx=gx,
+                duplicates=dup_reports,
+                manifest_sha256=outputs[f"data/{MANIFEST_NAME}"],
+                outputs=outputs,
+            )
+            atomic_write_json(tmp / "data_report.json", report)
+            atomic_write_text(tmp / "data_report.md", render_data_report_md(report))
+            outputs["data/data_report.json"] = sha256_file(tmp / "data_report.json")
+            if final.exists():
+                backup = Path(tempfile.mkdtemp(prefix=".data.old.", dir=workdir))
+                final.rename(backup / "data")
+                tmp.rename(final)
+                shutil.rmtree(backup, ignore_errors=True)
+            else:
+                tmp.rename(final)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+
+        ledger.append_event(
+            workdir,
+            "prepare",
+            inputs={"data": src_digest},
+            outputs=outputs,
+            config_digest=policy.digest(),
+            details={
+                "verdict": "pass" if passed else "fail",
+                "task": task,
+                "counts": {k: len(v) for k, v in parts.items()},
+                "pii_totals": pii_report.totals,
+                "pii_residual": pii_report.residual_totals,
+                "refreeze": bool(refreeze and existing_manifest.exists()),
+            },
+        )
+    return DataGateReport(passed=passed, checks=checks, report=report, data_dir=final)
+
+
+def _label_counts(records: Sequence[Record]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for r in records:
+        if r.label is not None:
+            out[r.label] = out.get(r.label, 0) + 1
+    return dict(sorted(out.items()))
+
+
+def _build_report(
+    *,
+    src: Path,
+    src_digest: str,
+    n_rows: int,
+    task: str,
+    policy: GatePolicy,
+    parts: Mapping[str, Sequence[Record]],
+    checks: Sequence[CheckResult],
+    passed: bool,
+    pii: dict[str, Any],
+    residual_ok: bool,
+    gx: dict[str, Any],
+    duplicates: dict[str, Any],
+    manifest_sha256: str,
+    outputs: dict[str, str],
+) -> dict[str, Any]:
+    agreement = next((c.to_dict() for c in checks if c.name == "label_agreement"), None)
+    return {
+        "schema": REPORT_SCHEMA,
+        "verdict": "pass" if passed else "fail",
+        "task": task,
+        "sources": [{"file": src.name, "sha256": src_digest, "rows": n_rows}],
+        "policy_name": policy.name,
+        "policy_digest": policy.digest(),
+        "seed": policy.data.seed,
+        "sizes": {
+            **{name: len(recs) for name, recs in parts.items()},
+            "labels": {name: _label_counts(recs) for name, recs in parts.items()},
+        },
+        "checks": _check_dicts(checks),
+        "blocking": [f"{c.name}: {c.message}" for c in checks if c.blocking],
+        # `residual` is entity -> count (what the gate reads); per-field detail is kept beside it
+        "pii": {
+            **pii,
+            "residual_by_field": pii.get("residual", {}),
+            "residual": pii.get("residual_totals", {}),
+            "residual_ok": residual_ok,
+        },
+        "gx": gx,
+        "duplicates": duplicates,
+        "agreement": agreement,
+        "holdout_manifest_sha256": manifest_sha256,
+        "outputs": outputs,
+        "provenance": {"git": git_info(), "versions": package_versions()},
+    }
+
+
+def render_data_report_md(report: Mapping[str, Any]) -> str:
+    """A short human-readable data report (figures only, no record text)."""
+    lines = [
+        f"# Data gate report: **{report['verdict'].upper()}**",
+        "",
+        f"- task: `{report['task']}`; policy `{report['policy_name']}` (digest `{report['policy_digest'][:16]}`)",
+        *(
+            f"- source `{s['file']}`: {s['rows']} rows, sha256 `{s['sha256'][:16]}`"
+            for s in report["sources"]
+        ),
+        f"- sizes: train {report['sizes']['train']}, validation {report['sizes']['validation']}, "
+        f"hold-out {report['sizes']['holdout']}",
+        f"- hold-out manifest sha256 `{report['holdout_manifest_sha256']}`",
+        "",
+        "## Checks",
+        "",
+        "| check | result | severity | message |",
+        "| --- | --- | --- | --- |",
+    ]
+    for c in report["checks"]:
+        mark = "pass" if c["passed"] else "FAIL"
+        msg = str(c.get("message", "")).replace("|", "\\|")
+        lines.append(f"| {c['name']} | {mark} | {c['severity']} | {msg} |")
+    pii = report.get("pii", {})
+    lines += ["", "## PII (entity type: count)", ""]
+    for ent, n in sorted((pii.get("totals") or {}).items()):
+        lines.append(f"- {ent}: {n}")
+    lines += ["", f"Residual after anonymization: {pii.get('residual') or {}}", ""]
+    return "\n".join(lines) + "\n"

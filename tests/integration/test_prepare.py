@@ -1,0 +1,181 @@
+"""The data gate end to end, for real: Presidio, GX, split, manifest, ledger, CLI exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tunegate.data.split import verify_holdout
+from tunegate.demo_data import generate_tickets
+from tunegate.errors import IntegrityError
+from tunegate.ledger import verify_ledger
+from tunegate.policy.schema import load_policy
+from tunegate.prepare import prepare_data
+
+pytestmark = pytest.mark.slow
+
+DEMO = Path(__file__).resolve().parents[2] / "src" / "tunegate" / "assets" / "demo_tickets.jsonl"
+CANARIES = {
+    "email": "quill.canary.7731@example.org",
+    "phone": "+48 601 733 991",
+    "iban": "DE89 3704 0044 0532 0130 00",
+    "pesel": "44051401359",
+    "person": "Quentin Zabrowski",
+    "ip": "203.0.113.77",
+}
+
+
+def _canary_rows() -> list[dict[str, str]]:
+    c = CANARIES
+    texts = [
+        f"Hello, my name is {c['person']} and my card was declined. Call me on {c['phone']}.",
+        f"Please refund to IBAN {c['iban']}, my PESEL is {c['pesel']}. Thanks, {c['person']}",
+        f"I cannot log in from IP address {c['ip']}. Reach me at {c['email']}.",
+    ]
+    labels = ["card_issue", "refund", "account_access"]
+    return [
+        {"text": t, "label": lab, "customer_id": f"CAN{i}"} for i, (t, lab) in enumerate(zip(texts, labels))
+    ]
+
+
+@pytest.fixture(scope="module")
+def canary_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("in") / "tickets.jsonl"
+    rows = list(generate_tickets(360, seed=11)) + _canary_rows()
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory, canary_data: Path) -> tuple[Path, object]:
+    os.environ["TUNEGATE_PII_KEY"] = "integration-test-key-0123456789abcdef"
+    work = tmp_path_factory.mktemp("wd")
+    before = canary_data.read_bytes()
+    result = prepare_data(
+        canary_data, "classification", work, policy=load_policy(), fields={"group": "customer_id"}
+    )
+    assert canary_data.read_bytes() == before  # the input is never modified
+    return work, result
+
+
+def test_demo_gate_passes_and_writes_everything(prepared: tuple[Path, object]) -> None:
+    work, result = prepared
+    assert result.passed, result.reasons  # type: ignore[attr-defined]
+    data = work / "data"
+    for name in (
+        "train.jsonl",
+        "validation.jsonl",
+        "holdout.jsonl",
+        "holdout.manifest.json",
+        "data_report.json",
+        "data_report.md",
+    ):
+        assert (data / name).is_file(), name
+    report = json.loads((data / "data_report.json").read_text())
+    assert report["verdict"] == "pass"
+    names = {c["name"] for c in report["checks"]}
+    assert {"holdout_leakage", "min_pairs", "label_agreement", "residual_pii", "expectations_train"} <= names
+    n = report["sizes"]
+    assert n["holdout"] / (n["train"] + n["validation"] + n["holdout"]) == pytest.approx(0.15, abs=0.03)
+    # every entity type of the canaries was found and counted
+    for ent in ("EMAIL_ADDRESS", "PHONE_NUMBER", "IBAN_CODE", "PL_PESEL", "PERSON", "IP_ADDRESS"):
+        assert report["pii"]["totals"].get(ent, 0) > 0, ent
+    assert verify_holdout(data).counts["total"] == n["holdout"]
+    assert verify_ledger(work).ok
+
+
+def test_no_canary_in_any_output(prepared: tuple[Path, object]) -> None:
+    work, _ = prepared
+    for path in work.rglob("*"):
+        if path.is_file():
+            text = path.read_text(encoding="utf-8", errors="replace")
+            for kind, value in CANARIES.items():
+                assert value not in text, f"raw {kind} canary in {path.relative_to(work)}"
+
+
+def test_same_inputs_give_byte_identical_manifest(
+    prepared: tuple[Path, object], canary_data: Path, tmp_path: Path
+) -> None:
+    work, _ = prepared
+    prepare_data(
+        canary_data, "classification", tmp_path, policy=load_policy(), fields={"group": "customer_id"}
+    )
+    for name in ("holdout.manifest.json", "holdout.jsonl", "train.jsonl"):
+        assert (tmp_path / "data" / name).read_bytes() == (work / "data" / name).read_bytes(), name
+
+
+def test_rerun_verifies_frozen_holdout_and_refuses_a_changed_one(
+    prepared: tuple[Path, object], canary_data: Path
+) -> None:
+    work, _ = prepared
+    holdout = work / "data" / "holdout.jsonl"
+    original = holdout.read_bytes()
+    try:
+        lines = original.decode().splitlines(keepends=True)
+        holdout.write_text("".join(lines[1:]), encoding="utf-8")  # a record silently removed
+        with pytest.raises(IntegrityError):
+            prepare_data(
+                canary_data, "classification", work, policy=load_policy(), fields={"group": "customer_id"}
+            )
+    finally:
+        holdout.write_bytes(original)
+    # unchanged: a re-run on the same inputs verifies and keeps the same manifest
+    manifest = (work / "data" / "holdout.manifest.json").read_bytes()
+    prepare_data(canary_data, "classification", work, policy=load_policy(), fields={"group": "customer_id"})
+    assert (work / "data" / "holdout.manifest.json").read_bytes() == manifest
+    assert verify_ledger(work).ok
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "tunegate.cli", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=300,
+    )
+
+
+def test_cli_exit_codes(tmp_path: Path) -> None:
+    key = {"TUNEGATE_PII_KEY": "integration-test-key-0123456789abcdef"}
+    # 2: hostile input, named precisely, no traceback, no partial output
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(b'{"text": "a", "label": "x"}\n{"text": "b", "label": "y", "label": "z"}\n')
+    r = _cli("prepare", str(bad), "--task", "classification", "--out", str(tmp_path / "w1"), env=key)
+    assert r.returncode == 2, r.stderr
+    assert "bad.jsonl" in r.stderr and "line 2" in r.stderr and "duplicate key" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "w1" / "data").exists()
+    # 1: the gate fails (too few pairs), with the reason
+    small = tmp_path / "small.jsonl"
+    small.write_text("".join(json.dumps(t) + "\n" for t in generate_tickets(60, seed=3)), encoding="utf-8")
+    r = _cli("prepare", str(small), "--task", "classification", "--out", str(tmp_path / "w2"), env=key)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "min_pairs" in r.stdout
+    # 2: no PII key -> stops before reading data
+    env = {k: v for k, v in os.environ.items() if k != "TUNEGATE_PII_KEY"}
+    r = subprocess.run(
+        [sys.executable, "-m", "tunegate.cli", "prepare", str(DEMO), "--task", "classification",
+         "--out", str(tmp_path / "w3")],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 2 and "TUNEGATE_PII_KEY" in r.stderr, r.stderr
+    assert not (tmp_path / "w3" / "data").exists()
+
+
+def test_missing_spacy_model_fails_closed(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("version: 1\npii:\n  spacy_model: en_core_web_lg\n", encoding="utf-8")
+    r = _cli(
+        "prepare", str(DEMO), "--task", "classification", "--out", str(tmp_path / "w"), "--policy", str(policy),
+        env={"TUNEGATE_PII_KEY": "integration-test-key-0123456789abcdef"},
+    )  # fmt: skip
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "en_core_web_lg" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "w" / "data").exists()
