@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -17,12 +19,13 @@ from tunegate import __version__
 from tunegate.approval import commands as approval_commands
 from tunegate.data import commands as data_commands
 from tunegate.drift import commands as drift_commands
-from tunegate.errors import TunegateError
+from tunegate.errors import DependencyError, TunegateError
 from tunegate.evaluation import commands as evaluation_commands
 from tunegate.pii import commands as pii_commands
 from tunegate.training import commands as training_commands
 
 err_console = Console(stderr=True)
+out_console = Console()
 
 app = typer.Typer(
     name="tunegate",
@@ -41,6 +44,96 @@ def _root(
     if version:
         typer.echo(__version__)
         raise typer.Exit(0)
+
+
+def _load_flow(name: str, attr: str) -> Any:
+    """Import ``flows/<name>.py`` by path (flows are orchestration, not part of the package)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "flows" / f"{name}.py"
+    if not path.is_file():
+        raise DependencyError(f"{path}: flow file not found", hint="run tunegate from a source checkout")
+    spec = importlib.util.spec_from_file_location(f"tunegate_flow_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, attr)
+
+
+@app.command("run")
+def run_cmd(
+    config: Path = typer.Argument(..., help="Gate-run config YAML (see gates/demo-run.yaml)."),
+) -> None:
+    """Start the gate-run flow: prepare -> baseline -> train -> evaluate -> decide -> report -> approve -> promote."""
+    from tunegate.pipeline import load_gate_run_config
+
+    cfg = load_gate_run_config(config)
+    result = _load_flow("gate_run", "gate_run_flow")(cfg)
+    _print_gate_result("gate-run", result)
+    if result.get("stopped_at") is not None:
+        raise typer.Exit(1)
+
+
+def _print_gate_result(title: str, result: dict[str, Any]) -> None:
+    stopped = result.get("stopped_at")
+    decision = result.get("decide") or {}
+    verdict = "PASS" if decision.get("passed") else ("FAIL" if decision else "not decided")
+    out_console.print(
+        f"[bold]{title}[/]: gate {verdict}; " + (f"stopped at {stopped}" if stopped else "promoted")
+    )
+    for reason in decision.get("reasons", []) or (result.get("prepare") or {}).get("reasons", []):
+        out_console.print(f"  - {escape(str(reason))}", highlight=False)
+    if stopped == "approval":
+        for reason in (result.get("approval") or {}).get("reasons", []):
+            out_console.print(f"  approval: {escape(str(reason))}", highlight=False)
+
+
+@app.command("demo")
+def demo_cmd(
+    out: Path = typer.Option(Path("tunegate-demo"), "--out", help="Where every demo artifact is written."),
+    model: Path | None = typer.Option(None, "--model", help="A local causal LM for the generation path."),
+    no_full: bool = typer.Option(False, "--no-full", help="Skip the full fine-tuning comparison."),
+) -> None:
+    """The whole gate offline on synthetic tickets: data gate, LoRA on MiniLM, report, sign, verify, promote."""
+    import time
+
+    from tunegate.demo import run_demo
+
+    start = time.monotonic()
+    gate = _load_flow("gate_run", "gate_run_flow")
+    with out_console.status("running the demo (each stage is a Prefect task; see the log lines)"):
+        summary = run_demo(out, gate, model=model, with_full=not no_full, say=out_console.print)
+    for key in ("classification", "classification_full", "generation"):
+        if isinstance(summary.get(key), dict) and "workdir" in summary[key]:
+            _print_gate_result(key, summary[key])
+    _print_artifacts(Path(summary["out"]))
+    out_console.print(f"demo finished in {time.monotonic() - start:.0f} s")
+    cls = summary.get("classification") or {}
+    if cls.get("stopped_at") is not None:
+        raise typer.Exit(1)
+
+
+def _print_artifacts(out: Path) -> None:
+    from rich.table import Table
+
+    table = Table(title="where everything is")
+    table.add_column("artifact")
+    table.add_column("path")
+    rows = [
+        ("input data (synthetic, fake PII)", out / "input" / "tickets.jsonl"),
+        ("data report", out / "classification" / "data" / "data_report.md"),
+        ("frozen hold-out manifest", out / "classification" / "data" / "holdout.manifest.json"),
+        ("audit ledger", out / "classification" / "audit" / "ledger.jsonl"),
+        ("demo reviewer public keys", out / "approvers"),
+        ("registry", out / "registry"),
+    ]
+    for run_dir in sorted((out / "classification" / "runs").glob("*")):
+        for name in ("run.json", "evidence.json", "decision.json", "report.html", "report.pdf", "approvals"):
+            rows.append((f"{run_dir.name}: {name}", run_dir / name))
+    for label, path in rows:
+        if path.exists():
+            table.add_row(label, str(path))
+    out_console.print(table)
 
 
 for _module in (

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,9 +36,10 @@ from tunegate.data.split import (
     write_holdout_manifest,
 )
 from tunegate.data.validate import check_agreement, check_sizes, run_expectations
-from tunegate.errors import IntegrityError
+from tunegate.errors import IntegrityError, StageError
 from tunegate.pii.anonymize import PIIEngine
 from tunegate.pii.keys import load_pii_key
+from tunegate.pii.report import PIIReport
 from tunegate.policy.schema import GatePolicy
 from tunegate.provenance import (
     atomic_write_json,
@@ -51,6 +52,8 @@ from tunegate.records import DEFAULT_MAX_LINE_BYTES, Record, read_records, recor
 from tunegate.workdir import data_dir, workdir_lock
 
 REPORT_SCHEMA = 1
+#: Records in, anonymized records (same order, same ids) and one counts-only report out.
+Anonymizer = Callable[[list[Record]], tuple[list[Record], PIIReport]]
 SPLITS = ("train", "validation", "holdout")
 
 
@@ -82,8 +85,14 @@ def prepare_data(
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     refreeze: bool = False,
     pii_key_file: Path | None = None,
+    anonymizer: Anonymizer | None = None,
 ) -> DataGateReport:
-    """Run the data gate on ``data`` and write ``out/data/``. See the module docstring."""
+    """Run the data gate on ``data`` and write ``out/data/``. See the module docstring.
+
+    ``anonymizer`` replaces the in-process ``PIIEngine.anonymize_records`` call, e.g. with one
+    that shards the records over a Dask cluster (``tunegate.scale``); it must return the records
+    in order with their ids kept, and one merged report.
+    """
     src = Path(data)
     workdir = Path(out)
     # 1. fail closed before touching data
@@ -102,7 +111,10 @@ def prepare_data(
         # 4. anonymize every split with one engine call (consistent pseudonyms); the report
         #    includes the residual re-scan of the anonymized output
         all_raw = [*split.train, *split.validation, *split.holdout]
-        anonymized, pii_report = engine.anonymize_records(all_raw)
+        anonymize = anonymizer or engine.anonymize_records
+        anonymized, pii_report = anonymize(all_raw)
+        if [r.id for r in anonymized] != [r.id for r in all_raw]:
+            raise StageError("the anonymizer returned records out of order or changed their ids")
         n_tr, n_va = len(split.train), len(split.validation)
         parts = {
             "train": anonymized[:n_tr],

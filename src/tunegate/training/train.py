@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import math
+import os
 import resource
 import shutil
 import time
@@ -515,6 +516,8 @@ def train_run(
     run: dict[str, Any] = {
         "run_id": run_id,
         "date": start.isoformat().replace("+00:00", "Z"),
+        # who ran training: approval's separation of duties keeps them from approving alone
+        "operator": os.environ.get("TUNEGATE_OPERATOR") or os.environ.get("USER") or "unknown",
         "method": method,
         "task": task,
         "model_kind": kind,

@@ -1,0 +1,345 @@
+"""The whole gate as resumable stages: prepare -> baseline -> train -> evaluate -> decide -> report
+-> approval -> promote. Prefect composes these in ``flows/gate_run.py``; this module holds the
+logic and has no Prefect import.
+
+Resumability: each stage is keyed by a digest of its inputs (file digests, config, policy) and
+records the sha256 of every output it wrote in ``WORKDIR/pipeline/state.json`` only after it
+finished. A re-run recomputes the input digest, re-hashes the recorded outputs, and skips the stage
+when both match; otherwise it runs the stage again. Every artifact is written atomically (temp file
++ rename) and training resumes from its last checkpoint, so a crash mid-stage, SIGKILL included,
+leaves no half-written artifact and a re-run ends at the same final digests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tunegate.errors import ConfigError, StageError
+from tunegate.provenance import atomic_write_json, digest_json, sha256_file, sha256_tree
+
+STATE_REL = Path("pipeline") / "state.json"
+STAGES = ("prepare", "baseline", "train", "evaluate", "decide", "report", "approval", "promote")
+
+
+class GateRunConfig(BaseModel):
+    """One typed config for the whole gate (shown as a form in the Prefect UI)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data: str = Field(..., description="Input data: .jsonl/.json/.csv/.parquet or a datasets folder.")
+    task: Literal["classification", "instruction", "chat"] = Field(..., description="Task kind.")
+    workdir: str = Field(..., description="Where every artifact of this gate run is written.")
+    model: str = Field(..., description="Base model: a local path (offline) or a cached model id.")
+    method: Literal["full", "lora", "qlora", "dora"] = Field("lora", description="Fine-tuning method.")
+    fields: dict[str, str] = Field(default_factory=dict, description="Field mapping NAME -> input column.")
+    policy: str | None = Field(None, description="Gate policy YAML; null = gates/default.yaml.")
+    train_config: str | None = Field(None, description="Run-config YAML for training (gates/training/).")
+    train_overrides: list[str] = Field(default_factory=list, description="key=value training overrides.")
+    registry: str | None = Field(None, description="Registry folder to promote into; null = no promotion.")
+    approvers_dir: str | None = Field(None, description="Trusted reviewer keys; null = the policy's.")
+    approval_timeout_s: float = Field(
+        0, ge=0, description="How long to wait for reviewers' signatures; 0 = check once and stop."
+    )
+    approval_poll_s: float = Field(10, gt=0, description="How often to look for new signatures.")
+    name: str = Field("tunegate-model", description="Registry name of the promoted adapter.")
+
+    def digest(self) -> str:
+        return digest_json(self.model_dump(mode="json"))
+
+
+def load_gate_run_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> GateRunConfig:
+    """Load a gate-run YAML; relative paths in it are resolved against the YAML's folder."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: gate-run config not found")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError:
+        raise ConfigError(f"{p}: not valid YAML") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: a gate-run config must be a mapping")
+    data = {**data, **(overrides or {})}
+    for key in ("data", "workdir", "policy", "train_config", "registry", "approvers_dir", "model"):
+        v = data.get(key)
+        if isinstance(v, str) and v and not Path(v).is_absolute() and (p.parent / v).exists():
+            data[key] = str((p.parent / v).resolve())
+    try:
+        return GateRunConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"{p}: invalid gate-run config: {problems}") from None
+
+
+# -- stage bookkeeping ---------------------------------------------------------------------------
+
+
+def _state_path(workdir: Path) -> Path:
+    return workdir / STATE_REL
+
+
+def read_state(workdir: str | Path) -> dict[str, Any]:
+    path = _state_path(Path(workdir))
+    if not path.is_file():
+        return {}
+    try:
+        return dict(json.loads(path.read_text(encoding="utf-8")))
+    except json.JSONDecodeError:
+        return {}  # a torn state file only costs a re-run: every stage re-verifies its outputs
+
+
+def _digest_outputs(workdir: Path, outputs: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for rel in outputs:
+        p = workdir / rel
+        if p.is_dir():
+            for sub, digest in sha256_tree(p).items():
+                out[f"{rel}/{sub}"] = digest
+        elif p.is_file():
+            out[rel] = sha256_file(p)
+        else:
+            raise StageError(f"stage output {p} is missing after the stage finished")
+    return out
+
+
+def _outputs_verify(workdir: Path, recorded: Mapping[str, str]) -> bool:
+    for rel, digest in recorded.items():
+        p = workdir / rel
+        if not p.is_file() or sha256_file(p) != digest:
+            return False
+    return True
+
+
+def run_stage(
+    workdir: str | Path,
+    name: str,
+    inputs: Mapping[str, Any],
+    fn: Callable[[], tuple[list[str], dict[str, Any]]],
+) -> dict[str, Any]:
+    """Run ``fn`` unless a completed run with the same input digest verifies.
+
+    ``fn`` returns (output paths relative to the workdir, a small JSON-able result). The stage's
+    record is written only after ``fn`` returned, so a crash never marks a stage complete.
+    """
+    wd = Path(workdir)
+    key = digest_json({"stage": name, "inputs": dict(inputs)})
+    state = read_state(wd)
+    prev = state.get(name)
+    if prev and prev.get("inputs_digest") == key and _outputs_verify(wd, prev.get("outputs", {})):
+        return {**prev.get("result", {}), "skipped": True}
+    rel_outputs, result = fn()
+    record = {"inputs_digest": key, "outputs": _digest_outputs(wd, rel_outputs), "result": result}
+    state = read_state(wd)  # re-read: stages of one run are sequential, but keep others' entries
+    state[name] = record
+    # stages later in the chain depend on this one: drop their records so they re-verify/re-run
+    for later in STAGES[STAGES.index(name) + 1 :] if name in STAGES else ():
+        state.pop(later, None)
+    atomic_write_json(_state_path(wd), state)
+    return {**result, "skipped": False}
+
+
+def final_digests(workdir: str | Path) -> dict[str, str]:
+    """Every recorded output digest of every completed stage (for comparing two runs)."""
+    out: dict[str, str] = {}
+    for stage, rec in sorted(read_state(workdir).items()):
+        for rel, digest in rec.get("outputs", {}).items():
+            out[f"{stage}:{rel}"] = digest
+    return out
+
+
+def file_digest_or_none(path: str | Path | None) -> str | None:
+    if path is None:
+        return None
+    p = Path(path)
+    if p.is_file():
+        return sha256_file(p)
+    if p.is_dir():
+        return digest_json(sha256_tree(p))
+    return None
+
+
+def operator_identity() -> str:
+    """Who runs training (for separation of duties): ``TUNEGATE_OPERATOR`` or the OS user."""
+    return os.environ.get("TUNEGATE_OPERATOR") or os.environ.get("USER") or "unknown"
+
+
+# -- the stages (each a plain function; flows/gate_run.py wraps them in Prefect tasks) ----------
+
+
+def _policy(cfg: GateRunConfig) -> Any:
+    from tunegate.policy.schema import load_policy
+
+    return load_policy(cfg.policy)
+
+
+def _checkpoint(workdir: Path, stage: str) -> None:
+    """Sign the ledger head after a stage (tamper evidence for truncation)."""
+    from tunegate.approval.checkpoint import write_checkpoint
+
+    write_checkpoint(workdir, stage)
+
+
+def stage_prepare(cfg: GateRunConfig) -> dict[str, Any]:
+    from tunegate.prepare import prepare_data
+
+    wd = Path(cfg.workdir)
+    policy = _policy(cfg)
+    inputs = {
+        "data": file_digest_or_none(cfg.data),
+        "task": cfg.task,
+        "fields": dict(sorted(cfg.fields.items())),
+        "policy": policy.digest(),
+    }
+
+    def run() -> tuple[list[str], dict[str, Any]]:
+        res = prepare_data(cfg.data, cfg.task, wd, policy=policy, fields=cfg.fields or None)
+        _checkpoint(wd, "prepare")
+        return ["data"], {"passed": res.passed, "reasons": res.reasons}
+
+    return run_stage(wd, "prepare", inputs, run)
+
+
+def _data_inputs(wd: Path) -> dict[str, str | None]:
+    d = wd / "data"
+    return {
+        n: file_digest_or_none(d / n) for n in ("train.jsonl", "validation.jsonl", "holdout.manifest.json")
+    }
+
+
+def stage_train(cfg: GateRunConfig) -> dict[str, Any]:
+    from tunegate.training.config import load_run_config
+    from tunegate.training.train import train_run
+
+    wd = Path(cfg.workdir)
+    inputs = {
+        "data": _data_inputs(wd),
+        "model": file_digest_or_none(cfg.model) or cfg.model,
+        "method": cfg.method,
+        "train_config": file_digest_or_none(cfg.train_config),
+        "overrides": list(cfg.train_overrides),
+    }
+
+    def run() -> tuple[list[str], dict[str, Any]]:
+        tc = load_run_config(cfg.train_config, cfg.train_overrides)
+        # resume="auto": a crashed run with the same fingerprint continues from its last checkpoint
+        res = train_run(wd, model=cfg.model, method=cfg.method, config=tc, progress=False, resume="auto")
+        _checkpoint(wd, "train")
+        rel = res.run_dir.relative_to(wd).as_posix()
+        keep = [
+            f"{rel}/{n}"
+            for n in ("run.json", "config.json", "adapter", "model")
+            if (res.run_dir / n).exists()
+        ]
+        return keep, {"run_id": res.run_id}
+
+    return run_stage(wd, "train", inputs, run)
+
+
+def stage_evaluate(cfg: GateRunConfig, run_id: str) -> dict[str, Any]:
+    from tunegate.evaluation.run import evaluate_run
+
+    wd = Path(cfg.workdir)
+    policy = _policy(cfg)
+    run_dir = wd / "runs" / run_id
+    inputs = {
+        "run": file_digest_or_none(run_dir / "run.json"),
+        "holdout": file_digest_or_none(wd / "data" / "holdout.manifest.json"),
+        "policy": policy.digest(),
+    }
+
+    def run() -> tuple[list[str], dict[str, Any]]:
+        evaluate_run(wd, run_id=run_id, policy=policy)
+        _checkpoint(wd, "evaluate")
+        return [f"runs/{run_id}/evidence.json"], {"run_id": run_id}
+
+    return run_stage(wd, "evaluate", inputs, run)
+
+
+def stage_decide(cfg: GateRunConfig, run_id: str) -> dict[str, Any]:
+    from tunegate.evaluation.run import decide_run
+
+    wd = Path(cfg.workdir)
+    policy = _policy(cfg)
+    inputs = {
+        "evidence": file_digest_or_none(wd / "runs" / run_id / "evidence.json"),
+        "policy": policy.digest(),
+    }
+
+    def run() -> tuple[list[str], dict[str, Any]]:
+        decision = decide_run(wd, run_id=run_id, policy=policy)
+        _checkpoint(wd, "decide")
+        return [f"runs/{run_id}/decision.json"], {
+            "passed": bool(decision.passed),
+            "reasons": list(decision.reasons),
+        }
+
+    return run_stage(wd, "decide", inputs, run)
+
+
+def stage_report(cfg: GateRunConfig, run_id: str) -> dict[str, Any]:
+    from tunegate.approval.report import write_report
+
+    wd = Path(cfg.workdir)
+    policy = _policy(cfg)
+    rd = wd / "runs" / run_id
+    inputs = {
+        "decision": file_digest_or_none(rd / "decision.json"),
+        "evidence": file_digest_or_none(rd / "evidence.json"),
+        "policy": policy.digest(),
+    }
+
+    def run() -> tuple[list[str], dict[str, Any]]:
+        paths = write_report(wd, policy=policy, run_id=run_id)
+        rels = sorted(Path(p).resolve().relative_to(wd.resolve()).as_posix() for p in paths.values())
+        return rels, {"files": rels}
+
+    return run_stage(wd, "report", inputs, run)
+
+
+def check_approval(cfg: GateRunConfig, run_id: str) -> dict[str, Any]:
+    """Verify the run's signed approvals now (never cached: signatures arrive from people)."""
+    from tunegate.approval.verify import verify_run
+
+    res = verify_run(cfg.workdir, policy=_policy(cfg), run_id=run_id, approvers_dir=cfg.approvers_dir)
+    return {"approved": bool(res.approved), "reasons": list(res.reasons), "approvals": len(res.approvals)}
+
+
+def stage_promote(cfg: GateRunConfig, run_id: str) -> dict[str, Any]:
+    from tunegate.approval.promote import promote
+
+    if cfg.registry is None:
+        return {"promoted": False, "reason": "no registry configured"}
+    entry = promote(
+        cfg.workdir,
+        cfg.registry,
+        policy=_policy(cfg),
+        run_id=run_id,
+        approvers_dir=cfg.approvers_dir,
+        name=cfg.name,
+    )
+    return {"promoted": True, "entry": str(getattr(entry, "path", entry))}
+
+
+def stage_baseline(cfg: GateRunConfig) -> dict[str, Any]:
+    """Score the base model on the frozen hold-out before training (cached for evaluation)."""
+    from tunegate.evaluation.run import score_baseline
+
+    wd = Path(cfg.workdir)
+    policy = _policy(cfg)
+    inputs = {
+        "holdout": file_digest_or_none(wd / "data" / "holdout.manifest.json"),
+        "model": file_digest_or_none(cfg.model) or cfg.model,
+        "policy": policy.digest(),
+    }
+
+    def run() -> tuple[list[str], dict[str, Any]]:
+        res = score_baseline(wd, model=cfg.model, policy=policy)
+        return [f"{res['baseline_dir']}/predictions.json"], res
+
+    return run_stage(wd, "baseline", inputs, run)
