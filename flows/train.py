@@ -40,7 +40,9 @@ def train_flow(
     metrics = {k: v for k, v in out["metrics"].items() if isinstance(v, (int, float, str))}
     create_markdown_artifact(
         key="train-run",
-        markdown="\n".join([f"# run `{out['run_id']}`", "", *(f"- {k}: {v}" for k, v in sorted(metrics.items()))]),
+        markdown="\n".join(
+            [f"# run `{out['run_id']}`", "", *(f"- {k}: {v}" for k, v in sorted(metrics.items()))]
+        ),
         description=f"tunegate {method} run",
     )
     get_run_logger().info("run %s finished", out["run_id"])

@@ -30,8 +30,8 @@ DEFAULT_CAUSAL = REPO.parent / "shared" / "models" / "stories260k"
 DEFAULT_ALPACA = REPO.parent / "shared" / "data" / "alpaca_demo" / "alpaca_en_demo.json"
 DEMO_REVIEWERS = ("alice", "bob")
 #: Training settings sized for 2 CPU cores (the full schedule is the run config's default).
-ENCODER_OVERRIDES = ["epochs=4", "max_seq_len=96", "batch_size=16", "learning_rate=0.001"]
-FULL_OVERRIDES = ["epochs=3", "max_seq_len=96", "batch_size=16", "learning_rate=0.00005"]
+ENCODER_OVERRIDES = ["epochs=2", "max_seq_len=64", "batch_size=16", "learning_rate=0.001"]
+FULL_OVERRIDES = ["epochs=2", "max_seq_len=64", "batch_size=16", "learning_rate=0.0001"]
 CAUSAL_OVERRIDES = ["max_steps=60", "max_seq_len=256", "batch_size=8"]
 
 
@@ -120,6 +120,7 @@ def run_demo(
         train_overrides=ENCODER_OVERRIDES,
         registry=str(out / "registry"),
         approvers_dir=str(approvers),
+        policy=str(REPO / "gates" / "demo.yaml"),
         name="support-ticket-classifier",
     )
     say("gate-run 1/2: data gate, baseline, LoRA training, evaluation, decision, report")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-ALLOWED_FLOW_IMPORTS = {"prefect", "tunegate", "__future__"}
+ALLOWED_FLOW_IMPORTS = {"prefect", "prefect_dask", "tunegate", "__future__"}
 
 
 def _top_imports(path: Path) -> set[str]:

@@ -169,9 +169,15 @@ def load_base_model(
 ) -> LoadedModel:
     """The untouched base model (full precision, eval mode): the baseline a run is compared with.
     For ``seq_cls`` the classification head is freshly initialized (there is no trained head)."""
+    import torch
+
     src = resolve_model(model)
     dev = resolve_device(device)
-    m = load_pretrained(src.path, kind=kind, labels=labels).to(dev).eval()
+    # A fresh head is random: seed it so the same base model gives the same baseline every time,
+    # without disturbing the caller's RNG state.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        m = load_pretrained(src.path, kind=kind, labels=labels).to(dev).eval()
     return LoadedModel(
         model=m,
         tokenizer=load_tokenizer(src.path),

@@ -1,0 +1,284 @@
+"""A real Prefect server on loopback: work pool, worker, `prefect deploy` of flows/prefect.yaml, a run.
+
+Exactly the steps of flows/DEPLOY.md, as subprocesses: ``prefect server start`` (isolated
+PREFECT_HOME and SQLite database in tmp, UI and analytics off), ``prefect work-pool create
+--type process``, ``prefect worker start``, ``prefect deploy --prefect-file flows/prefect.yaml
+--name drift-check-nightly`` (the shipped deployment, entrypoint relative to the repo root), and
+``prefect deployment run`` with parameters pointing at small synthetic data. The test polls the
+server's REST API until the flow run is COMPLETED, then checks what the flow wrote: the drift
+report, the ledger event and the published artifact. Every process group is killed in ``finally``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tunegate.records import Record, content_id
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+PREFECT = [sys.executable, "-m", "prefect"]
+POOL = "tunegate-process"
+RUN_TIMEOUT_S = 240
+TOPICS = {
+    "billing": "I was charged twice for my subscription, invoice {i} shows a duplicate fee",
+    "card_issue": "my card number ending {i} was declined at the shop terminal today",
+    "account_access": "I cannot log in to my account, attempt {i} failed with a password error",
+}
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as resp:  # loopback only
+        return json.loads(resp.read().decode("utf-8"))
+
+
+def _post(url: str, body: dict[str, Any]) -> Any:
+    req = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:  # loopback only
+        return json.loads(resp.read().decode("utf-8"))
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate the whole process group (the server's uvicorn, the worker's flow-run children)."""
+    if proc.poll() is not None:
+        return
+    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _tail(path: Path, n: int = 4000) -> str:
+    return path.read_text(encoding="utf-8", errors="replace")[-n:] if path.exists() else ""
+
+
+@pytest.fixture()
+def prefect_env(tmp_path: Path) -> dict[str, str]:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(
+        PREFECT_HOME=str(tmp_path / "prefect-home"),
+        PREFECT_API_URL=f"http://127.0.0.1:{port}/api",
+        PREFECT_SERVER_API_HOST="127.0.0.1",
+        PREFECT_SERVER_API_PORT=str(port),
+        PREFECT_API_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{tmp_path / 'prefect.db'}",
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_SERVER_UI_ENABLED="false",
+        PREFECT_UI_ENABLED="false",
+        PREFECT_WORKER_QUERY_SECONDS="2",
+        PREFECT_WORKER_PREFETCH_SECONDS="5",
+        PREFECT_CLI_PROMPT="false",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+@pytest.fixture()
+def drift_inputs(tmp_path: Path) -> tuple[Path, Path]:
+    """A reference workdir (data/train.jsonl of Records) and a production prompts file, both small."""
+    wd = tmp_path / "workdir"
+    (wd / "data").mkdir(parents=True)
+    # one pool, shuffled and split: the two sides share a distribution, so no check may alarm
+    pool = [
+        (label, TOPICS[label].format(i=1000 + i)) for i in range(100) for label in [sorted(TOPICS)[i % 3]]
+    ]
+    random.Random(0).shuffle(pool)
+    lines = [
+        Record(
+            id=content_id("classification", {"text": text, "label": label}),
+            task="classification",
+            text=text,
+            label=label,
+        ).to_json()
+        for label, text in pool[:60]
+    ]
+    (wd / "data" / "train.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    current = tmp_path / "prompts.jsonl"
+    current.write_text("".join(json.dumps({"text": text}) + "\n" for _, text in pool[60:]), encoding="utf-8")
+    return wd, current
+
+
+@pytest.fixture()
+def server(prefect_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
+    api = prefect_env["PREFECT_API_URL"]
+    log = tmp_path / "server.log"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(
+            [
+                *PREFECT,
+                "server",
+                "start",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                prefect_env["PREFECT_SERVER_API_PORT"],
+                "--no-ui",
+                "--analytics-off",
+            ],
+            env=prefect_env,
+            cwd=tmp_path,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"prefect server exited with {proc.returncode}:\n{_tail(log)}")
+            try:
+                if _get(f"{api}/health") is True:
+                    break
+            except (urllib.error.URLError, ConnectionError, TimeoutError, json.JSONDecodeError):
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"prefect server not healthy within 90 s:\n{_tail(log)}")
+            time.sleep(0.5)
+        yield api
+    finally:
+        _stop(proc)
+
+
+def _cli(args: list[str], env: dict[str, str], timeout: int = 120, *, known_deploy_bug: bool = False) -> str:
+    res = subprocess.run(
+        [*PREFECT, *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    out = res.stdout + res.stderr
+    if res.returncode != 0 and known_deploy_bug and _is_known_deploy_bug(out):
+        return out
+    assert res.returncode == 0, f"prefect {' '.join(args)} failed ({res.returncode}):\n{out}"
+    return out
+
+
+def _is_known_deploy_bug(out: str) -> bool:
+    """Prefect 3.8.8's client sends ``limit: null`` to ``/workers/filter``; the server (with the
+    pinned fastapi 0.154) answers 422. ``prefect deploy`` hits it only *after* the deployment was
+    created, when it looks for online workers to print a hint, so the deployment itself is fine
+    (the test checks it through the API). Accepted only in exactly this form."""
+    flat = " ".join(out.split())
+    return (
+        "successfully created" in flat
+        and "/workers/filter" in flat
+        and "422 Unprocessable Entity" in flat
+        and "'loc': ['body', 'limit']" in flat
+    )
+
+
+def test_deploy_and_run_drift_check_on_a_real_server(
+    server: str, prefect_env: dict[str, str], drift_inputs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    api = server
+    workdir, current = drift_inputs
+    env = prefect_env
+
+    _cli(["work-pool", "create", POOL, "--type", "process"], env)
+    out = _cli(
+        ["deploy", "--no-prompt", "--prefect-file", "flows/prefect.yaml", "--name", "drift-check-nightly"],
+        env,
+        known_deploy_bug=True,
+    )
+    assert "drift-check/drift-check-nightly" in out, out
+
+    deps = _post(f"{api}/deployments/filter", {})
+    (dep,) = [d for d in deps if d["name"] == "drift-check-nightly"]
+    assert dep["entrypoint"] == "flows/drift.py:drift_check_flow"
+    assert dep["work_pool_name"] == POOL
+    assert [s["schedule"]["cron"] for s in dep["schedules"]] == ["30 2 * * *"]
+    assert dep["pull_steps"] == [
+        {"prefect.deployments.steps.set_working_directory": {"directory": str(REPO.resolve())}}
+    ]
+
+    worker_log = tmp_path / "worker.log"
+    with open(worker_log, "wb") as fh:
+        worker = subprocess.Popen(
+            [
+                *PREFECT,
+                "worker",
+                "start",
+                "--pool",
+                POOL,
+                "--type",
+                "process",
+                "--limit",
+                "1",
+                "--install-policy",
+                "never",
+            ],
+            env=env,
+            cwd=tmp_path,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        params = {
+            "reference": str(workdir),
+            "current": str(current),
+            "policy_path": None,
+            "registry": None,
+            "out": None,
+        }
+        out = _cli(
+            ["deployment", "run", "drift-check/drift-check-nightly", "--params", json.dumps(params)], env
+        )
+        match = re.search(r"UUID:\s*([0-9a-f-]{36})", out)
+        assert match, out
+        run_id = match.group(1)
+
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        state = None
+        while time.monotonic() < deadline:
+            fr = _get(f"{api}/flow_runs/{run_id}")
+            state = fr["state"]["type"] if fr.get("state") else None
+            if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+                break
+            if worker.poll() is not None:
+                pytest.fail(f"the worker exited with {worker.returncode}:\n{_tail(worker_log)}")
+            time.sleep(1)
+        assert state == "COMPLETED", f"flow run ended {state}:\n{_tail(worker_log)}"
+        assert fr["deployment_id"] == dep["id"]
+        assert fr["parameters"]["reference"] == str(workdir)
+    finally:
+        _stop(worker)
+
+    # the flow's outputs: the report, the ledger event, the artifact on the server
+    (report_json,) = list((workdir / "drift").glob("*/drift_report.json"))
+    report = json.loads(report_json.read_text(encoding="utf-8"))
+    assert report["drifted"] is False, "same-topic prompts must not alarm"
+    assert report["current"]["rows"] == 40 and report["reference"]["rows"] == 60
+    assert (report_json.parent / "drift_report.md").is_file()
+    events = [json.loads(x) for x in (workdir / "audit" / "ledger.jsonl").read_text().splitlines() if x]
+    assert [e["stage"] for e in events] == ["drift"]
+    artifacts = _post(f"{api}/artifacts/filter", {"artifacts": {"key": {"any_": ["drift-report"]}}})
+    assert [a["flow_run_id"] for a in artifacts] == [run_id]
+    assert "drift" in artifacts[0]["data"].lower()

@@ -1,0 +1,119 @@
+"""flows/prefect.yaml: every deployment points at a real flow, with valid parameters and schedules."""
+
+from __future__ import annotations
+
+import ast
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+PREFECT_YAML = REPO / "flows" / "prefect.yaml"
+POOL = "tunegate-process"
+EXPECTED = {
+    "drift-check-nightly": ("drift-check", "30 2 * * *"),
+    "regression-recheck-weekly": ("regression-recheck", "0 4 * * 1"),
+    "gate-run-quarterly": ("gate-run", "0 3 1 */3 *"),
+}
+
+
+def _deployments() -> list[dict[str, Any]]:
+    doc = yaml.safe_load(PREFECT_YAML.read_text(encoding="utf-8"))
+    return list(doc["deployments"])
+
+
+def _flow_defs(path: Path) -> dict[str, tuple[str | None, list[str]]]:
+    """function name -> (the @flow(name=...) argument, parameter names), by AST (no import)."""
+    out: dict[str, tuple[str | None, list[str]]] = {}
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        for dec in node.decorator_list:
+            call = dec if isinstance(dec, ast.Call) else None
+            fn = call.func if call else dec
+            if isinstance(fn, ast.Name) and fn.id == "flow":
+                name = None
+                for kw in call.keywords if call else []:
+                    if kw.arg == "name" and isinstance(kw.value, ast.Constant):
+                        name = str(kw.value.value)
+                out[node.name] = (name, [a.arg for a in node.args.args + node.args.kwonlyargs])
+    return out
+
+
+def test_expected_deployments_and_pool() -> None:
+    deps = _deployments()
+    assert {d["name"] for d in deps} == set(EXPECTED)
+    for d in deps:
+        assert d["work_pool"]["name"] == POOL, d["name"]
+        assert "pull" not in d, "process pool: prefect deploy records the working directory itself"
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_entrypoint_file_and_flow_exist(name: str) -> None:
+    dep = next(d for d in _deployments() if d["name"] == name)
+    rel, func = dep["entrypoint"].split(":")
+    path = REPO / rel
+    assert not Path(rel).is_absolute() and path.is_file(), f"{rel} (relative to the repo root)"
+    flows = _flow_defs(path)
+    assert func in flows, f"{rel} has no @flow function {func}; flows there: {sorted(flows)}"
+    flow_name, params = flows[func]
+    assert flow_name == EXPECTED[name][0]
+    assert set(dep.get("parameters") or {}) <= set(params), "a deployment parameter the flow does not take"
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_schedules_are_valid_cron(name: str) -> None:
+    from prefect.client.schemas.schedules import CronSchedule
+
+    dep = next(d for d in _deployments() if d["name"] == name)
+    (sched,) = dep["schedules"]
+    assert sched["cron"] == EXPECTED[name][1]
+    cron = CronSchedule(cron=sched["cron"], timezone=sched["timezone"])
+    assert cron.cron == EXPECTED[name][1]
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("gate-run-quarterly", [(1, 1, 3, 0), (4, 1, 3, 0), (7, 1, 3, 0), (10, 1, 3, 0)]),
+        ("regression-recheck-weekly", [(1, 4, 4, 0), (1, 11, 4, 0), (1, 18, 4, 0), (1, 25, 4, 0)]),
+        ("drift-check-nightly", [(1, 1, 2, 30), (1, 2, 2, 30), (1, 3, 2, 30), (1, 4, 2, 30)]),
+    ],
+)
+def test_schedules_fire_when_documented(name: str, expected: list[tuple[int, int, int, int]]) -> None:
+    # the server's own schedule model: the dates its scheduler service would create runs for
+    from prefect.server.schemas.schedules import CronSchedule
+
+    dep = next(d for d in _deployments() if d["name"] == name)
+    (sched,) = dep["schedules"]
+    cron = CronSchedule(cron=sched["cron"], timezone=sched["timezone"])
+    start = dt.datetime(2027, 1, 1, tzinfo=dt.UTC)  # a Friday
+    fires = list(cron._get_dates_generator(n=4, start=start))
+    assert [(f.month, f.day, f.hour, f.minute) for f in fires] == expected
+
+
+def test_gate_run_parameters_validate_as_the_run_config() -> None:
+    from tunegate.pipeline import GateRunConfig
+
+    dep = next(d for d in _deployments() if d["name"] == "gate-run-quarterly")
+    cfg = GateRunConfig.model_validate(dep["parameters"]["config"])
+    assert cfg.workdir and cfg.task == "classification"
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"), [("fsdp.yaml", "FSDP"), ("deepspeed_zero3.yaml", "DEEPSPEED")], ids=["fsdp", "zero3"]
+)
+def test_accelerate_configs_load_with_accelerate(name: str, kind: str) -> None:
+    """The multi-GPU configs DEPLOY.md names are read by accelerate's own loader (as `launch` does)."""
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    cfg = load_config_from_file(str(REPO / "gates" / "accelerate" / name))
+    assert str(cfg.distributed_type).endswith(kind)
+    assert cfg.mixed_precision == "bf16" and not cfg.use_cpu
+    if kind == "FSDP":
+        assert cfg.fsdp_config["fsdp_state_dict_type"] == "FULL_STATE_DICT"
+    else:
+        assert cfg.deepspeed_config["zero_stage"] == 3 and cfg.deepspeed_config["zero3_save_16bit_model"]

@@ -1,0 +1,92 @@
+"""tunegate.scale: contiguous shards, and a sharded anonymizer equal to the one-engine run."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from tunegate.demo_data import write_demo_tickets
+from tunegate.errors import StageError
+from tunegate.pii.anonymize import PIIEngine
+from tunegate.pii.keys import load_pii_key
+from tunegate.policy.schema import load_policy
+from tunegate.records import Record, content_id, read_records
+from tunegate.scale import ShardedAnonymizer, anonymize_shard, shard
+
+
+def _rec(i: int) -> Record:
+    fields = {"text": f"ticket number {i}", "label": "x"}
+    return Record(id=content_id("classification", fields), task="classification", **fields)
+
+
+@pytest.mark.parametrize(("n_records", "n"), [(10, 3), (10, 1), (10, 10), (3, 8), (7, 2), (0, 4)])
+def test_shard_is_contiguous_balanced_and_order_preserving(n_records: int, n: int) -> None:
+    records = [_rec(i) for i in range(n_records)]
+    shards = shard(records, n)
+    assert [r for s in shards for r in s] == records
+    assert len(shards) == min(n, n_records)
+    assert all(shards), "no empty shard"
+    if shards:
+        sizes = [len(s) for s in shards]
+        assert max(sizes) - min(sizes) <= 1
+        assert sizes == sorted(sizes, reverse=True)
+
+
+def test_shard_rejects_zero() -> None:
+    with pytest.raises(ValueError):
+        shard([_rec(0)], 0)
+
+
+def _serial_map(fn: Any, args: list[tuple[str, list[str]]]) -> list[Any]:
+    return [fn(*a) for a in args]
+
+
+@pytest.fixture(scope="module")
+def tickets(tmp_path_factory: pytest.TempPathFactory) -> list[Record]:
+    path = write_demo_tickets(tmp_path_factory.mktemp("demo") / "t.jsonl", n=40, seed=3)
+    return list(read_records(path, "classification", fields={"group": "customer_id"}))
+
+
+@pytest.mark.slow
+def test_sharded_anonymizer_equals_one_engine(pii_key: str, tickets: list[Record]) -> None:
+    policy = load_policy().pii
+    calls: list[int] = []
+
+    def counting_map(fn: Any, args: list[tuple[str, list[str]]]) -> list[Any]:
+        calls.append(len(args))
+        return _serial_map(fn, args)
+
+    sharded = ShardedAnonymizer(policy, counting_map, n_shards=3)
+    got, report = sharded(tickets)
+    want, want_report = PIIEngine(policy, load_pii_key()).anonymize_records(tickets)
+
+    assert calls == [3], "one map call with one argument pair per shard, not per record"
+    assert sharded.last_shard_sizes == [14, 13, 13]
+    assert [r.to_json() for r in got] == [r.to_json() for r in want]
+    assert [r.id for r in got] == [r.id for r in tickets]
+    assert report.model_dump() == want_report.model_dump()
+    assert report.totals, "the demo tickets carry PII, so the merged report must count some"
+    assert got != tickets
+
+
+def test_anonymize_shard_reads_the_key_in_the_worker(
+    monkeypatch: pytest.MonkeyPatch, tickets: list[Record]
+) -> None:
+    from tunegate.errors import DependencyError
+
+    monkeypatch.delenv("TUNEGATE_PII_KEY", raising=False)
+    with pytest.raises(DependencyError):
+        anonymize_shard(load_policy().pii.model_dump_json(), [tickets[0].to_json()])
+
+
+@pytest.mark.slow
+def test_sharded_anonymizer_rejects_a_lossy_executor(pii_key: str, tickets: list[Record]) -> None:
+    def dropping_map(fn: Any, args: list[tuple[str, list[str]]]) -> Sequence[Any]:
+        out = _serial_map(fn, args)
+        recs, rep = out[0]
+        return [(recs[:-1], rep), *out[1:]]
+
+    with pytest.raises(StageError, match="shard 0"):
+        ShardedAnonymizer(load_policy().pii, dropping_map, n_shards=2)(tickets[:6])
