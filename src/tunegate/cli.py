@@ -64,7 +64,7 @@ def _load_flow(name: str, attr: str) -> Any:
 def run_cmd(
     config: Path = typer.Argument(..., help="Gate-run config YAML (see gates/demo-run.yaml)."),
 ) -> None:
-    """Start the gate-run flow: prepare -> baseline -> train -> evaluate -> decide -> report -> approve -> promote."""
+    """Start the gate-run flow: prepare, baseline, train, evaluate, decide, report, approve, promote."""
     from tunegate.pipeline import load_gate_run_config
 
     cfg = load_gate_run_config(config)
@@ -94,7 +94,7 @@ def demo_cmd(
     model: Path | None = typer.Option(None, "--model", help="A local causal LM for the generation path."),
     no_full: bool = typer.Option(False, "--no-full", help="Skip the full fine-tuning comparison."),
 ) -> None:
-    """The whole gate offline on synthetic tickets: data gate, LoRA on MiniLM, report, sign, verify, promote."""
+    """The whole gate offline on synthetic tickets: data gate, LoRA on MiniLM, sign, verify, promote."""
     import time
 
     from tunegate.demo import run_demo

@@ -31,7 +31,7 @@ DEFAULT_ALPACA = REPO.parent / "shared" / "data" / "alpaca_demo" / "alpaca_en_de
 DEMO_REVIEWERS = ("alice", "bob")
 #: Training settings sized for 2 CPU cores (the full schedule is the run config's default).
 ENCODER_OVERRIDES = ["epochs=2", "max_seq_len=64", "batch_size=16", "learning_rate=0.001"]
-FULL_OVERRIDES = ["epochs=2", "max_seq_len=64", "batch_size=16", "learning_rate=0.0001"]
+FULL_OVERRIDES = ["epochs=2", "max_seq_len=64", "batch_size=16", "learning_rate=0.00005"]
 CAUSAL_OVERRIDES = ["max_steps=60", "max_seq_len=256", "batch_size=8"]
 
 

@@ -151,6 +151,10 @@ def verify_ledger(workdir: str | Path, *, expect_at_least: int | None = None) ->
             prev = event["entry_hash"]
     if expect_at_least is not None and n < expect_at_least:
         return LedgerReport(
-            False, n, prev, n + 1, f"ledger has {n} entries, a checkpoint recorded {expect_at_least}: truncated"
+            False,
+            n,
+            prev,
+            n + 1,
+            f"ledger has {n} entries, a checkpoint recorded {expect_at_least}: truncated",
         )
     return LedgerReport(True, n, prev)

@@ -162,7 +162,8 @@ def prepare_data(
                     passed=True,
                     severity="warning",
                     figures={"regex_only": True},
-                    message="the policy allowed regex-only PII detection: names and locations are NOT detected",
+                    message="the policy allowed regex-only PII detection: names and locations are "
+                    "NOT detected",
                 )
             )
         passed = not any(c.blocking for c in checks)
@@ -309,7 +310,8 @@ def render_data_report_md(report: Mapping[str, Any]) -> str:
     lines = [
         f"# Data gate report: **{report['verdict'].upper()}**",
         "",
-        f"- task: `{report['task']}`; policy `{report['policy_name']}` (digest `{report['policy_digest'][:16]}`)",
+        f"- task: `{report['task']}`; policy `{report['policy_name']}` "
+        f"(digest `{report['policy_digest'][:16]}`)",
         *(
             f"- source `{s['file']}`: {s['rows']} rows, sha256 `{s['sha256'][:16]}`"
             for s in report["sources"]

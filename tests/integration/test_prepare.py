@@ -39,7 +39,8 @@ def _canary_rows() -> list[dict[str, str]]:
     ]
     labels = ["card_issue", "refund", "account_access"]
     return [
-        {"text": t, "label": lab, "customer_id": f"CAN{i}"} for i, (t, lab) in enumerate(zip(texts, labels))
+        {"text": t, "label": lab, "customer_id": f"CAN{i}"}
+        for i, (t, lab) in enumerate(zip(texts, labels, strict=True))
     ]
 
 
@@ -173,7 +174,8 @@ def test_missing_spacy_model_fails_closed(tmp_path: Path) -> None:
     policy = tmp_path / "policy.yaml"
     policy.write_text("version: 1\npii:\n  spacy_model: en_core_web_lg\n", encoding="utf-8")
     r = _cli(
-        "prepare", str(DEMO), "--task", "classification", "--out", str(tmp_path / "w"), "--policy", str(policy),
+        "prepare", str(DEMO), "--task", "classification", "--out", str(tmp_path / "w"),
+        "--policy", str(policy),
         env={"TUNEGATE_PII_KEY": "integration-test-key-0123456789abcdef"},
     )  # fmt: skip
     assert r.returncode == 2, r.stdout + r.stderr

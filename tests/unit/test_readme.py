@@ -22,7 +22,11 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     test_cmd = next(b.strip() for b in blocks if "pytest" in b)
     # README: `bash .ci/setup && . .venv/bin/activate && python -m pytest -q`
     steps = [s.strip() for s in test_cmd.split("&&")]
-    ci = [ln.strip() for ln in (REPO / ".ci" / "run").read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    ci = [
+        ln.strip()
+        for ln in (REPO / ".ci" / "run").read_text().splitlines()
+        if ln.strip() and not ln.startswith("#")
+    ]
     assert steps == ci[-3:], f"README test command {steps} != .ci/run tail {ci[-3:]}"
 
 

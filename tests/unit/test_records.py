@@ -55,7 +55,9 @@ def test_all_formats_give_the_same_ids(tmp_path: Path) -> None:
     pq = tmp_path / "in.parquet"
     pd.DataFrame([{"text": r["text"], "label": r["label"]} for r in ROWS]).to_parquet(pq)
     ds_dir = tmp_path / "ds"
-    datasets.Dataset.from_list([{"text": r["text"], "label": r["label"]} for r in ROWS]).save_to_disk(str(ds_dir))
+    datasets.Dataset.from_list([{"text": r["text"], "label": r["label"]} for r in ROWS]).save_to_disk(
+        str(ds_dir)
+    )
 
     ids = {}
     for p in (jl, js, cs, pq, ds_dir):
@@ -63,7 +65,9 @@ def test_all_formats_give_the_same_ids(tmp_path: Path) -> None:
         assert [r.label for r in recs] == ["card_declined", "refund"]
         ids[p.name] = [r.id for r in recs]
     assert len({tuple(v) for v in ids.values()}) == 1
-    assert ids["in.jsonl"][0] == content_id("classification", {"text": ROWS[0]["text"], "label": "card_declined"})
+    assert ids["in.jsonl"][0] == content_id(
+        "classification", {"text": ROWS[0]["text"], "label": "card_declined"}
+    )
     # Unmapped columns are kept in extra; the source names file and line.
     first = next(read_records(jl, "classification"))
     assert first.extra == {"ticket": 1} and first.source and first.source.line == 1
@@ -82,7 +86,11 @@ def test_instruction_and_chat_and_field_mapping(tmp_path: Path) -> None:
     assert recs[0].input == "a b c" and recs[1].input is None
     chat = _jsonl(
         tmp_path,
-        [json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]})],
+        [
+            json.dumps(
+                {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+            )
+        ],
         "chat.jsonl",
     )
     (rec,) = read_records(chat, "chat")
@@ -124,7 +132,9 @@ def test_hostile_jsonl_is_named_precisely(tmp_path: Path, case: str) -> None:
 
 
 def test_line_over_cap(tmp_path: Path) -> None:
-    p = _jsonl(tmp_path, [json.dumps({"text": "a", "label": "x"}), json.dumps({"text": "b" * 5000, "label": "y"})])
+    p = _jsonl(
+        tmp_path, [json.dumps({"text": "a", "label": "x"}), json.dumps({"text": "b" * 5000, "label": "y"})]
+    )
     with pytest.raises(InputError, match="line cap") as ei:
         list(read_records(p, "classification", max_line_bytes=1000))
     assert ei.value.line == 2
@@ -190,14 +200,24 @@ def test_replace_texts_keeps_id_and_structure() -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.text(min_size=1).filter(lambda s: s.strip()), st.sampled_from(["a", "b"])), min_size=1, max_size=8))
-def test_jsonl_roundtrip_property(tmp_path_factory: pytest.TempPathFactory, rows: list[tuple[str, str]]) -> None:
+@given(
+    st.lists(
+        st.tuples(st.text(min_size=1).filter(lambda s: s.strip()), st.sampled_from(["a", "b"])),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_jsonl_roundtrip_property(
+    tmp_path_factory: pytest.TempPathFactory, rows: list[tuple[str, str]]
+) -> None:
     d = tmp_path_factory.mktemp("prop")
     lines = [json.dumps({"text": t, "label": lab}) for t, lab in rows]
     p = _jsonl(d, lines)
     recs = list(read_records(p, "classification"))
     assert [(r.text, r.label) for r in recs] == rows
-    assert [r.id for r in recs] == [content_id("classification", {"text": t, "label": lab}) for t, lab in rows]
+    assert [r.id for r in recs] == [
+        content_id("classification", {"text": t, "label": lab}) for t, lab in rows
+    ]
 
 
 @pytest.mark.slow

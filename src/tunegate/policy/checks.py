@@ -98,14 +98,21 @@ def residual_pii_within_bounds(policy: GatePolicy, evidence: Evidence) -> GateCh
     problems = []
     if dg.residual_ok is False:
         problems.append("the PII stage reported residuals beyond its own bound")
-    if total > cfg.max_residual_pii:
+    if dg.residual_ok is None:
+        problems.append("the data report does not say whether residuals are within the PII policy")
+    if cfg.max_residual_pii is not None and total > cfg.max_residual_pii:
         problems.append(f"{total} residual PII entities > allowed {cfg.max_residual_pii}")
     if over:
         problems.append("per-entity bound exceeded: " + ", ".join(f"{e}={n}" for e, n in over.items()))
     if problems:
         return _r(name, False, "; ".join(problems), **figures)
     note = " (regex recognizers only: NER was unavailable)" if dg.regex_only else ""
-    return _r(name, True, f"{total} residual PII entities <= {cfg.max_residual_pii}{note}", **figures)
+    bound = (
+        f"<= {cfg.max_residual_pii} in total"
+        if cfg.max_residual_pii is not None
+        else "within the PII policy's per-entity limits (pii.max_residual)"
+    )
+    return _r(name, True, f"{total} residual PII detection(s), {bound}{note}", **figures)
 
 
 @CHECKS.register("holdout_manifest_verified")

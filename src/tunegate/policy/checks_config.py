@@ -52,7 +52,12 @@ class GateChecksPolicy(BaseModel):
         None, ge=0, description="Bound on the total intruder count; null = report only (check passes)."
     )
     max_intruder_per_layer: int | None = Field(None, ge=0, description="Bound on any one layer's count.")
-    max_residual_pii: int = Field(0, ge=0, description="Total residual PII entities allowed in the data.")
+    max_residual_pii: int | None = Field(
+        None,
+        ge=0,
+        description="Total residual PII detections allowed in the data; null = the PII policy's "
+        "per-entity limits (pii.max_residual: 0 for structured identifiers) decide alone.",
+    )
     max_residual_pii_per_entity: dict[str, int] = Field({}, description="Entity type -> allowed residuals.")
 
     @field_validator("enabled")

@@ -28,7 +28,7 @@ def test_every_shipped_policy_validates(path: Path) -> None:
 
 
 def test_unknown_key_and_bad_version_are_errors(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="data.no_such_key"):
+    with pytest.raises(ConfigError, match=r"data\.no_such_key"):
         policy_from_mapping({"data": {"no_such_key": 1}})
     with pytest.raises(ConfigError, match="version 99"):
         policy_from_mapping({"version": 99})
