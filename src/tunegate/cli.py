@@ -66,8 +66,13 @@ def run_cmd(
 ) -> None:
     """Start the gate-run flow: prepare, baseline, train, evaluate, decide, report, approve, promote."""
     from tunegate.pipeline import load_gate_run_config
+    from tunegate.workdir import workdir_lock
 
     cfg = load_gate_run_config(config)
+    # Fail fast, before Prefect starts, when another gate-run holds this workdir (the flow
+    # takes the same lock for real; this early probe only saves the server start-up).
+    with workdir_lock(Path(cfg.workdir) / "pipeline", stage="gate-run"):
+        pass
     result = _load_flow("gate_run", "gate_run_flow")(cfg)
     _print_gate_result("gate-run", result)
     if result.get("stopped_at") is not None:
@@ -114,26 +119,30 @@ def demo_cmd(
 
 
 def _print_artifacts(out: Path) -> None:
-    from rich.table import Table
-
-    table = Table(title="where everything is")
-    table.add_column("artifact")
-    table.add_column("path")
+    """One line per artifact, paths relative to the demo folder (so nothing is cut off)."""
     rows = [
         ("input data (synthetic, fake PII)", out / "input" / "tickets.jsonl"),
         ("data report", out / "classification" / "data" / "data_report.md"),
         ("frozen hold-out manifest", out / "classification" / "data" / "holdout.manifest.json"),
         ("audit ledger", out / "classification" / "audit" / "ledger.jsonl"),
-        ("demo reviewer public keys", out / "approvers"),
+        ("demo reviewer keys (private: keys/, trusted public: approvers/)", out / "keys"),
         ("registry", out / "registry"),
     ]
     for run_dir in sorted((out / "classification" / "runs").glob("*")):
-        for name in ("run.json", "evidence.json", "decision.json", "report.html", "report.pdf", "approvals"):
-            rows.append((f"{run_dir.name}: {name}", run_dir / name))
+        for name in (
+            "run.json",
+            "adapter",
+            "evidence.json",
+            "decision.json",
+            "report.html",
+            "report.pdf",
+            "approvals",
+        ):
+            rows.append((f"run {run_dir.name}: {name}", run_dir / name))
+    out_console.print(f"[bold]where everything is[/] (under {out}):")
     for label, path in rows:
         if path.exists():
-            table.add_row(label, str(path))
-    out_console.print(table)
+            out_console.print(f"  {label}: {path.relative_to(out)}", highlight=False, soft_wrap=True)
 
 
 for _module in (
