@@ -98,6 +98,7 @@ def demo_cmd(
     out: Path = typer.Option(Path("tunegate-demo"), "--out", help="Where every demo artifact is written."),
     model: Path | None = typer.Option(None, "--model", help="A local causal LM for the generation path."),
     no_full: bool = typer.Option(False, "--no-full", help="Skip the full fine-tuning comparison."),
+    no_generation: bool = typer.Option(False, "--no-generation", help="Skip the causal-LM generation path."),
 ) -> None:
     """The whole gate offline on synthetic tickets: data gate, LoRA on MiniLM, sign, verify, promote."""
     import time
@@ -107,7 +108,14 @@ def demo_cmd(
     start = time.monotonic()
     gate = _load_flow("gate_run", "gate_run_flow")
     with out_console.status("running the demo (each stage is a Prefect task; see the log lines)"):
-        summary = run_demo(out, gate, model=model, with_full=not no_full, say=out_console.print)
+        summary = run_demo(
+            out,
+            gate,
+            model=model,
+            with_full=not no_full,
+            with_generation=not no_generation,
+            say=out_console.print,
+        )
     for key in ("classification", "classification_full", "generation"):
         if isinstance(summary.get(key), dict) and "workdir" in summary[key]:
             _print_gate_result(key, summary[key])

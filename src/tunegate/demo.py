@@ -97,6 +97,7 @@ def run_demo(
     *,
     model: Path | None = None,
     with_full: bool = True,
+    with_generation: bool = True,
     say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run the demo into ``out``; returns a summary (paths, decisions, reasons)."""
@@ -150,7 +151,7 @@ def run_demo(
         summary["classification_full"] = run_gate(full_cfg)
 
     causal = model or (DEFAULT_CAUSAL if (DEFAULT_CAUSAL / "config.json").is_file() else None)
-    if causal is not None and DEFAULT_ALPACA.is_file():
+    if with_generation and causal is not None and DEFAULT_ALPACA.is_file():
         gen_data = out / "input" / "alpaca_subset.jsonl"
         rows = json.loads(DEFAULT_ALPACA.read_text(encoding="utf-8"))[:320]
         gen_data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
