@@ -80,14 +80,25 @@ def run_cmd(
 
 
 def _print_gate_result(title: str, result: dict[str, Any]) -> None:
+    """The verdict, every gate check with its figures' summary, and the approval status."""
+    import json
+
     stopped = result.get("stopped_at")
     decision = result.get("decide") or {}
     verdict = "PASS" if decision.get("passed") else ("FAIL" if decision else "not decided")
     out_console.print(
         f"[bold]{title}[/]: gate {verdict}; " + (f"stopped at {stopped}" if stopped else "promoted")
     )
-    for reason in decision.get("reasons", []) or (result.get("prepare") or {}).get("reasons", []):
-        out_console.print(f"  - {escape(str(reason))}", highlight=False)
+    path = Path(result.get("workdir", "")) / "runs" / str(result.get("run_id")) / "decision.json"
+    if decision and path.is_file():
+        for check in json.loads(path.read_text(encoding="utf-8")).get("checks", []):
+            mark = "pass" if check.get("passed") else "FAIL"
+            out_console.print(
+                f"  {mark} {check.get('name')}: {escape(str(check.get('message', '')))}", highlight=False
+            )
+    else:
+        for reason in (result.get("prepare") or {}).get("reasons", []):
+            out_console.print(f"  - {escape(str(reason))}", highlight=False)
     if stopped == "approval":
         for reason in (result.get("approval") or {}).get("reasons", []):
             out_console.print(f"  approval: {escape(str(reason))}", highlight=False)
