@@ -72,8 +72,27 @@ def deobfuscate_email(text: str) -> str:
     return re.sub(r"\s*@\s*", "@", text)
 
 
-class ObfuscatedEmailRecognizer(PatternRecognizer):
+class _StaticPatternRecognizer(PatternRecognizer):
+    """A recognizer fully described by class attributes: ENTITY, PATTERNS and CONTEXT."""
+
+    ENTITY: ClassVar[str]
+    PATTERNS: ClassVar[list[Pattern]]
+    CONTEXT: ClassVar[list[str]] = []
+
+    def __init__(self, supported_language: str = "en") -> None:
+        super().__init__(
+            supported_entity=self.ENTITY,
+            patterns=self.PATTERNS,
+            context=self.CONTEXT,
+            supported_language=supported_language,
+            name=type(self).__name__,
+        )
+
+
+class ObfuscatedEmailRecognizer(_StaticPatternRecognizer):
     """E-mail addresses written to dodge scrapers: ``[at]``, ``(at)``, ``{at}``, `` at `` ... ``dot``."""
+
+    ENTITY = "EMAIL_ADDRESS"
 
     PATTERNS: ClassVar[list[Pattern]] = [
         # bracketed "at" (any dot form); strong signal
@@ -92,15 +111,6 @@ class ObfuscatedEmailRecognizer(PatternRecognizer):
     ]
     CONTEXT: ClassVar[list[str]] = ["email", "e-mail", "mail", "contact", "write"]
 
-    def __init__(self, supported_language: str = "en") -> None:
-        super().__init__(
-            supported_entity="EMAIL_ADDRESS",
-            patterns=self.PATTERNS,
-            context=self.CONTEXT,
-            supported_language=supported_language,
-            name="ObfuscatedEmailRecognizer",
-        )
-
     def validate_result(self, pattern_text: str) -> bool:
         plain = deobfuscate_email(pattern_text)
         if plain.count("@") != 1:
@@ -108,8 +118,10 @@ class ObfuscatedEmailRecognizer(PatternRecognizer):
         return _has_public_suffix(plain)
 
 
-class PeselRecognizer(PatternRecognizer):
+class PeselRecognizer(_StaticPatternRecognizer):
     """Polish PESEL (national id): birth date with century-coded month, serial, check digit."""
+
+    ENTITY = "PL_PESEL"
 
     PATTERNS: ClassVar[list[Pattern]] = [Pattern("PESEL", r"(?<![\d\w])\d{11}(?![\d\w])", 0.4)]
     CONTEXT: ClassVar[list[str]] = [
@@ -122,15 +134,6 @@ class PeselRecognizer(PatternRecognizer):
         "number",
     ]
     WEIGHTS = (1, 3, 7, 9, 1, 3, 7, 9, 1, 3)
-
-    def __init__(self, supported_language: str = "en") -> None:
-        super().__init__(
-            supported_entity="PL_PESEL",
-            patterns=self.PATTERNS,
-            context=self.CONTEXT,
-            supported_language=supported_language,
-            name="PeselRecognizer",
-        )
 
     @classmethod
     def is_valid(cls, digits: str) -> bool:
@@ -174,8 +177,10 @@ def iban_is_valid(text: str) -> bool:
     return int(number) % 97 == 1
 
 
-class EuIbanRecognizer(PatternRecognizer):
+class EuIbanRecognizer(_StaticPatternRecognizer):
     """IBANs compact or grouped (``PL61 1090 1014 0000 0712 1981 2874``, ``de89-3704-...``)."""
+
+    ENTITY = "IBAN_CODE"
 
     PATTERNS: ClassVar[list[Pattern]] = [
         Pattern(
@@ -185,15 +190,6 @@ class EuIbanRecognizer(PatternRecognizer):
         ),
     ]
     CONTEXT: ClassVar[list[str]] = ["iban", "bank", "account", "transfer", "konto", "rib", "compte"]
-
-    def __init__(self, supported_language: str = "en") -> None:
-        super().__init__(
-            supported_entity="IBAN_CODE",
-            patterns=self.PATTERNS,
-            context=self.CONTEXT,
-            supported_language=supported_language,
-            name="EuIbanRecognizer",
-        )
 
     def validate_result(self, pattern_text: str) -> bool:
         return iban_is_valid(pattern_text)
@@ -206,8 +202,10 @@ _SEP = r"[ \t.\-/]"
 _EXT = r"(?:\s?(?:x|ext\.?|extension)\s?\d{1,5})?"
 
 
-class EuPhoneRecognizer(PatternRecognizer):
+class EuPhoneRecognizer(_StaticPatternRecognizer):
     """European (and generally international) phone numbers in their usual written forms."""
+
+    ENTITY = "PHONE_NUMBER"
 
     PATTERNS: ClassVar[list[Pattern]] = [
         # +CC or 00CC, optional (0), then groups: +48 601 234 567, +49 (0)30 1234567, +447700 921 916
@@ -261,15 +259,6 @@ class EuPhoneRecognizer(PatternRecognizer):
         "answering", "messages", "telefon", "handy", "portable", "registered",
     ]  # fmt: skip
 
-    def __init__(self, supported_language: str = "en") -> None:
-        super().__init__(
-            supported_entity="PHONE_NUMBER",
-            patterns=self.PATTERNS,
-            context=self.CONTEXT,
-            supported_language=supported_language,
-            name="EuPhoneRecognizer",
-        )
-
     def validate_result(self, pattern_text: str) -> bool | None:
         core = re.sub(r"\s?(?:x|ext\.?|extension)\s?\d{1,5}$", "", pattern_text.strip(), flags=re.I)
         digits = re.sub(r"\D", "", core)
@@ -295,8 +284,10 @@ def luhn_ok(digits: str) -> bool:
     return total % 10 == 0
 
 
-class LuhnCardRecognizer(PatternRecognizer):
+class LuhnCardRecognizer(_StaticPatternRecognizer):
     """Card numbers of 12-19 digits, compact or in groups, that pass the Luhn check."""
+
+    ENTITY = "CREDIT_CARD"
 
     PATTERNS: ClassVar[list[Pattern]] = [
         Pattern("Card (Luhn, 12-19 digits)", r"(?<![\w\-.])\d(?:[ \-]?\d){11,18}(?![\w]|[\-.]\d)", 0.5),
@@ -305,15 +296,6 @@ class LuhnCardRecognizer(PatternRecognizer):
         "card", "credit", "debit", "visa", "mastercard", "maestro", "amex", "cc", "jcb", "number",
         "no", "payment", "charge", "billing", "block", "expiring", "limit",
     ]  # fmt: skip
-
-    def __init__(self, supported_language: str = "en") -> None:
-        super().__init__(
-            supported_entity="CREDIT_CARD",
-            patterns=self.PATTERNS,
-            context=self.CONTEXT,
-            supported_language=supported_language,
-            name="LuhnCardRecognizer",
-        )
 
     def validate_result(self, pattern_text: str) -> bool | None:
         digits = re.sub(r"\D", "", pattern_text)
