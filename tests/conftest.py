@@ -39,3 +39,28 @@ def stories260k() -> Path:
 def pii_key(monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("TUNEGATE_PII_KEY", TEST_PII_KEY)
     return TEST_PII_KEY
+
+
+@pytest.fixture()
+def quick_lora_config():  # type: ignore[no-untyped-def]
+    """Factory for a short, deterministic CPU LoRA run config (shared by evaluation/flow tests)."""
+    from tunegate.training.config import LoraSettings, TrainConfig
+
+    def make(steps: int = 12, rank: int = 8) -> TrainConfig:
+        return TrainConfig(
+            max_steps=steps,
+            learning_rate=2e-2,
+            eval_steps=steps,
+            checkpoint_steps=steps,
+            batch_size=8,
+            max_seq_len=256,
+            warmup_ratio=0.0,
+            lr_scheduler="constant",
+            early_stopping_patience=None,
+            device="cpu",
+            precision="fp32",
+            gradient_checkpointing=False,
+            lora=LoraSettings(rank=rank),
+        )
+
+    return make

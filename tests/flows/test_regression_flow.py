@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,32 +18,19 @@ sys.path.insert(0, str(REPO / "tests" / "integration"))
 pytestmark = pytest.mark.slow
 
 
-def test_recheck_rescoring_a_real_run_keeps_signed_evidence(stories260k: Path, tmp_path: Path) -> None:
+def test_recheck_rescoring_a_real_run_keeps_signed_evidence(
+    stories260k: Path, tmp_path: Path, quick_lora_config: Any
+) -> None:
     from prefect.testing.utilities import prefect_test_harness
     from test_evaluate_classification import _workdir
 
     from flows.regression import regression_recheck_flow
     from tunegate.evaluation.run import decide_run, evaluate_run
     from tunegate.policy.schema import policy_from_mapping
-    from tunegate.training.config import LoraSettings, TrainConfig
     from tunegate.training.train import train_run
 
     wd = _workdir(tmp_path / "wd")
-    cfg = TrainConfig(
-        max_steps=4,
-        learning_rate=2e-2,
-        eval_steps=4,
-        checkpoint_steps=4,
-        batch_size=8,
-        max_seq_len=256,
-        warmup_ratio=0.0,
-        lr_scheduler="constant",
-        early_stopping_patience=None,
-        device="cpu",
-        precision="fp32",
-        gradient_checkpointing=False,
-        lora=LoraSettings(rank=4),
-    )
+    cfg = quick_lora_config(steps=4, rank=4)
     res = train_run(wd, model=str(stories260k), method="lora", config=cfg, progress=False)
     policy_yaml = tmp_path / "policy.yaml"
     policy_yaml.write_text("evaluation:\n  regression_tasks: []\n  bootstrap_samples: 100\n")

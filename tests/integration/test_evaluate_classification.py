@@ -5,6 +5,7 @@ models by label log-likelihood on the training-time prompt, and check the classi
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,29 +43,14 @@ def _workdir(tmp_path: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_classification_run(stories260k: Path, tmp_path: Path) -> None:
-    train_mod = pytest.importorskip("tunegate.training.train")
+def test_classification_run(stories260k: Path, tmp_path: Path, quick_lora_config: Any) -> None:
     from tunegate.evaluation.run import decide_run, evaluate_run
     from tunegate.policy.schema import policy_from_mapping
-    from tunegate.training.config import LoraSettings, TrainConfig
+    from tunegate.training.train import train_run
 
     wd = _workdir(tmp_path)
-    cfg = TrainConfig(
-        max_steps=12,
-        learning_rate=2e-2,
-        eval_steps=12,
-        checkpoint_steps=12,
-        batch_size=8,
-        max_seq_len=256,
-        warmup_ratio=0.0,
-        lr_scheduler="constant",
-        early_stopping_patience=None,
-        device="cpu",
-        precision="fp32",
-        gradient_checkpointing=False,
-        lora=LoraSettings(rank=8),
-    )
-    res = train_mod.train_run(wd, model=str(stories260k), method="lora", config=cfg, progress=False)
+    cfg = quick_lora_config(steps=12, rank=8)
+    res = train_run(wd, model=str(stories260k), method="lora", config=cfg, progress=False)
     policy = policy_from_mapping(
         {"evaluation": {"regression_tasks": [], "bootstrap_samples": 300, "intruder_top_k": 4}}
     )
