@@ -344,7 +344,7 @@ def freeze_holdout(
         split.holdout,
         policy_digest=policy_digest,
         seed=policy.seed,
-        holdout_file=data_dir / HOLDOUT_NAME,
+        holdout_file=Path(HOLDOUT_NAME),  # relative to data_dir (a relative data_dir must not be joined twice)
         fractions={"holdout": policy.holdout_fraction, "validation": policy.validation_fraction},
     )
 

@@ -194,3 +194,17 @@ def test_assert_not_in_holdout(frozen: tuple[Path, HoldoutManifest, list[Record]
     assert holdout[1].id not in by_hash.ids
     with pytest.raises(LeakageError, match=r"1 record\(s\)"):
         assert_not_in_holdout([*train, holdout[1]], by_hash)
+
+
+def test_freeze_into_a_relative_data_dir(
+    tmp_path: Path, policy: DataPolicy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relative data dir (``wd/data`` from the current folder) is not joined onto itself."""
+    recs = labelled({"a": 40, "b": 40})
+    _freeze(tmp_path / "absolute", recs, policy)
+    monkeypatch.chdir(tmp_path)
+    manifest = _freeze(Path("wd") / "data", recs, policy)
+    assert manifest.holdout_file == "holdout.jsonl"
+    assert (tmp_path / "wd" / "data" / MANIFEST_NAME).read_bytes() == (
+        tmp_path / "absolute" / MANIFEST_NAME
+    ).read_bytes()
