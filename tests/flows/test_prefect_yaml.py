@@ -104,16 +104,20 @@ def test_gate_run_parameters_validate_as_the_run_config() -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "kind"), [("fsdp.yaml", "FSDP"), ("deepspeed_zero3.yaml", "DEEPSPEED")], ids=["fsdp", "zero3"]
+    ("name", "kind"), [("fsdp.yaml", "FSDP"), ("ddp.yaml", "MULTI_GPU")], ids=["fsdp", "ddp"]
 )
 def test_accelerate_configs_load_with_accelerate(name: str, kind: str) -> None:
-    """The multi-GPU configs DEPLOY.md names are read by accelerate's own loader (as `launch` does)."""
+    """The multi-GPU configs DEPLOY.md names are read by accelerate's own loader (as `launch` does)
+    and leave precision to the run config (tunegate's loop, not accelerate, applies it)."""
     from accelerate.commands.config.config_args import load_config_from_file
 
     cfg = load_config_from_file(str(REPO / "gates" / "accelerate" / name))
     assert str(cfg.distributed_type).endswith(kind)
-    assert cfg.mixed_precision == "bf16" and not cfg.use_cpu
+    assert cfg.mixed_precision == "no" and not cfg.use_cpu
     if kind == "FSDP":
-        assert cfg.fsdp_config["fsdp_state_dict_type"] == "FULL_STATE_DICT"
-    else:
-        assert cfg.deepspeed_config["zero_stage"] == 3 and cfg.deepspeed_config["zero3_save_16bit_model"]
+        assert cfg.fsdp_config["fsdp_version"] == 2
+
+
+def test_only_supported_launch_configs_ship() -> None:
+    """tunegate's loop refuses DeepSpeed (see tunegate.training.distributed): no config for it ships."""
+    assert sorted(p.name for p in (REPO / "gates" / "accelerate").glob("*.yaml")) == ["ddp.yaml", "fsdp.yaml"]

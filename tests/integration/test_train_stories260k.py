@@ -10,33 +10,12 @@ from pathlib import Path
 import pytest
 
 import tunegate  # noqa: F401
-from tunegate.data.config import DataPolicy
-from tunegate.data.split import SplitResult, freeze_holdout
-from tunegate.records import Record, content_id
 from tunegate.training.config import TrainConfig
 from tunegate.training.dataset import encode_records, read_split
 from tunegate.training.model_io import load_base_model, load_run_model
 from tunegate.training.train import evaluate_loss, train_run
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_shared]
-
-
-@pytest.fixture()
-def alpaca_workdir(shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """96 short (< 200 characters) Alpaca examples (in file order): 64 train, 16 validation, 16 hold-out."""
-    monkeypatch.setenv("TUNEGATE_CPU_THREADS", "1")
-    rows = json.loads((shared_data / "alpaca_demo" / "alpaca_en_demo.json").read_text(encoding="utf-8"))
-    short = [r for r in rows if len(r["instruction"]) + len(r["input"]) + len(r["output"]) < 200][:96]
-    recs = []
-    for r in short:
-        fields = {"instruction": r["instruction"], "input": r["input"] or None, "output": r["output"]}
-        recs.append(Record(id=content_id("instruction", fields), task="instruction", **fields))
-    wd = tmp_path / "wd"
-    (wd / "data").mkdir(parents=True)
-    freeze_holdout(
-        wd / "data", SplitResult(recs[:64], recs[64:80], recs[80:]), policy=DataPolicy(), policy_digest="test"
-    )
-    return wd
 
 
 def _holdout_loss(loaded, workdir: Path) -> float:

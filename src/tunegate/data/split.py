@@ -344,7 +344,8 @@ def freeze_holdout(
         split.holdout,
         policy_digest=policy_digest,
         seed=policy.seed,
-        holdout_file=Path(HOLDOUT_NAME),  # relative to data_dir (a relative data_dir must not be joined twice)
+        # relative to data_dir: a relative data_dir must not be joined onto itself
+        holdout_file=Path(HOLDOUT_NAME),
         fractions={"holdout": policy.holdout_fraction, "validation": policy.validation_fraction},
     )
 

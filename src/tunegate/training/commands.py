@@ -43,6 +43,8 @@ def register(app: typer.Typer) -> None:
 
         cfg = load_run_config(config, set_)
         result = train_run(workdir, model=model, method=method, config=cfg, progress=not quiet, resume=resume)
+        if result.rank != 0:  # under torchrun / accelerate launch, rank 0 reports for the run
+            return
         m = result.metrics
         console.print(f"run id: [bold]{result.run_id}[/]")
         console.print(

@@ -100,6 +100,13 @@ class TrainConfig(BaseModel):
         "auto", description="auto = bf16 on a device that supports it (CUDA with bf16), else fp32."
     )
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
+    distributed: Literal["auto", "ddp", "fsdp"] = Field(
+        "auto",
+        description="Strategy when torchrun / accelerate launch starts several processes: ddp "
+        "(replicas, gradients reduced; qlora/lora on models that fit one GPU) or fsdp (parameters, "
+        "gradients and optimizer state sharded; full fine-tuning of models that do not fit); auto = "
+        "fsdp under an accelerate FSDP config, else ddp. Ignored in a single process.",
+    )
     model_kind: Literal["auto", "causal", "seq_cls"] = Field(
         "auto", description="auto = sequence-classification head for encoders, causal LM otherwise."
     )

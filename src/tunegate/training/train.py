@@ -54,6 +54,19 @@ from tunegate.training.dataset import (
     read_split,
     task_of,
 )
+from tunegate.training.distributed import (
+    DistContext,
+    distributed_context,
+    full_state,
+    grad_sync,
+    load_optimizer,
+    load_trainable,
+    optimizer_state,
+    shard,
+    trainable_state,
+    unwrap,
+    wrap_model,
+)
 from tunegate.training.methods import apply_method, trainable_parameters
 from tunegate.training.model_io import (
     ModelSource,
@@ -82,6 +95,8 @@ class TrainResult:
     run_id: str
     run_dir: Path
     metrics: dict[str, Any] = field(default_factory=dict)
+    #: the process's rank in a distributed run (0 otherwise); only rank 0 has the full metrics
+    rank: int = 0
 
 
 def _utc_now() -> dt.datetime:
@@ -136,27 +151,36 @@ def evaluate_loss(
     autocast: Any = contextlib.nullcontext,
     max_examples: int | None = None,
     row_capacity: int | None = None,
+    ctx: DistContext | None = None,
 ) -> float:
-    """Mean loss per target token (causal) or per example (seq_cls) over ``examples``."""
+    """Mean loss per target token (causal) or per example (seq_cls) over ``examples``.
+
+    In a distributed run each process scores its share of the batches and the sums are reduced,
+    so every process gets the same value (and the same early-stopping decision)."""
     import torch
 
+    ctx = ctx or DistContext()
     was_training = model.training
     model.eval()
     total = 0.0
     n = 0
+    batches = list(
+        iter_batches(examples, batch_size=batch_size, kind=kind, pad_id=pad_id, max_examples=max_examples)
+    )
+    mine, slots = shard(batches, ctx)
     with torch.no_grad():
-        for batch in iter_batches(
-            examples, batch_size=batch_size, kind=kind, pad_id=pad_id, max_examples=max_examples
-        ):
-            total += float(_loss_sum(model, batch, kind=kind, device=device, autocast=autocast))
-            n += batch.targets
+        for i in range(slots):
+            if i >= len(mine):  # keep FSDP's collective forward passes in step; counts nothing
+                _loss_sum(model, batches[0], kind=kind, device=device, autocast=autocast)
+                continue
+            total += float(_loss_sum(model, mine[i], kind=kind, device=device, autocast=autocast))
+            n += mine[i].targets
+    if ctx.active:
+        total, n_f = ctx.sum([total, n], device)
+        n = int(n_f)
     if was_training:
         model.train()
     return total / max(n, 1)
-
-
-def _trainable_state(model: Any) -> dict[str, Any]:
-    return {n: p.detach().to("cpu").clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
 def _save_torch(obj: Any, path: Path) -> None:
@@ -229,17 +253,45 @@ def train_run(
     ``resume``: a run id, or "auto" (the newest unfinished run with the same data, base and
     config), continues from that run's last checkpoint. ``on_step(step, loss)`` is called after
     every optimizer step (and after that step's checkpoint): tests use it to simulate a crash.
+    Started by ``torchrun`` or ``accelerate launch`` on several processes, the run is data
+    parallel or sharded (:mod:`tunegate.training.distributed`); every process returns the result.
     """
-    import torch
-    from transformers import AutoConfig, get_scheduler, set_seed
-
-    started = time.perf_counter()
-    workdir = Path(workdir)
     if method not in METHODS:
         raise ConfigError(
             f"The 'method' parameter of train must be one of {list(METHODS)}. Got {method!r} instead."
         )
     cfg0 = config or TrainConfig.model_validate({})
+    with distributed_context(cfg0.distributed, resolve_device(cfg0.device)) as (ctx, device):
+        return _train(
+            Path(workdir),
+            model=model,
+            method=method,
+            cfg0=cfg0,
+            device=device,
+            ctx=ctx,
+            progress=progress and ctx.is_main,
+            resume=resume,
+            on_step=on_step,
+        )
+
+
+def _train(
+    workdir: Path,
+    *,
+    model: str,
+    method: str,
+    cfg0: TrainConfig,
+    device: str,
+    ctx: DistContext,
+    progress: bool,
+    resume: str | None,
+    on_step: Callable[[int, float], None] | None,
+) -> TrainResult:
+    import torch
+    from transformers import AutoConfig, get_scheduler, set_seed
+
+    started = time.perf_counter()
+    world = ctx.world
     data_dir = workdir / "data"
     train_split, val_split = _load_splits(data_dir)
     manifest_digest = guard_holdout(data_dir, [s for s in (train_split, val_split) if s is not None])
@@ -264,7 +316,6 @@ def train_run(
         raise InputError(
             "classification needs at least two labels in train", path=train_split.path, field="label"
         )
-    device = resolve_device(cfg.device)
     if device == "cpu":
         torch.set_num_threads(min(cpu_threads(), torch.get_num_threads()))
     dtype = _compute_dtype(cfg, device)
@@ -301,29 +352,37 @@ def train_run(
             "train": train_split.digest,
             "validation": val_split.digest if val_split else None,
             "manifest": manifest_digest,
+            # only when distributed, so single-process fingerprints (and resumability) are unchanged
+            **({"distributed": ctx.describe()} if ctx.active else {}),
         }
     )
     runs = workdir / "runs"
-    run_dir = _find_resumable(runs, fingerprint, resume) if resume else None
     start = _utc_now()
-    if run_dir is None:
-        run_id = f"{start:%Y%m%dT%H%M%S}-{method}-{fingerprint[:8]}"
-        run_dir = runs / run_id
-        n = 1
-        while run_dir.exists():
-            n += 1
-            run_dir = runs / f"{run_id}-{n}"
-        run_id = run_dir.name
-        run_dir.mkdir(parents=True)
-        atomic_write_json(run_dir / "config.json", resolved)
+    run_dir: Path | None = None
+    if ctx.is_main:  # one process decides the run folder; the others are told
+        run_dir = _find_resumable(runs, fingerprint, resume) if resume else None
+        if run_dir is None:
+            run_id = f"{start:%Y%m%dT%H%M%S}-{method}-{fingerprint[:8]}"
+            run_dir = runs / run_id
+            n = 1
+            while run_dir.exists():
+                n += 1
+                run_dir = runs / f"{run_id}-{n}"
+            run_dir.mkdir(parents=True)
+            atomic_write_json(run_dir / "config.json", resolved)
+    start, run_dir = ctx.from_main((start, run_dir))
+    assert run_dir is not None
     run_id = run_dir.name
     ckpt_dir = run_dir / "checkpoints"
 
     # -- model, optimizer, schedule ------------------------------------------------------------------
     set_seed(cfg.seed)
     loader = partial(load_pretrained, src.path, kind=kind, labels=labels)
-    net = apply_method(loader, cfg, method=method, kind=kind, device=device, dtype=dtype)
-    params = [p for p in net.parameters() if p.requires_grad]
+    # FSDP shards from CPU onto the GPUs (the unsharded model need not fit one GPU).
+    load_device = "cpu" if ctx.strategy == "fsdp" else device
+    net = apply_method(loader, cfg, method=method, kind=kind, device=load_device, dtype=dtype)
+    net = wrap_model(net, ctx, device=device, method=method, bf16=use_autocast)
+    params = [p for p in net.parameters() if p.requires_grad]  # after wrapping: FSDP swaps them
     optimizer: Any
     if cfg.optimizer == "adamw":
         optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate or 0.0, weight_decay=cfg.weight_decay)
@@ -333,7 +392,8 @@ def train_run(
         opt_cls = bnb.optim.PagedAdamW8bit if cfg.optimizer == "paged_adamw_8bit" else bnb.optim.AdamW8bit
         optimizer = opt_cls(params, lr=cfg.learning_rate or 0.0, weight_decay=cfg.weight_decay)
     n_micro = math.ceil(len(enc_train.examples) / cfg.batch_size)
-    steps_per_epoch = max(1, math.ceil(n_micro / cfg.grad_accum))
+    per_step = cfg.grad_accum * world  # micro-batches per optimizer step, over all processes
+    steps_per_epoch = max(1, math.ceil(n_micro / per_step))
     total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
     scheduler = get_scheduler(
         cfg.lr_scheduler,
@@ -363,23 +423,27 @@ def train_run(
     last_pt = ckpt_dir / "last.pt"
     if last_pt.is_file():
         saved = torch.load(last_pt, map_location="cpu", weights_only=False)
-        net.load_state_dict(saved["params"], strict=False)
-        optimizer.load_state_dict(saved["optimizer"])
+        load_trainable(net, saved["params"], ctx)
+        load_optimizer(net, optimizer, saved["optimizer"], ctx)
         scheduler.load_state_dict(saved["scheduler"])
         state = saved["state"]
         state["resumed_from_step"] = state["step"]
 
     def save_last() -> None:
-        _save_torch(
-            {
-                "fingerprint": fingerprint,
-                "params": _trainable_state(net),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "state": state,
-            },
-            last_pt,
-        )
+        # Gathering is collective (every process); writing is rank 0's.
+        params_now, optim_now = trainable_state(net, ctx), optimizer_state(net, optimizer, ctx)
+        if ctx.is_main:
+            _save_torch(
+                {
+                    "fingerprint": fingerprint,
+                    "params": params_now,
+                    "optimizer": optim_now,
+                    "scheduler": scheduler.state_dict(),
+                    "state": state,
+                },
+                last_pt,
+            )
+        ctx.barrier()
 
     def run_eval() -> float | None:
         if enc_val is None or not enc_val.examples:
@@ -394,6 +458,7 @@ def train_run(
             autocast=autocast,
             max_examples=cfg.max_eval_examples,
             row_capacity=row_capacity,
+            ctx=ctx,
         )
 
     # -- the loop ----------------------------------------------------------------------------------
@@ -434,40 +499,62 @@ def train_run(
                         group_by_length=group_by_length,
                     )
                 }
-            chunk = epoch_batches[epoch][within * cfg.grad_accum : (within + 1) * cfg.grad_accum]
+            chunk = epoch_batches[epoch][within * per_step : (within + 1) * per_step]
             if not chunk:  # grad_accum does not divide the epoch: start the next epoch
                 state["step"] = (epoch + 1) * steps_per_epoch
                 continue
-            torch.manual_seed(cfg.seed * 100_003 + step)  # dropout noise depends on the step only
+            # Dropout noise depends on the step (and the process) only.
+            torch.manual_seed(cfg.seed * 100_003 + step + ctx.rank * 1_000_003)
             t0 = time.perf_counter()
-            batches = [
-                collate(
-                    [enc_train.examples[i] for i in idx], kind=kind, pad_id=pad_id, row_capacity=row_capacity
-                )
-                for idx in chunk
-            ]
-            n_targets = sum(b.targets for b in batches)
+            mine, slots = shard(chunk, ctx)
+
+            def batch_of(idx: list[int]) -> Batch:
+                ex = [enc_train.examples[i] for i in idx]
+                return collate(ex, kind=kind, pad_id=pad_id, row_capacity=row_capacity)
+
+            batches = [batch_of(idx) for idx in mine]
+            n_local = sum(b.targets for b in batches)
+            n_targets = ctx.sum([n_local], device)[0] if ctx.active else n_local
             step_loss = 0.0
-            for b in batches:
-                loss = _loss_sum(net, b, kind=kind, device=device, autocast=autocast) / max(n_targets, 1)
-                loss.backward()
-                step_loss += float(loss.detach())
+            for i in range(slots):
+                with grad_sync(net, ctx, enabled=i == slots - 1):
+                    if i >= len(batches):  # this process's share ran out: a zero-weighted pass
+                        pad_loss = _loss_sum(
+                            net, batch_of(chunk[0]), kind=kind, device=device, autocast=autocast
+                        )
+                        (pad_loss * 0.0).backward()
+                        continue
+                    loss = _loss_sum(net, batches[i], kind=kind, device=device, autocast=autocast) / max(
+                        n_targets, 1
+                    )
+                    # DDP and FSDP average gradients over processes; x world makes it the step's sum.
+                    (loss * world if ctx.active else loss).backward()
+                    step_loss += float(loss.detach())
+            n_tokens = sum(b.tokens for b in batches)
+            n_padded = sum(b.padded for b in batches)
+            if ctx.active:
+                step_loss, n_tokens_f, n_padded_f = ctx.sum([step_loss, n_tokens, n_padded], device)
+                n_tokens, n_padded = int(n_tokens_f), int(n_padded_f)
             if not math.isfinite(step_loss):
                 raise StageError(
                     f"training loss became {step_loss} at step {step + 1}",
                     hint="lower the learning rate or use precision fp32",
                 )
+            entry: dict[str, Any] = {"step": step + 1, "loss": round(step_loss, 6)}
             if cfg.max_grad_norm is not None:
-                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                # The pre-clip norm is logged: a spike is the first sign of a diverging run.
+                norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                full = getattr(norm, "full_tensor", None)  # FSDP: a DTensor (replicated value)
+                entry["grad_norm"] = round(float(full() if full is not None else norm), 6)
             lr = float(scheduler.get_last_lr()[0])
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             state["train_time_s"] += time.perf_counter() - t0
-            state["tokens"] += sum(b.tokens for b in batches)
-            state["padded"] += sum(b.padded for b in batches)
+            state["tokens"] += n_tokens
+            state["padded"] += n_padded
             state["step"] = step + 1
-            state["loss_curve"].append({"step": step + 1, "loss": round(step_loss, 6), "lr": lr})
+            state["loss_curve"].append({**entry, "lr": lr})
 
             done = state["step"] >= total_steps
             if state["step"] % eval_every == 0 or done:
@@ -479,7 +566,9 @@ def train_run(
                         # One file per best step: a crash between this save and the next "last"
                         # checkpoint must not leave a best file that the resumed state does not name.
                         best_file = f"best-{state['step']}.pt"
-                        _save_torch(_trainable_state(net), ckpt_dir / best_file)
+                        best_now = trainable_state(net, ctx)
+                        if ctx.is_main:
+                            _save_torch(best_now, ckpt_dir / best_file)
                         state["best"] = {"step": state["step"], "val_loss": val, "file": best_file}
                         state["bad_evals"] = 0
                     else:
@@ -497,20 +586,32 @@ def train_run(
                 on_step(state["step"], step_loss)
 
     # -- the artifact ---------------------------------------------------------------------------------
+    ctx.barrier()  # rank 0's best file is on disk before anyone reads it
     if state["best"] is not None:
         best_pt = ckpt_dir / state["best"].pop("file")
-        net.load_state_dict(torch.load(best_pt, map_location="cpu", weights_only=True), strict=False)
-    net.config.use_cache = True
+        load_trainable(net, torch.load(best_pt, map_location="cpu", weights_only=True), ctx)
+    model_obj = unwrap(net)
+    model_obj.config.use_cache = True
     artifact = "model" if method == "full" else "adapter"
     out_dir = run_dir / artifact
+    # Sharded weights are gathered (collectively) into one ordinary checkpoint written by rank 0.
+    save_kwargs: dict[str, Any] = {}
+    if ctx.strategy == "fsdp":
+        save_kwargs["state_dict"] = full_state(net, ctx) if method == "full" else trainable_state(net, ctx)
+    peak = _peak_memory(device)
+    if ctx.active:
+        peak["bytes"] = ctx.max(peak["bytes"], device)
+        peak["per_process"] = True
+    if not ctx.is_main:
+        ctx.barrier()  # wait for rank 0 to write the artifact and the run record
+        return TrainResult(run_id=run_id, run_dir=run_dir, metrics={"steps": state["step"]}, rank=ctx.rank)
     if out_dir.exists():
         shutil.rmtree(out_dir)
-    net.save_pretrained(str(out_dir))
+    model_obj.save_pretrained(str(out_dir), **save_kwargs)
     tok.save_pretrained(str(out_dir))
     write_base_record(out_dir, src, method=method)
     artifact_digest = digest_json(sha256_tree(out_dir))
-    peak = _peak_memory(device)
-    trainable, total_params = trainable_parameters(net)
+    trainable, total_params = trainable_parameters(model_obj)  # DTensor.numel() is the full size
     train_time = state["train_time_s"]
     seen = state["tokens"] + state["padded"]
     run: dict[str, Any] = {
@@ -552,6 +653,7 @@ def train_run(
         "git": git_info(),
         "device": device if not device.startswith("cuda") else f"{device} ({torch.cuda.get_device_name()})",
         "precision": str(dtype).replace("torch.", ""),
+        **({"distributed": ctx.describe()} if ctx.active else {}),
         "batching": (
             (
                 "one example per row, length-grouped batches"
@@ -609,4 +711,5 @@ def train_run(
         "peak_memory_bytes": peak["bytes"],
         "wall_time_s": run["wall_time_s"],
     }
+    ctx.barrier()
     return TrainResult(run_id=run_id, run_dir=run_dir, metrics=metrics)
