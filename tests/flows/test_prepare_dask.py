@@ -60,3 +60,59 @@ def test_dask_sharded_prepare_equals_single_process(pii_key: str, tmp_path: Path
     assert report["pii"]["records_scanned"] == 300
     # the placeholders really are HMAC pseudonyms (the data carried PII), not untouched text
     assert "<EMAIL_ADDRESS_" in (tmp_path / "dask" / "data" / "train.jsonl").read_text(encoding="utf-8")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_existing_cluster_by_address(pii_key: str, tmp_path: Path) -> None:
+    """``address=``: a Dask scheduler and worker started on their own (`dask scheduler`, `dask
+    worker`), as on a real cluster; the flow connects to it and the output is byte-identical."""
+    import os
+    import subprocess
+
+    from distributed import Client
+    from prefect.testing.utilities import prefect_test_harness
+
+    from flows.prepare_dask import prepare_data_dask_flow
+
+    data = write_demo_tickets(tmp_path / "tickets.jsonl", n=240, seed=11)
+    fields = {"group": "customer_id"}
+    single = prepare_data(data, "classification", tmp_path / "single", policy=load_policy(), fields=fields)
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}  # the worker imports the flow's task by name
+    with prefect_test_harness(server_startup_timeout=120):
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                 "--port", address.rsplit(":", 1)[1], "--no-dashboard"],
+                env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            ),
+            subprocess.Popen(
+                [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nworkers", "1",
+                 "--nthreads", "1", "--no-dashboard"],
+                env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            ),
+        ]  # fmt: skip
+        try:
+            with Client(address, timeout="60s") as client:
+                client.wait_for_workers(1, timeout=120)
+                workers = list(client.scheduler_info()["workers"])
+            report = prepare_data_dask_flow(
+                str(data), "classification", str(tmp_path / "dask"), fields=fields, address=address
+            )
+        finally:
+            for p in procs:
+                p.terminate()
+            for p in procs:
+                p.wait(timeout=60)
+    assert len(workers) == 1
+    assert report["verdict"] == single.report["verdict"] == "pass"
+    assert len(report["shards"]) == 8 and sum(report["shards"]) == 240  # 8 shards on an existing cluster
+    for name in COMPARED:
+        assert (single.data_dir / name).read_bytes() == (tmp_path / "dask" / "data" / name).read_bytes(), name
