@@ -36,6 +36,7 @@ REPO = Path(__file__).resolve().parents[2]
 PREFECT = [sys.executable, "-m", "prefect"]
 POOL = "tunegate-process"
 RUN_TIMEOUT_S = 240
+EXPECTED_K8S = ("drift-check-nightly", "regression-recheck-weekly", "gate-run-quarterly")
 TOPICS = {
     "billing": "I was charged twice for my subscription, invoice {i} shows a duplicate fee",
     "card_issue": "my card number ending {i} was declined at the shop terminal today",
@@ -185,7 +186,7 @@ def _is_known_deploy_bug(out: str) -> bool:
     pinned fastapi 0.154) answers 422. ``prefect deploy`` hits it only *after* the deployment was
     created, when it looks for online workers to print a hint, so the deployment itself is fine
     (the test checks it through the API). Accepted only in exactly this form."""
-    flat = " ".join(out.split())
+    flat = " ".join(out.replace("\u2502", " ").split())  # rich wraps long names inside a box
     return (
         "successfully created" in flat
         and "/workers/filter" in flat
@@ -282,3 +283,33 @@ def test_deploy_and_run_drift_check_on_a_real_server(
     artifacts = _post(f"{api}/artifacts/filter", {"artifacts": {"key": {"any_": ["drift-report"]}}})
     assert [a["flow_run_id"] for a in artifacts] == [run_id]
     assert "drift" in artifacts[0]["data"].lower()
+
+
+def test_kubernetes_pool_takes_the_same_deployments(server: str, prefect_env: dict[str, str]) -> None:
+    """The Kubernetes route of DEPLOY.md §3 on a real server, without a cluster: the pool is
+    created with the shipped base job template, `prefect deploy` registers all three deployments
+    of flows/prefect.k8s.yaml on it with their job variables and the image's pull step. (Running
+    a flow needs a cluster; the manifest a worker would submit is checked in test_prefect_yaml.)"""
+    api, env = server, prefect_env
+    template = json.loads((REPO / "flows" / "k8s" / "base-job-template.json").read_text(encoding="utf-8"))
+    _cli(
+        ["work-pool", "create", "tunegate-k8s", "--type", "kubernetes",
+         "--base-job-template", "flows/k8s/base-job-template.json"],
+        env,
+    )  # fmt: skip
+    pool = _get(f"{api}/work_pools/tunegate-k8s")
+    assert pool["type"] == "kubernetes" and pool["base_job_template"] == template
+    # one name per call: Prefect 3.8.8's `deploy --all` stops after the first (the 422 bug above)
+    for name in sorted(EXPECTED_K8S):
+        _cli(["deploy", "--no-prompt", "--prefect-file", "flows/prefect.k8s.yaml", "--name", name], env,
+             known_deploy_bug=True)  # fmt: skip
+    deps = {d["name"]: d for d in _post(f"{api}/deployments/filter", {})}
+    assert sorted(deps) == sorted(EXPECTED_K8S)
+    for dep in deps.values():
+        assert dep["work_pool_name"] == "tunegate-k8s"
+        assert dep["pull_steps"] == [
+            {"prefect.deployments.steps.set_working_directory": {"directory": "/opt/tunegate"}}
+        ]
+        assert dep["job_variables"]["image"].startswith("registry.example.com/tunegate:")
+    assert deps["gate-run-quarterly"]["job_variables"]["gpus"] == 1
+    assert deps["drift-check-nightly"]["job_variables"]["gpus"] == 0

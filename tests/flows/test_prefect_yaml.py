@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import asyncio
 import datetime as dt
 from pathlib import Path
 from typing import Any
@@ -121,3 +122,71 @@ def test_accelerate_configs_load_with_accelerate(name: str, kind: str) -> None:
 def test_only_supported_launch_configs_ship() -> None:
     """tunegate's loop refuses DeepSpeed (see tunegate.training.distributed): no config for it ships."""
     assert sorted(p.name for p in (REPO / "gates" / "accelerate").glob("*.yaml")) == ["ddp.yaml", "fsdp.yaml"]
+
+
+# -- Kubernetes -------------------------------------------------------------------------------------
+K8S_YAML = REPO / "flows" / "prefect.k8s.yaml"
+K8S_TEMPLATE = REPO / "flows" / "k8s" / "base-job-template.json"
+SAME_FIELDS = ("entrypoint", "description", "tags", "parameters", "schedules", "concurrency_limit")
+
+
+def _k8s_deployments() -> list[dict[str, Any]]:
+    return list(yaml.safe_load(K8S_YAML.read_text(encoding="utf-8"))["deployments"])
+
+
+def test_k8s_deployments_are_the_process_deployments_on_another_pool() -> None:
+    """prefect.k8s.yaml repeats prefect.yaml's deployments (YAML cannot include a file): a drift
+    between the two would schedule different work depending on the pool."""
+    process = {d["name"]: d for d in _deployments()}
+    k8s = {d["name"]: d for d in _k8s_deployments()}
+    assert sorted(k8s) == sorted(process)
+    for name, dep in k8s.items():
+        for key in SAME_FIELDS:
+            assert dep.get(key) == process[name].get(key), (name, key)
+        assert dep["work_pool"]["name"] == "tunegate-k8s"
+        assert dep["work_pool"]["job_variables"]["image"]
+
+
+def test_k8s_template_keeps_prefects_defaults() -> None:
+    """The shipped template only adds to prefect-kubernetes' default (nothing upstream removed)."""
+    import json
+
+    from prefect_kubernetes.worker import KubernetesWorker
+
+    default = KubernetesWorker.get_default_base_job_template()
+    ours = json.loads(K8S_TEMPLATE.read_text(encoding="utf-8"))
+    assert set(default["variables"]["properties"]) <= set(ours["variables"]["properties"])
+    assert set(default["job_configuration"]) == set(ours["job_configuration"])
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_k8s_job_manifest_renders_for_every_deployment(name: str) -> None:
+    """What the Kubernetes worker does with a flow run's job variables, offline: the manifest has
+    the image, the GPU limit, the PII-key secret and the data volume, and the right command."""
+    import json
+
+    from prefect.client.orchestration import PrefectClient
+    from prefect_kubernetes.worker import KubernetesWorkerJobConfiguration
+
+    template = json.loads(K8S_TEMPLATE.read_text(encoding="utf-8"))
+    (dep,) = [d for d in _k8s_deployments() if d["name"] == name]
+    values = dep["work_pool"]["job_variables"]  # the template's defaults fill the rest
+    # A client that is never called (no block or variable references in the template): without
+    # one, Prefect would start a temporary API server just to resolve nothing.
+    client = PrefectClient("http://127.0.0.1:9/api")
+    cfg = asyncio.run(
+        KubernetesWorkerJobConfiguration.from_template_and_values(template, values, client=client)
+    )
+    pod = cfg.job_manifest["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == dep["work_pool"]["job_variables"]["image"]
+    gpus = dep["work_pool"]["job_variables"]["gpus"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == gpus
+    assert container["resources"]["requests"]["memory"] == dep["work_pool"]["job_variables"]["memory_request"]
+    assert container["envFrom"] == [{"secretRef": {"name": "tunegate-pii-key"}}]
+    assert container["volumeMounts"] == [{"name": "tunegate-data", "mountPath": "/srv/tunegate"}]
+    assert pod["volumes"][0]["persistentVolumeClaim"] == {"claimName": "tunegate-data"}
+    # every path a deployment names lives on the mounted volume (or in the image's repo)
+    for value in json.dumps(dep["parameters"]).split('"'):
+        if value.startswith("/"):
+            assert value.startswith("/srv/tunegate/"), value
