@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,14 @@ def stories260k() -> Path:
     if not (path / "config.json").is_file():
         pytest.skip(f"the pretrained tiny Llama is not at {path} (set TUNEGATE_SHARED)")
     return path
+
+
+@pytest.fixture()
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (servers, schedulers, rendezvous)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 @pytest.fixture()

@@ -16,7 +16,6 @@ import os
 import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -42,12 +41,6 @@ TOPICS = {
     "card_issue": "my card number ending {i} was declined at the shop terminal today",
     "account_access": "I cannot log in to my account, attempt {i} failed with a password error",
 }
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _get(url: str) -> Any:
@@ -84,8 +77,8 @@ def _tail(path: Path, n: int = 4000) -> str:
 
 
 @pytest.fixture()
-def prefect_env(tmp_path: Path) -> dict[str, str]:
-    port = _free_port()
+def prefect_env(tmp_path: Path, free_port: int) -> dict[str, str]:
+    port = free_port
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update(
         PREFECT_HOME=str(tmp_path / "prefect-home"),

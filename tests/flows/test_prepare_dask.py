@@ -62,15 +62,7 @@ def test_dask_sharded_prepare_equals_single_process(pii_key: str, tmp_path: Path
     assert "<EMAIL_ADDRESS_" in (tmp_path / "dask" / "data" / "train.jsonl").read_text(encoding="utf-8")
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def test_existing_cluster_by_address(pii_key: str, tmp_path: Path) -> None:
+def test_existing_cluster_by_address(pii_key: str, tmp_path: Path, free_port: int) -> None:
     """``address=``: a Dask scheduler and worker started on their own (`dask scheduler`, `dask
     worker`), as on a real cluster; the flow connects to it and the output is byte-identical."""
     import os
@@ -84,7 +76,7 @@ def test_existing_cluster_by_address(pii_key: str, tmp_path: Path) -> None:
     data = write_demo_tickets(tmp_path / "tickets.jsonl", n=240, seed=11)
     fields = {"group": "customer_id"}
     single = prepare_data(data, "classification", tmp_path / "single", policy=load_policy(), fields=fields)
-    address = f"tcp://127.0.0.1:{_free_port()}"
+    address = f"tcp://127.0.0.1:{free_port}"
     env = {**os.environ, "PYTHONPATH": str(REPO)}  # the worker imports the flow's task by name
     with prefect_test_harness(server_startup_timeout=120):
         procs = [

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -41,12 +40,6 @@ COMMON: dict[str, Any] = {
     "early_stopping_patience": None,
     "device": "cpu",
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _run(cmd: list[str], *, expect: int = 0) -> str:
@@ -135,7 +128,7 @@ def test_ddp_crash_and_resume_matches_one_process(
 
 
 def test_fsdp_full_finetune_via_accelerate_launch(
-    stories260k: Path, alpaca_workdir: Path, tmp_path: Path
+    stories260k: Path, alpaca_workdir: Path, tmp_path: Path, free_port: int
 ) -> None:
     """Full fine-tuning, `accelerate launch --config_file gates/accelerate/fsdp.yaml` (made CPU: no
     GPU in CI) running the `tunegate train` CLI: FSDP2-sharded, the same weights as one process
@@ -160,7 +153,7 @@ def test_fsdp_full_finetune_via_accelerate_launch(
     sets = [f"--set={k}={json.dumps(v)}" for k, v in {**cfg, "grad_accum": 1}.items()]
     out = _run(
         [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(cpu_yaml),
-         "--main_process_port", str(_free_port()), "-m", "tunegate.cli", "train", str(multi_wd),
+         "--main_process_port", str(free_port), "-m", "tunegate.cli", "train", str(multi_wd),
          "--model", str(stories260k), "--method", "full", "--quiet", *sets],
     )  # fmt: skip
     multi = _only_run(multi_wd)

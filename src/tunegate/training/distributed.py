@@ -230,7 +230,7 @@ def trainable_state(net: Any, ctx: DistContext) -> dict[str, Any]:
     return dict(get_model_state_dict(net, options=_options(ignore_frozen_params=True)))
 
 
-def full_state(net: Any, ctx: DistContext) -> dict[str, Any]:
+def full_state(net: Any) -> dict[str, Any]:
     """The whole model's full state dict (rank 0), for saving a full fine-tune under FSDP.
 
     Tied copies (an ``lm_head`` sharing the embedding) are left out, as ``save_pretrained``

@@ -164,17 +164,23 @@ def evaluate_loss(
     model.eval()
     total = 0.0
     n = 0
-    batches = list(
-        iter_batches(examples, batch_size=batch_size, kind=kind, pad_id=pad_id, max_examples=max_examples)
-    )
-    mine, slots = shard(batches, ctx)
+    first = None
+    mine = seen = 0
     with torch.no_grad():
-        for i in range(slots):
-            if i >= len(mine):  # keep FSDP's collective forward passes in step; counts nothing
-                _loss_sum(model, batches[0], kind=kind, device=device, autocast=autocast)
+        # Streamed (validation sets can be large): process r scores batches r, r+W, ...
+        for i, batch in enumerate(
+            iter_batches(examples, batch_size=batch_size, kind=kind, pad_id=pad_id, max_examples=max_examples)
+        ):
+            first = first if first is not None else batch
+            seen += 1
+            if i % ctx.world != ctx.rank:
                 continue
-            total += float(_loss_sum(model, mine[i], kind=kind, device=device, autocast=autocast))
-            n += mine[i].targets
+            mine += 1
+            total += float(_loss_sum(model, batch, kind=kind, device=device, autocast=autocast))
+            n += batch.targets
+        # A process with a shorter share repeats an uncounted pass: FSDP's forwards are collective.
+        for _ in range(-(-seen // ctx.world) - mine):
+            _loss_sum(model, first, kind=kind, device=device, autocast=autocast)
     if ctx.active:
         total, n_f = ctx.sum([total, n], device)
         n = int(n_f)
@@ -597,7 +603,7 @@ def _train(
     # Sharded weights are gathered (collectively) into one ordinary checkpoint written by rank 0.
     save_kwargs: dict[str, Any] = {}
     if ctx.strategy == "fsdp":
-        save_kwargs["state_dict"] = full_state(net, ctx) if method == "full" else trainable_state(net, ctx)
+        save_kwargs["state_dict"] = full_state(net) if method == "full" else trainable_state(net, ctx)
     peak = _peak_memory(device)
     if ctx.active:
         peak["bytes"] = ctx.max(peak["bytes"], device)
