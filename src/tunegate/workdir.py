@@ -1,13 +1,20 @@
-"""The workdir: its layout, and the one-writer lock every stage takes.
+"""The workdir: the one place that knows its layout, how a run is named, and the writer lock.
 
 ::
 
     WORKDIR/
+      policy/    policy.yaml (the pinned policy snapshot) policy.json (its digest record)
       data/      train.jsonl validation.jsonl holdout.jsonl holdout.manifest.json data_report.{json,md}
       runs/<run_id>/   run.json config.json adapter/|model/ evidence.json decision.json report.* approvals/
       baselines/<digest>/   cached baseline scores (base model + hold-out + eval config)
       audit/     ledger.jsonl checkpoints.jsonl
+      pipeline/  state.json (digest-keyed stage records of a gate-run)
       drift/     drift reports
+      logs/      library output (transformers, Prefect, ...) kept off the console
+
+Every other module asks this one for a path; none joins ``"runs"`` or ``"data"`` itself. Names
+that come from a user (a run id, a registry name) are names: :func:`check_name` refuses path
+separators, ``.``/``..`` and anything that could leave the folder it is joined onto.
 
 A second tunegate process on the same workdir fails fast with a clear message instead of waiting
 or interleaving writes; different workdirs never contend.
@@ -17,22 +24,127 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from tunegate.errors import LockError
+from tunegate.errors import InputError, LockError
 
 LOCK_NAME = ".tunegate.lock"
+SPLITS = ("train", "validation", "holdout")
+MANIFEST_NAME = "holdout.manifest.json"
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def check_name(name: str, what: str = "name") -> str:
+    """Return ``name`` if it is a plain name (no separators, not ``.``/``..``); else ``InputError``."""
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or name in (".", ".."):
+        raise InputError(
+            f"{what} {name!r} is not a plain name: use letters, digits, '.', '_' or '-' "
+            "(at most 128, starting with a letter or digit; no '/', '\\' or '..')"
+        )
+    return name
+
+
+# -- the layout -----------------------------------------------------------------------------------
 
 
 def data_dir(workdir: str | Path) -> Path:
     return Path(workdir) / "data"
 
 
+def split_path(workdir: str | Path, split: str) -> Path:
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; splits are {SPLITS}")
+    return data_dir(workdir) / f"{split}.jsonl"
+
+
+def manifest_path(workdir: str | Path) -> Path:
+    return data_dir(workdir) / MANIFEST_NAME
+
+
+def data_report_path(workdir: str | Path) -> Path:
+    return data_dir(workdir) / "data_report.json"
+
+
 def runs_dir(workdir: str | Path) -> Path:
     return Path(workdir) / "runs"
+
+
+def run_dir(workdir: str | Path, run_id: str) -> Path:
+    return runs_dir(workdir) / check_name(run_id, "run id")
+
+
+def approvals_dir(workdir: str | Path, run_id: str) -> Path:
+    return run_dir(workdir, run_id) / "approvals"
+
+
+def baselines_dir(workdir: str | Path) -> Path:
+    return Path(workdir) / "baselines"
+
+
+def audit_dir(workdir: str | Path) -> Path:
+    return Path(workdir) / "audit"
+
+
+def pipeline_dir(workdir: str | Path) -> Path:
+    return Path(workdir) / "pipeline"
+
+
+def drift_dir(workdir: str | Path) -> Path:
+    return Path(workdir) / "drift"
+
+
+def policy_dir(workdir: str | Path) -> Path:
+    return Path(workdir) / "policy"
+
+
+def logs_dir(workdir: str | Path) -> Path:
+    return Path(workdir) / "logs"
+
+
+# -- runs -----------------------------------------------------------------------------------------
+
+
+def list_runs(workdir: str | Path, *, finished: bool = True) -> list[str]:
+    """Run ids, oldest first (a run id starts with its UTC start time). ``finished``: has run.json."""
+    rd = runs_dir(workdir)
+    if not rd.is_dir():
+        return []
+    out = []
+    for p in rd.iterdir():
+        if p.is_symlink() or not p.is_dir() or not _NAME_RE.fullmatch(p.name):
+            continue
+        if finished and not (p / "run.json").is_file():
+            continue
+        out.append(p.name)
+    return sorted(out)
+
+
+def resolve_run(workdir: str | Path, run_id: str | None = None) -> str:
+    """The run to act on: ``run_id`` (a plain name of an existing, finished run), or else the
+    newest finished run. Every command (evaluate, decide, report, sign, verify, promote, merge)
+    resolves its ``--run`` here, so they all agree on which run "the run" is."""
+    found = list_runs(workdir)
+    if run_id is not None:
+        check_name(run_id, "run id")
+        if run_id not in found:
+            raise InputError(
+                f"run {run_id!r} not found (no finished run with this id); runs here: "
+                f"{', '.join(found) or 'none'}",
+                path=runs_dir(workdir),
+            )
+        return run_id
+    if not found:
+        raise InputError(
+            "no finished training run found", path=runs_dir(workdir), hint="run `tunegate train` first"
+        )
+    return found[-1]
+
+
+# -- the writer lock ------------------------------------------------------------------------------
 
 
 @contextlib.contextmanager
