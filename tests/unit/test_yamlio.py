@@ -26,7 +26,7 @@ def test_valid_file_and_empty_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "expected"),
     [
-        ("rank: [1\n", "line 1: is not valid YAML"),
+        ("rank: [1\n", "line 2: is not valid YAML"),
         ("- 1\n- 2\n", "must be a YAML mapping, got list"),
         ("rnak: 4\n", "rnak: Extra inputs are not permitted"),
         ("rank: abc\n", "rank: Input should be a valid integer"),
