@@ -57,3 +57,75 @@ def test_no_runtime_download_calls_in_library() -> None:
         text = p.read_text(encoding="utf-8")
         for n in needles:
             assert n not in text, f"{p} calls {n}: tunegate must work offline"
+
+
+# -- import rules inside src/tunegate (docs/architecture.md, "Inside src/tunegate") -------------
+
+SRC = REPO / "src"
+LAYER0 = {
+    "tunegate.errors",
+    "tunegate._offline",
+    "tunegate.provenance",
+    "tunegate.workdir",
+    "tunegate.yamlio",
+}
+LAYER1 = {"tunegate.records", "tunegate.ledger", "tunegate.resources"}
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(SRC).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _tunegate_imports(path: Path) -> set[str]:
+    """Every tunegate module imported anywhere in the file (functions included)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names if a.name.split(".")[0] == "tunegate")
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module.split(".")[0] == "tunegate":
+                out.add(node.module)
+                # `from tunegate.x import y` may import the submodule tunegate.x.y
+                out.update(f"{node.module}.{a.name}" for a in node.names)
+    return out
+
+
+def _modules() -> dict[str, set[str]]:
+    mods = {_module_name(p): p for p in (SRC / "tunegate").rglob("*.py")}
+    return {m: {d for d in _tunegate_imports(p) if d in mods} for m, p in mods.items()}
+
+
+def test_lower_layers_do_not_import_higher_ones() -> None:
+    graph = _modules()
+    problems = []
+    for mod, deps in graph.items():
+        allowed = LAYER0 if mod in LAYER0 else (LAYER0 | LAYER1) if mod in LAYER1 else None
+        if allowed is None:
+            continue
+        bad = sorted(d for d in deps if d not in allowed and d != "tunegate")
+        if bad:
+            problems.append(f"{mod} imports {bad}")
+    assert not problems, "layer rule broken: " + "; ".join(problems)
+
+
+def test_only_the_cli_imports_command_modules() -> None:
+    graph = _modules()
+    offenders = [
+        f"{mod} -> {d}"
+        for mod, deps in graph.items()
+        for d in deps
+        if d.endswith(".commands") and mod not in ("tunegate.cli",) and not mod.endswith(".commands")
+    ]
+    flow_offenders = [
+        f"{p.name} -> {n}"
+        for p in sorted((REPO / "flows").glob("*.py"))
+        for n in _tunegate_imports(p)
+        if n.endswith(".commands") or n == "tunegate.cli"
+    ]
+    assert not offenders and not flow_offenders, (
+        f"command modules parse and print; library code goes in the stage package: {offenders + flow_offenders}"
+    )
