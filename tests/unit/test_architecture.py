@@ -86,11 +86,15 @@ def _tunegate_imports(path: Path) -> set[str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             out.update(a.name for a in node.names if a.name.split(".")[0] == "tunegate")
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            if node.module.split(".")[0] == "tunegate":
-                out.add(node.module)
-                # `from tunegate.x import y` may import the submodule tunegate.x.y
-                out.update(f"{node.module}.{a.name}" for a in node.names)
+        elif (
+            isinstance(node, ast.ImportFrom)
+            and node.module
+            and node.level == 0
+            and node.module.split(".")[0] == "tunegate"
+        ):
+            out.add(node.module)
+            # `from tunegate.x import y` may import the submodule tunegate.x.y
+            out.update(f"{node.module}.{a.name}" for a in node.names)
     return out
 
 
@@ -127,5 +131,6 @@ def test_only_the_cli_imports_command_modules() -> None:
         if n.endswith(".commands") or n == "tunegate.cli"
     ]
     assert not offenders and not flow_offenders, (
-        f"command modules parse and print; library code goes in the stage package: {offenders + flow_offenders}"
+        "command modules parse and print; library code goes in the stage package: "
+        f"{offenders + flow_offenders}"
     )
