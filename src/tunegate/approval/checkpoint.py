@@ -168,6 +168,7 @@ class AuditReport:
     first_bad: int | None = None
     problems: list[str] = field(default_factory=list)
     oldest_entry_time: str | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 def verify_checkpoints(
