@@ -7,8 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tunegate import ledger
-from tunegate.approval.checkpoint import AuditReport, verify_checkpoints
+from tunegate.approval.checkpoint import AuditReport, read_ledger, verify_checkpoints
 from tunegate.approval.dsse import parse_envelope, read_envelope
 from tunegate.errors import IntegrityError, TunegateError
 from tunegate.policy.schema import GatePolicy
@@ -81,7 +80,7 @@ def audit_workdir(workdir: str | Path, *, policy: GatePolicy) -> AuditReport:
         return rep
     rep = verify_checkpoints(workdir, extra=extra, key_rel=policy.approval.checkpoint_key)
     try:
-        entries = ledger.read_entries(workdir)
+        entries = read_ledger(workdir)
     except IntegrityError:
         return rep  # already reported by verify_checkpoints
     rep.problems.extend(time_order_problems(entries))

@@ -13,7 +13,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tunegate import ledger
 from tunegate.errors import InputError, IntegrityError
 from tunegate.policy.schema import GatePolicy
 from tunegate.provenance import sha256_file
@@ -44,6 +43,7 @@ def _first_difference(stored: Any, recomputed: Any, path: str = "") -> str:
 def verified_decision(workdir: str | Path, run_id: str, policy: GatePolicy) -> Any:
     """Recompute the run's decision from (policy, evidence); return it when the stored
     ``decision.json`` and the ledger's ``decide`` event agree with it, else raise IntegrityError."""
+    from tunegate.approval.checkpoint import read_ledger
     from tunegate.evaluation.evidence import load_evidence
     from tunegate.policy.decide import decide
     from tunegate.workdir import run_dir
@@ -91,7 +91,7 @@ def verified_decision(workdir: str | Path, run_id: str, policy: GatePolicy) -> A
         )
     events = [
         e
-        for e in ledger.read_entries(wd)
+        for e in read_ledger(wd)
         if e.get("stage") == "decide" and (e.get("details") or {}).get("run_id") == run_id
     ]
     if not events:

@@ -20,7 +20,7 @@ from filelock import FileLock
 
 from tunegate import __version__, ledger
 from tunegate.approval import artifacts
-from tunegate.approval.checkpoint import write_checkpoint
+from tunegate.approval.checkpoint import read_ledger, write_checkpoint
 from tunegate.approval.decision import verified_decision
 from tunegate.approval.dsse import STATEMENT_TYPE, sign_envelope
 from tunegate.approval.keys import find_reviewer_for_key, load_private_key
@@ -161,7 +161,7 @@ def next_sequence(workdir: Path, run_id: str) -> int:
         head = p.name.split("-", 1)[0]
         if head.isdigit():
             used.append(int(head))
-    for e in ledger.read_entries(workdir):
+    for e in read_ledger(workdir):
         d = e.get("details") or {}
         if e.get("stage") == "sign" and d.get("run_id") == run_id and isinstance(d.get("sequence"), int):
             used.append(int(d["sequence"]))

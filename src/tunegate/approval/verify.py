@@ -20,7 +20,7 @@ from typing import Any
 
 from tunegate import ledger
 from tunegate.approval import artifacts
-from tunegate.approval.checkpoint import verify_checkpoint
+from tunegate.approval.checkpoint import check_ledger, read_ledger, verify_checkpoint
 from tunegate.approval.dsse import STATEMENT_TYPE, parse_envelope, read_envelope, verify_signature
 from tunegate.approval.keys import load_reviewers
 from tunegate.approval.sign import (
@@ -315,10 +315,10 @@ def verify_run(
     rid = artifacts.resolve_run(wd, run_id)
     trust = resolve_trust_root(policy, approvers_dir, workdir=wd)
     reviewers = load_reviewers(trust.path)
-    rep = ledger.verify_ledger(wd)
+    rep = check_ledger(wd)
     if not rep.ok:
         raise IntegrityError(f"{ledger.ledger_path(wd)}: {rep.reason} (first bad entry: {rep.first_bad})")
-    entries = ledger.read_entries(wd)
+    entries = read_ledger(wd)
     artifacts.covered_files(wd, rid)  # refuses links / special files anywhere in the run first
     adir = approvals_dir(wd, rid)
     files = sorted(p for p in adir.glob("*.dsse.json")) if adir.is_dir() else []

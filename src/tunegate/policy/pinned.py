@@ -99,7 +99,7 @@ def _policy_trust_dir(policy: GatePolicy) -> tuple[Path, str]:
 def _ledger_pin_events(workdir: Path) -> list[dict[str, Any]]:
     try:
         entries = ledger.read_entries(workdir)
-    except IntegrityError:
+    except (IntegrityError, UnicodeDecodeError):
         return []  # the ledger's own verification reports this
     return [e for e in entries if e.get("stage") in PIN_STAGES]
 
