@@ -22,7 +22,7 @@ from tunegate.approval import artifacts
 from tunegate.approval.promote import promote
 from tunegate.approval.report import write_report
 from tunegate.approval.verify import verify_run
-from tunegate.policy.schema import load_policy
+from tunegate.policy.pinned import resolve_policy
 
 
 @task(name="render-report")
@@ -30,7 +30,7 @@ def render_report(workdir: str, run_id: str, policy_path: str | None) -> bool:
     """Render only when absent: re-rendering would change the bytes reviewers sign."""
     if (artifacts.run_dir(workdir, run_id) / "report.html").is_file():
         return False
-    write_report(workdir, policy=load_policy(policy_path), run_id=run_id)
+    write_report(workdir, policy=resolve_policy(workdir, policy_path), run_id=run_id)
     return True
 
 
@@ -38,7 +38,9 @@ def render_report(workdir: str, run_id: str, policy_path: str | None) -> bool:
 def approval_status(
     workdir: str, run_id: str, policy_path: str | None, approvers: str | None
 ) -> dict[str, Any]:
-    res = verify_run(workdir, policy=load_policy(policy_path), run_id=run_id, approvers_dir=approvers)
+    res = verify_run(
+        workdir, policy=resolve_policy(workdir, policy_path), run_id=run_id, approvers_dir=approvers
+    )
     return {
         "approved": res.approved,
         "reasons": res.reasons,
@@ -51,7 +53,9 @@ def approval_status(
 def promote_run(
     workdir: str, run_id: str, registry: str, policy_path: str | None, approvers: str | None
 ) -> dict[str, Any]:
-    e = promote(workdir, registry, policy=load_policy(policy_path), run_id=run_id, approvers_dir=approvers)
+    e = promote(
+        workdir, registry, policy=resolve_policy(workdir, policy_path), run_id=run_id, approvers_dir=approvers
+    )
     return {"name": e.name, "version": e.version, "path": str(e.path), "approval_digest": e.approval_digest}
 
 

@@ -25,7 +25,7 @@ def run_checks(
     reference: str, current: str, policy_path: str | None, registry: str | None, out: str | None
 ) -> dict[str, Any]:
     """All drift statistics in one task: embedding and classifier work is batched, not per prompt."""
-    drift_policy, gate_digest = load_drift_policy(policy_path)
+    drift_policy, gate_digest = load_drift_policy(policy_path, reference)
     outcome = check_drift(
         reference,
         current,

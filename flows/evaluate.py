@@ -16,18 +16,20 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
 from tunegate.evaluation.run import decide_run, evaluate_run
-from tunegate.policy.schema import load_policy
+from tunegate.policy.pinned import resolve_policy
 
 
 @task(name="score-holdout")
 def score(workdir: str, run_id: str | None, policy_path: str | None) -> str:
-    evidence = evaluate_run(workdir, run_id=run_id, policy=load_policy(policy_path))
+    evidence = evaluate_run(workdir, run_id=run_id, policy=resolve_policy(workdir, policy_path))
     return str(evidence.run_id)
 
 
 @task(name="decide")
 def gate(workdir: str, run_id: str, policy_path: str | None) -> dict[str, Any]:
-    return decide_run(workdir, run_id=run_id, policy=load_policy(policy_path)).model_dump(mode="json")
+    return decide_run(workdir, run_id=run_id, policy=resolve_policy(workdir, policy_path)).model_dump(
+        mode="json"
+    )
 
 
 @flow(name="evaluate")

@@ -173,9 +173,11 @@ def operator_identity() -> str:
 
 
 def _policy(cfg: GateRunConfig) -> Any:
-    from tunegate.policy.schema import load_policy
+    """The policy of this gate run: the one pinned in the workdir (a different ``policy`` in the
+    config is refused with both digests named; see :mod:`tunegate.policy.pinned`)."""
+    from tunegate.policy.pinned import resolve_policy
 
-    return load_policy(cfg.policy)
+    return resolve_policy(cfg.workdir, cfg.policy)
 
 
 def _checkpoint(workdir: Path, stage: str) -> None:

@@ -40,6 +40,7 @@ from tunegate.errors import IntegrityError, StageError
 from tunegate.pii.anonymize import PIIEngine
 from tunegate.pii.keys import load_pii_key
 from tunegate.pii.report import PIIReport
+from tunegate.policy.pinned import pin_policy
 from tunegate.policy.schema import GatePolicy
 from tunegate.provenance import (
     atomic_write_json,
@@ -101,6 +102,8 @@ def prepare_data(
     engine.prepare()
 
     with workdir_lock(workdir, stage="prepare"):
+        # the workdir remembers its policy: pinned here, used by every later command
+        pin_policy(workdir, policy, change_reason="prepare --refreeze" if refreeze else None)
         # 2. ingest (the whole set is needed for a stratified split; the reader itself streams)
         records = list(read_records(src, task, fields=fields, max_line_bytes=max_line_bytes))
         src_digest = sha256_file(src) if src.is_file() else records_digest(records)

@@ -44,7 +44,7 @@ def test_approve_flow_pauses_then_promotes(tmp_path: Path) -> None:
         (approvers / pub.name).write_bytes(pub.read_bytes())
         keys[name] = priv
     write_data(wd)
-    write_run(wd, "run-a")
+    write_run(wd, "run-a", policy=make_policy(approvers))  # decided under the policy the flow uses
     policy_yaml = tmp_path / "policy.yaml"
     policy_yaml.write_text(f"approval:\n  approvers_dir: {approvers}\n")
     policy = make_policy(approvers)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "approval"))
-from approval_fixtures import write_data, write_run
+from approval_fixtures import make_policy, write_data, write_run
 
 from tunegate.cli import main
 
@@ -31,7 +31,7 @@ def _tg(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
 def test_cli_full_approval_path_and_tampering(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     wd, keys, approvers, reg = tmp_path / "wd", tmp_path / "keys", tmp_path / "approvers", tmp_path / "reg"
     write_data(wd)
-    write_run(wd, "run-a")
+    write_run(wd, "run-a", policy=make_policy(approvers, min_approvals=2))  # decided under the policy below
     approvers.mkdir()
     for name in ("alice", "bob"):
         code, out = _tg(capsys, "keygen", "--name", name, "--out", keys)

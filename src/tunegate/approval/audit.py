@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
 
-from tunegate.approval.checkpoint import AuditReport, verify_checkpoints
+from tunegate.approval.checkpoint import AuditReport, read_ledger, verify_checkpoints
 from tunegate.approval.dsse import parse_envelope, read_envelope
-from tunegate.errors import IntegrityError
+from tunegate.errors import IntegrityError, TunegateError
 from tunegate.policy.schema import GatePolicy
 
 
@@ -25,7 +26,51 @@ def embedded_checkpoints(workdir: str | Path) -> list[tuple[str, dict[str, Any]]
     return out
 
 
+def time_order_problems(entries: list[dict[str, Any]]) -> list[str]:
+    """Ledger times must never go backwards, nor lie in the future (beyond the clock-skew allowance)."""
+    from tunegate.approval.verify import MAX_CLOCK_SKEW, parse_time
+
+    out: list[str] = []
+    prev: dt.datetime | None = None
+    limit = dt.datetime.now(dt.UTC) + MAX_CLOCK_SKEW
+    for i, e in enumerate(entries, start=1):
+        try:
+            t = parse_time(str(e.get("time")), f"ledger entry {i}")
+        except IntegrityError as exc:
+            out.append(str(exc))
+            continue
+        if prev is not None and t < prev:
+            out.append(f"ledger entry {i} is dated {e.get('time')}, before entry {i - 1}: times out of order")
+        if t > limit:
+            out.append(f"ledger entry {i} is dated {e.get('time')}, in the future")
+        prev = t
+    return out
+
+
+def unfinished_promotions(entries: list[dict[str, Any]]) -> list[str]:
+    """``promote_intent`` events with no later ``promote`` of the same name and version (a crash)."""
+    done = {
+        ((e.get("details") or {}).get("name"), (e.get("details") or {}).get("version"))
+        for e in entries
+        if e.get("stage") == "promote"
+    }
+    out = []
+    for e in entries:
+        d = e.get("details") or {}
+        if e.get("stage") == "promote_intent" and (d.get("name"), d.get("version")) not in done:
+            out.append(
+                f"ledger entry {e.get('seq')}: promotion of run {d.get('run_id')} to {d.get('name')}/"
+                f"v{d.get('version')} was started but not recorded as finished: check whether the registry "
+                "holds that version (`tunegate verify --registry`)"
+            )
+    return out
+
+
 def audit_workdir(workdir: str | Path, *, policy: GatePolicy) -> AuditReport:
+    """Ledger chain, checkpoints (own and embedded), time order, and every run's approval set."""
+    from tunegate.approval.verify import reconcile_approvals
+    from tunegate.workdir import list_runs
+
     try:
         extra = embedded_checkpoints(workdir)
     except IntegrityError as exc:
@@ -33,7 +78,26 @@ def audit_workdir(workdir: str | Path, *, policy: GatePolicy) -> AuditReport:
         rep.ok = False
         rep.problems.append(str(exc))
         return rep
-    return verify_checkpoints(workdir, extra=extra, key_rel=policy.approval.checkpoint_key)
+    rep = verify_checkpoints(workdir, extra=extra, key_rel=policy.approval.checkpoint_key)
+    try:
+        entries = read_ledger(workdir)
+    except IntegrityError:
+        return rep  # already reported by verify_checkpoints
+    rep.problems.extend(time_order_problems(entries))
+    runs = set(list_runs(workdir, finished=False))
+    runs |= {
+        str((e.get("details") or {}).get("run_id"))
+        for e in entries
+        if e.get("stage") == "sign" and (e.get("details") or {}).get("run_id")
+    }
+    for rid in sorted(runs):
+        try:
+            reconcile_approvals(Path(workdir), rid, entries)
+        except TunegateError as exc:
+            rep.problems.append(str(exc))
+    rep.notes.extend(unfinished_promotions(entries))
+    rep.ok = not rep.problems
+    return rep
 
 
 __all__ = ["audit_workdir", "embedded_checkpoints"]

@@ -37,6 +37,24 @@ DEFAULT_KEY_REL = "audit/checkpoint_key"
 CHECKPOINT_FIELDS = {"size", "head", "time", "stage", "key_id", "sig"}
 
 
+def read_ledger(workdir: str | Path) -> list[dict[str, Any]]:
+    """``ledger.read_entries``, with undecodable bytes reported as an integrity failure."""
+    try:
+        return ledger.read_entries(workdir)
+    except (UnicodeDecodeError, ValueError) as exc:
+        if isinstance(exc, IntegrityError):
+            raise
+        raise IntegrityError(f"{ledger.ledger_path(workdir)}: not valid UTF-8 JSON lines ({exc})") from None
+
+
+def check_ledger(workdir: str | Path, *, expect_at_least: int | None = None) -> ledger.LedgerReport:
+    """``ledger.verify_ledger``, with undecodable bytes reported as a failed chain."""
+    try:
+        return ledger.verify_ledger(workdir, expect_at_least=expect_at_least)
+    except (UnicodeDecodeError, ValueError) as exc:
+        return ledger.LedgerReport(False, 0, ledger.GENESIS, 1, f"the ledger is not valid UTF-8 ({exc})")
+
+
 def checkpoints_path(workdir: str | Path) -> Path:
     return Path(workdir) / CHECKPOINTS_REL
 
@@ -168,6 +186,7 @@ class AuditReport:
     first_bad: int | None = None
     problems: list[str] = field(default_factory=list)
     oldest_entry_time: str | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 def verify_checkpoints(
@@ -188,13 +207,13 @@ def verify_checkpoints(
     for _, c in extra or []:
         if isinstance(c, dict) and isinstance(c.get("size"), int):
             floor = max(floor, c["size"])
-    rep = ledger.verify_ledger(wd, expect_at_least=floor or None)
+    rep = check_ledger(wd, expect_at_least=floor or None)
     first_bad = rep.first_bad
     if not rep.ok:
         problems.append(f"ledger: {rep.reason} (first bad entry: {rep.first_bad})")
     entries: list[dict[str, Any]] = []
     try:
-        entries = ledger.read_entries(wd)
+        entries = read_ledger(wd)
     except IntegrityError as exc:
         problems.append(str(exc))
     labelled = [(f"{checkpoints_path(wd)} line {i}", c) for i, c in enumerate(cps, start=1)]

@@ -13,17 +13,24 @@ import typer
 
 from tunegate.errors import ConfigError
 
-_POLICY = typer.Option(None, "--policy", help="Gate policy YAML (default: the shipped gates/default.yaml).")
+_POLICY = typer.Option(
+    None, "--policy", help="Gate policy YAML (default: the policy pinned in WORKDIR at prepare)."
+)
+_REASON = typer.Option(
+    None,
+    "--policy-change-reason",
+    help="Needed when --policy differs from the pinned policy: the change is pinned and ledgered.",
+)
 _RUN = typer.Option(None, "--run", help="Run id under WORKDIR/runs (default: the only run).")
 _APPROVERS = typer.Option(
     None, "--approvers", help="Trusted reviewer public keys (default: approval.approvers_dir)."
 )
 
 
-def _policy(path: Path | None):  # type: ignore[no-untyped-def]
-    from tunegate.policy.schema import load_policy
+def _policy(workdir: Path, path: Path | None, reason: str | None = None):  # type: ignore[no-untyped-def]
+    from tunegate.policy.pinned import resolve_policy
 
-    return load_policy(path)
+    return resolve_policy(workdir, path, change_reason=reason)
 
 
 def _passphrase(var: str | None) -> bytes | None:
@@ -69,6 +76,7 @@ def register(app: typer.Typer) -> None:
         name: str = typer.Option(None, "--name", help="Registry name (default: run.json 'name')."),
         passphrase_env: str = typer.Option(None, "--passphrase-env", help="Key passphrase is in $VAR."),
         policy: Path = _POLICY,
+        policy_change_reason: str = _REASON,
         approvers: Path = _APPROVERS,
     ) -> None:
         """Sign your decision over every covered artifact (in-toto Statement v1 in DSSE)."""
@@ -78,7 +86,7 @@ def register(app: typer.Typer) -> None:
             workdir,
             key,
             decision,  # type: ignore[arg-type]  # sign_run validates it
-            policy=_policy(policy),
+            policy=_policy(workdir, policy, policy_change_reason),
             run_id=run,
             approvers_dir=approvers,
             comment=comment,
@@ -97,6 +105,7 @@ def register(app: typer.Typer) -> None:
         registry: Path = typer.Option(None, "--registry", help="Also check against this registry's head."),
         name: str = typer.Option(None, "--name", help="Registry name (default: run.json 'name')."),
         policy: Path = _POLICY,
+        policy_change_reason: str = _REASON,
         approvers: Path = _APPROVERS,
     ) -> None:
         """Re-hash all covered artifacts offline and check every approval."""
@@ -108,9 +117,29 @@ def register(app: typer.Typer) -> None:
         if registry is not None:
             rid = artifacts.resolve_run(workdir, run)
             kwargs["registry_head"] = registry_head_digest(registry, registry_name(workdir, rid, name))
-        res = verify_run(workdir, policy=_policy(policy), run_id=run, approvers_dir=approvers, **kwargs)
+        pol = _policy(workdir, policy, policy_change_reason)
+        res = verify_run(workdir, policy=pol, run_id=run, approvers_dir=approvers, **kwargs)
+        from tunegate import ledger
+
+        tr = res.trust_root
+        typer.echo(
+            f"trust root: {tr.get('path')} ({tr.get('source')}; *.pub set digest "
+            f"{str(tr.get('digest'))[:16]}); policy in force {pol.digest()[:16]}"
+        )
         typer.echo(
             f"run {res.run_id}: {res.subjects} covered files, {len(res.approvals)} signature(s) verified"
+        )
+        ledger.append_event(
+            workdir,
+            "verify",
+            config_digest=pol.digest(),
+            details={
+                "run_id": res.run_id,
+                "approved": res.approved,
+                "approval_digest": res.approval_digest,
+                "trust_root": tr.get("path"),
+                "trust_root_digest": tr.get("digest"),
+            },
         )
         for a in res.approvals:
             typer.echo(f"  {a.decision:7s} {a.reviewer} ({a.key_id[:16]}) seq {a.sequence} {a.time}")
@@ -129,6 +158,7 @@ def register(app: typer.Typer) -> None:
         name: str = typer.Option(None, "--name", help="Registry name (default: run.json 'name')."),
         merged: bool = typer.Option(False, "--merged", help="Also store the adapter merged into its base."),
         policy: Path = _POLICY,
+        policy_change_reason: str = _REASON,
         approvers: Path = _APPROVERS,
     ) -> None:
         """Verify and copy the approved adapter into an immutable, versioned registry entry."""
@@ -137,12 +167,14 @@ def register(app: typer.Typer) -> None:
         e = promote(
             workdir,
             registry,
-            policy=_policy(policy),
+            policy=_policy(workdir, policy, policy_change_reason),
             run_id=run,
             approvers_dir=approvers,
             name=name,
             merged=merged,
         )
+        tr = e.manifest.get("trust_root") or {}
+        typer.echo(f"trust root: {tr.get('path')} ({tr.get('source')}; digest {str(tr.get('digest'))[:16]})")
         typer.echo(f"promoted {e.run_id} to {e.path} (version {e.version})")
 
     @app.command("report")
@@ -155,12 +187,16 @@ def register(app: typer.Typer) -> None:
             help="Justification for approving a failed gate (shown, then signed).",
         ),
         policy: Path = _POLICY,
+        policy_change_reason: str = _REASON,
     ) -> None:
         """Render report.html (self-contained), report.pdf and report_evidence.json for a run."""
         from tunegate.approval.report import write_report
 
         out = write_report(
-            workdir, policy=_policy(policy), run_id=run, override_justification=override_justification
+            workdir,
+            policy=_policy(workdir, policy, policy_change_reason),
+            run_id=run,
+            override_justification=override_justification,
         )
         for k, p in out.items():
             typer.echo(f"{k}: {p}")
@@ -170,11 +206,12 @@ def register(app: typer.Typer) -> None:
         workdir: Path = typer.Argument(..., help="The workdir."),
         run: str = _RUN,
         policy: Path = _POLICY,
+        policy_change_reason: str = _REASON,
     ) -> None:
         """Write EU AI Act Annex IV technical documentation (Markdown + PDF) for a run."""
         from tunegate.approval.annex_iv import write_annex_iv
 
-        out = write_annex_iv(workdir, policy=_policy(policy), run_id=run)
+        out = write_annex_iv(workdir, policy=_policy(workdir, policy, policy_change_reason), run_id=run)
         for k, p in out.items():
             typer.echo(f"{k}: {p}")
 
@@ -184,16 +221,21 @@ def register(app: typer.Typer) -> None:
 
     @audit.command("verify")
     def audit_verify(
-        workdir: Path = typer.Argument(..., help="The workdir."), policy: Path = _POLICY
+        workdir: Path = typer.Argument(..., help="The workdir."),
+        policy: Path = _POLICY,
+        policy_change_reason: str = _REASON,
     ) -> None:
         """Verify the ledger chain (first bad entry), every checkpoint and the approvals' checkpoints."""
         from tunegate.approval.audit import audit_workdir
 
-        rep = audit_workdir(workdir, policy=_policy(policy))
+        pol = _policy(workdir, policy, policy_change_reason)
+        rep = audit_workdir(workdir, policy=pol)
         typer.echo(
             f"ledger: {rep.entries} entries, {rep.checkpoints} checkpoints, "
             f"oldest entry {rep.oldest_entry_time}"
         )
+        for note in rep.notes:
+            typer.echo(f"note: {note}")
         if not rep.ok:
             from tunegate.errors import IntegrityError
 
@@ -202,7 +244,7 @@ def register(app: typer.Typer) -> None:
         from tunegate import ledger
         from tunegate.approval.checkpoint import prunable_entries
 
-        days = _policy(policy).approval.retention_days
+        days = pol.approval.retention_days
         old = prunable_entries(ledger.read_entries(workdir), days)
         typer.echo(
             f"retention: {days} days; {old} entries are older and kept (tunegate never prunes the ledger)"
@@ -214,11 +256,13 @@ def register(app: typer.Typer) -> None:
         workdir: Path = typer.Argument(..., help="The workdir."),
         stage: str = typer.Option("manual", "--stage", help="Stage name recorded in the checkpoint."),
         policy: Path = _POLICY,
+        policy_change_reason: str = _REASON,
     ) -> None:
         """Sign the ledger head with the workdir key (authenticates the workdir, not a person)."""
         from tunegate.approval.checkpoint import write_checkpoint
 
-        cp = write_checkpoint(workdir, stage, key_rel=_policy(policy).approval.checkpoint_key)
+        pol = _policy(workdir, policy, policy_change_reason)
+        cp = write_checkpoint(workdir, stage, key_rel=pol.approval.checkpoint_key)
         typer.echo(f"checkpoint: size {cp['size']} head {cp['head']} at {cp['time']}")
 
     app.add_typer(audit, name="audit")

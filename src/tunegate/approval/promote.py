@@ -40,8 +40,10 @@ from tunegate.approval.checkpoint import write_checkpoint
 from tunegate.approval.sign import ApprovalRefusedError, approvals_dir, registry_head_digest, registry_name
 from tunegate.approval.verify import VerifyResult, verify_run
 from tunegate.errors import DependencyError, IntegrityError, LockError
+from tunegate.policy.pinned import pin_path, snapshot_path
 from tunegate.policy.schema import GatePolicy
 from tunegate.provenance import atomic_write_json, canonical_json, sha256_file, sha256_tree
+from tunegate.workdir import check_name
 
 
 @dataclass(frozen=True)
@@ -116,11 +118,16 @@ def promote(
     wd = Path(workdir)
     rid = artifacts.resolve_run(wd, run_id)
     reg_name = registry_name(wd, rid, name)
-    reg = Path(registry) / reg_name
+    root = Path(registry)
+    if root.exists() and (root.is_symlink() or not root.is_dir()):
+        raise IntegrityError(f"{root}: the registry must be a real folder (not a file or a link)")
+    reg = root / reg_name
+    if reg.is_symlink():
+        raise IntegrityError(f"{reg}: is a symbolic link; refused")
     reg.mkdir(parents=True, exist_ok=True)
     try:
         with FileLock(str(reg / ".promote.lock"), timeout=lock_timeout):
-            entry = _promote_locked(wd, rid, Path(registry), reg, reg_name, policy, approvers_dir, merged)
+            entry = _promote_locked(wd, rid, root, reg, reg_name, policy, approvers_dir, merged)
     except Timeout:
         raise LockError(f"{reg}: another promotion holds the registry lock") from None
     ledger.append_event(
@@ -130,7 +137,13 @@ def promote(
             f"registry:{reg_name}/v{entry.version}/manifest.json": sha256_file(entry.path / "manifest.json")
         },
         config_digest=policy.digest(),
-        details={"run_id": rid, "version": entry.version, "approval_digest": entry.approval_digest},
+        details={
+            "run_id": rid,
+            "name": reg_name,
+            "version": entry.version,
+            "approval_digest": entry.approval_digest,
+            "trust_root": entry.manifest.get("trust_root"),
+        },
     )
     write_checkpoint(wd, "promote", key_rel=policy.approval.checkpoint_key)
     return entry
@@ -147,6 +160,7 @@ def _promote_locked(
     merged: bool,
 ) -> RegistryEntry:
     head = registry_head_digest(registry, reg_name)
+    artifacts.check_tree(reg)
     versions = _versions(reg)
     latest = (
         json.loads((reg / f"v{versions[-1]}" / "manifest.json").read_text(encoding="utf-8"))[
@@ -190,6 +204,11 @@ def _promote_locked(
             shutil.copy2(wd / a.path, adst / Path(a.path).name)
         (bundle / "audit").mkdir(parents=True, exist_ok=True)
         shutil.copy2(ledger.ledger_path(wd), bundle / "audit" / "ledger.jsonl")
+        for pinned in (snapshot_path(wd), pin_path(wd)):  # the pinned policy travels with the ledger
+            if pinned.is_file():
+                pdst = bundle / pinned.relative_to(wd)
+                pdst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(pinned, pdst)
         key_pub = wd / (policy.approval.checkpoint_key + ".pub")
         kdst = bundle / (policy.approval.checkpoint_key + ".pub")
         kdst.parent.mkdir(parents=True, exist_ok=True)
@@ -222,13 +241,29 @@ def _promote_locked(
             ],
             "gate_passed": result.gate_passed,
             "policy_digest": policy.digest(),
+            "trust_root": result.trust_root,
             "weights": weights_rel,
             "weights_digest": wdig,
             "merged": merged_rel,
             "files": sha256_tree(staging),
         }
         atomic_write_json(staging / "manifest.json", manifest)
+        artifacts.check_tree(staging)
         final = reg / f"v{version}"
+        # intent first: a crash after this line leaves a ledgered intent (reported by `audit
+        # verify`), never a registry version the ledger does not know about
+        ledger.append_event(
+            wd,
+            "promote_intent",
+            outputs={f"registry:{reg_name}/v{version}/manifest.json": sha256_file(staging / "manifest.json")},
+            config_digest=policy.digest(),
+            details={
+                "run_id": rid,
+                "name": reg_name,
+                "version": version,
+                "approval_digest": result.approval_digest,
+            },
+        )
         os.rename(staging, final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -274,7 +309,7 @@ def load_from_registry(
 
     ``version=None`` loads HEAD. Raises :class:`IntegrityError` naming the first problem.
     """
-    reg = Path(registry) / name
+    reg = Path(registry) / check_name(name, "registry name")
     if version is None:
         headp = reg / "HEAD.json"
         if not headp.is_file():
@@ -284,6 +319,7 @@ def load_from_registry(
     mpath = entry / "manifest.json"
     if not mpath.is_file():
         raise DependencyError(f"{entry}: no such registry entry", hint=f"versions: {_versions(reg)}")
+    artifacts.check_tree(entry)
     manifest = json.loads(mpath.read_text(encoding="utf-8"))
     files = {k: v for k, v in sha256_tree(entry).items() if k != "manifest.json"}
     want = manifest["files"]

@@ -357,6 +357,9 @@ def _write_report(
     wd: Path, rid: str, policy: GatePolicy, override_justification: str | None
 ) -> dict[str, Path]:
     rd = artifacts.run_dir(wd, rid)
+    from tunegate.approval.decision import verified_decision
+
+    verified_decision(wd, rid, policy)  # never render a decision that decide(policy, evidence) did not make
     if override_justification is not None:
         if not override_justification.strip():
             from tunegate.errors import ConfigError

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import unicodedata
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,13 +20,15 @@ from filelock import FileLock
 
 from tunegate import __version__, ledger
 from tunegate.approval import artifacts
-from tunegate.approval.checkpoint import write_checkpoint
+from tunegate.approval.checkpoint import read_ledger, write_checkpoint
+from tunegate.approval.decision import verified_decision
 from tunegate.approval.dsse import STATEMENT_TYPE, sign_envelope
 from tunegate.approval.keys import find_reviewer_for_key, load_private_key
 from tunegate.errors import ConfigError, InputError, TunegateError
-from tunegate.policy.schema import DEFAULT_POLICY_PATH, GatePolicy
+from tunegate.policy.pinned import resolve_trust_root
+from tunegate.policy.schema import GatePolicy
 from tunegate.provenance import atomic_write_text, canonical_json, sha256_file
-from tunegate.workdir import workdir_lock
+from tunegate.workdir import check_name, workdir_lock
 
 PREDICATE_TYPE = "https://tunegate.dev/attestation/approval/v1"
 PREDICATE_FIELDS = frozenset(
@@ -64,14 +67,17 @@ def approvals_dir(workdir: str | Path, run_id: str) -> Path:
     return artifacts.run_dir(workdir, run_id) / "approvals"
 
 
-def resolve_approvers_dir(policy: GatePolicy, override: str | Path | None = None) -> Path:
-    """``--approvers`` if given; else ``approval.approvers_dir`` against the cwd, then the checkout."""
-    if override is not None:
-        return Path(override)
-    p = Path(policy.approval.approvers_dir)
-    if p.is_absolute() or p.exists():
-        return p
-    return DEFAULT_POLICY_PATH.parents[1] / p
+def resolve_approvers_dir(
+    policy: GatePolicy, override: str | Path | None = None, *, workdir: str | Path | None = None
+) -> Path:
+    """``--approvers`` if given; else the trust root pinned at prepare; else ``approval.approvers_dir``
+    (absolute, or relative to the policy file's own folder). Never the current directory."""
+    return resolve_trust_root(policy, override, workdir=workdir).path
+
+
+def normalize_name(name: str) -> str:
+    """Reviewer / operator names compare NFKC-normalized, case-folded and stripped."""
+    return unicodedata.normalize("NFKC", name).casefold().strip()
 
 
 def read_override(workdir: str | Path, run_id: str) -> str | None:
@@ -86,22 +92,17 @@ def read_override(workdir: str | Path, run_id: str) -> str | None:
     return str(data["justification"])
 
 
-def gate_passed(workdir: str | Path, run_id: str) -> bool:
-    dec = artifacts.read_json(artifacts.run_dir(workdir, run_id) / "decision.json", required=True)
-    if not isinstance(dec, dict) or not isinstance(dec.get("passed"), bool):
-        raise InputError(
-            "'passed' must be true or false",
-            path=artifacts.run_dir(workdir, run_id) / "decision.json",
-            field="passed",
-        )
-    return bool(dec["passed"])
+def gate_passed(workdir: str | Path, run_id: str, policy: GatePolicy) -> bool:
+    """Whether the gate passed, from the decision *recomputed* under ``policy`` (see
+    :func:`tunegate.approval.decision.verified_decision`); a forged decision.json raises."""
+    return bool(verified_decision(workdir, run_id, policy).passed)
 
 
 def registry_head_digest(registry: str | Path | None, name: str) -> str | None:
     """Approval digest of the registry's current head for ``name`` (``None``: nothing promoted yet)."""
     if registry is None:
         return None
-    head = Path(registry) / name / "HEAD.json"
+    head = Path(registry) / check_name(name, "registry name") / "HEAD.json"
     if not head.is_file():
         return None
     data = json.loads(head.read_text(encoding="utf-8"))
@@ -109,11 +110,16 @@ def registry_head_digest(registry: str | Path | None, name: str) -> str | None:
 
 
 def registry_name(workdir: str | Path, run_id: str, name: str | None = None) -> str:
-    if name:
-        return name
+    """The registry name: ``--name`` or run.json's ``name``; always a plain name (no separators)."""
+    if name is not None:
+        return check_name(name, "registry name")
     run = artifacts.read_json(artifacts.run_dir(workdir, run_id) / "run.json") or {}
     n = run.get("name") if isinstance(run, dict) else None
-    return str(n) if isinstance(n, str) and n else "tunegate-model"
+    return (
+        check_name(str(n), "registry name (run.json 'name')")
+        if isinstance(n, str) and n
+        else "tunegate-model"
+    )
 
 
 def check_approvable(workdir: Path, run_id: str, policy: GatePolicy, override: str | None) -> None:
@@ -126,7 +132,7 @@ def check_approvable(workdir: Path, run_id: str, policy: GatePolicy, override: s
             f"run {run_id}: required artifacts are missing: {', '.join(missing)}",
             hint="run the earlier stages and `tunegate report` first",
         )
-    if not gate_passed(workdir, run_id):
+    if not gate_passed(workdir, run_id, policy):
         if not policy.approval.allow_override_of_failed_gate:
             raise ApprovalRefusedError(
                 f"run {run_id}: the gate decision failed and the policy does not allow approving a failed "
@@ -145,6 +151,21 @@ def check_approvable(workdir: Path, run_id: str, policy: GatePolicy, override: s
                 f"high-risk system: Annex IV human-only fields are empty or placeholders: {', '.join(empty)}",
                 hint=f"fill in {workdir / 'annex_iv_human.yaml'}, re-run `tunegate annex-iv` and `report`",
             )
+
+
+def next_sequence(workdir: Path, run_id: str) -> int:
+    """One more than any sequence used by this run: present envelopes and ledgered sign events."""
+    used = [0]
+    adir = approvals_dir(workdir, run_id)
+    for p in adir.glob("*.dsse.json") if adir.is_dir() else []:
+        head = p.name.split("-", 1)[0]
+        if head.isdigit():
+            used.append(int(head))
+    for e in read_ledger(workdir):
+        d = e.get("details") or {}
+        if e.get("stage") == "sign" and d.get("run_id") == run_id and isinstance(d.get("sequence"), int):
+            used.append(int(d["sequence"]))
+    return max(used) + 1
 
 
 def sign_run(
@@ -202,7 +223,8 @@ def _sign_locked(
             f"The 'decision' parameter of sign must be 'approve' or 'reject'. Got {decision!r} instead."
         )
     key = load_private_key(key_path, passphrase)
-    reviewer, kid = find_reviewer_for_key(key, Path(key_path), resolve_approvers_dir(policy, approvers_dir))
+    trust = resolve_trust_root(policy, approvers_dir, workdir=wd)
+    reviewer, kid = find_reviewer_for_key(key, Path(key_path), trust.path)
     shown = read_override(wd, rid)
     if override_justification is not None and shown is not None and override_justification != shown:
         raise ApprovalRefusedError(
@@ -220,13 +242,13 @@ def _sign_locked(
         raise ApprovalRefusedError(f"run {rid}: required artifacts are missing: {', '.join(missing)}")
     if decision == "approve":
         check_approvable(wd, rid, policy, justification)
-    passed = gate_passed(wd, rid)
+    passed = gate_passed(wd, rid, policy)
     ckpt_rel = policy.approval.checkpoint_key
     adir = approvals_dir(wd, rid)
     adir.mkdir(parents=True, exist_ok=True)
     with FileLock(str(adir / ".sign.lock"), timeout=30):
         checkpoint = write_checkpoint(wd, "sign", key_rel=ckpt_rel)
-        seq = len(list(adir.glob("*.dsse.json"))) + 1
+        seq = next_sequence(wd, rid)
         predicate: dict[str, Any] = {
             "run_id": rid,
             "decision": decision,
@@ -260,7 +282,15 @@ def _sign_locked(
         "sign",
         outputs={out.relative_to(wd).as_posix(): sha256_file(out)},
         config_digest=policy.digest(),
-        details={"run_id": rid, "decision": decision, "reviewer": reviewer, "key_id": kid, "sequence": seq},
+        details={
+            "run_id": rid,
+            "decision": decision,
+            "reviewer": reviewer,
+            "key_id": kid,
+            "sequence": seq,
+            "trust_root": str(trust.path),
+            "trust_root_digest": trust.digest,
+        },
     )
     write_checkpoint(wd, "sign", key_rel=ckpt_rel)
     return out

@@ -12,6 +12,7 @@ Nothing here opens a socket: the trust anchors are the approvers directory and t
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 
 from tunegate import ledger
 from tunegate.approval import artifacts
-from tunegate.approval.checkpoint import verify_checkpoint
+from tunegate.approval.checkpoint import check_ledger, read_ledger, verify_checkpoint
 from tunegate.approval.dsse import STATEMENT_TYPE, parse_envelope, read_envelope, verify_signature
 from tunegate.approval.keys import load_reviewers
 from tunegate.approval.sign import (
@@ -30,12 +31,19 @@ from tunegate.approval.sign import (
     approvals_dir,
     check_approvable,
     gate_passed,
+    normalize_name,
     read_override,
-    resolve_approvers_dir,
 )
 from tunegate.errors import IntegrityError
+from tunegate.policy.pinned import resolve_trust_root
 from tunegate.policy.schema import GatePolicy
 from tunegate.provenance import canonical_json, sha256_bytes, sha256_file
+
+#: How far in the future an approval's signed time may be (clock skew between machines).
+MAX_CLOCK_SKEW = dt.timedelta(minutes=5)
+#: Ledger stages after which the approvals of a run start afresh: a re-rendered report changes
+#: signed bytes (older approvals cannot verify any more), and a promotion consumes them.
+ROUND_BOUNDARIES = ("report", "promote")
 
 _UNSET: Any = object()
 
@@ -66,6 +74,8 @@ class VerifyResult:
     approved: bool
     reasons: list[str] = field(default_factory=list)
     approval_digest: str | None = None
+    trust_root: dict[str, Any] = field(default_factory=dict)
+    policy_digest: str | None = None
 
 
 def approval_digest(envelope_sha256s: list[str]) -> str:
@@ -153,6 +163,75 @@ def compare_subjects(signed: list[dict[str, Any]], workdir: Path, run_id: str, w
         raise IntegrityError(f"{where}: file(s) added after signing: {', '.join(added)}")
 
 
+def parse_time(value: str, where: str) -> dt.datetime:
+    try:
+        t = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise IntegrityError(f"{where}: time {value!r} is not an ISO 8601 time") from None
+    if t.tzinfo is None:
+        raise IntegrityError(f"{where}: time {value!r} has no time zone")
+    return t
+
+
+def ledgered_envelopes(entries: list[dict[str, Any]], run_id: str) -> dict[str, tuple[str, int]]:
+    """WORKDIR-relative envelope path -> (sha256, ledger seq) for the run's current approval round:
+    ``sign`` events after the last ``report`` or ``promote`` event of the run."""
+    out: dict[str, tuple[str, int]] = {}
+    for e in entries:
+        d = e.get("details") or {}
+        if d.get("run_id") != run_id:
+            continue
+        if e.get("stage") in ROUND_BOUNDARIES:
+            out.clear()
+        elif e.get("stage") == "sign":
+            for rel, digest in (e.get("outputs") or {}).items():
+                out[str(rel)] = (str(digest), int(e.get("seq") or 0))
+    return out
+
+
+def reconcile_approvals(workdir: Path, run_id: str, entries: list[dict[str, Any]]) -> None:
+    """Every envelope in approvals/ is ledgered, and every ledgered envelope is still there."""
+    adir = approvals_dir(workdir, run_id)
+    present: dict[str, str] = {}
+    if adir.is_dir():
+        for p in sorted(adir.iterdir()):
+            if p.name.startswith(".") and p.name.endswith(".lock") and p.is_file() and not p.is_symlink():
+                continue
+            if p.is_symlink() or not p.is_file() or not p.name.endswith(".dsse.json"):
+                raise IntegrityError(
+                    f"{p}: unexpected entry in the approvals directory (only envelopes belong)"
+                )
+            present[p.relative_to(workdir).as_posix()] = sha256_file(p)
+    ledgered = ledgered_envelopes(entries, run_id)
+    ever: set[tuple[str, str]] = {
+        (str(rel), str(digest))
+        for e in entries
+        if e.get("stage") == "sign" and (e.get("details") or {}).get("run_id") == run_id
+        for rel, digest in (e.get("outputs") or {}).items()
+    }
+    for rel, (digest, seq) in sorted(ledgered.items()):
+        if rel not in present:
+            raise IntegrityError(
+                f"{workdir / rel}: the approval signed in ledger entry {seq} is missing: a signed "
+                "approval or rejection was deleted",
+                hint="restore it; approvals are withdrawn only by re-rendering the report (a new round)",
+            )
+        if present[rel] != digest:
+            raise IntegrityError(
+                f"{workdir / rel}: differs from the envelope ledgered in entry {seq} (sha256 "
+                f"{digest[:12]}…, now {present[rel][:12]}…): it was replaced"
+            )
+    # an envelope of an earlier round (before a promotion) stays verifiable; the registry-head check
+    # refuses it as stale when it is used to promote again
+    extra = sorted(rel for rel in set(present) - set(ledgered) if (rel, present[rel]) not in ever)
+    if extra:
+        raise IntegrityError(
+            f"{workdir / extra[0]}: envelope not recorded by any `sign` event of this approval round in the "
+            "ledger: an unledgered (copied or planted) approval",
+            hint="approvals are only added by `tunegate sign`; remove the file",
+        )
+
+
 def verify_envelope(
     path: Path,
     *,
@@ -162,6 +241,7 @@ def verify_envelope(
     reviewer_role: str,
     entries: list[dict[str, Any]],
     checkpoint_key: str,
+    policy_digest: str | None = None,
 ) -> ApprovalRecord:
     where = str(path)
     payload, keyid, sig = parse_envelope(read_envelope(path), where)
@@ -190,6 +270,18 @@ def verify_envelope(
         )
     if pred["run_id"] != run_id:
         raise IntegrityError(f"{where}: approval belongs to run {pred['run_id']!r}, not {run_id!r}")
+    if policy_digest is not None and pred["policy_digest"] != policy_digest:
+        raise IntegrityError(
+            f"{where}: approved under policy {pred['policy_digest']}, but the policy in force is "
+            f"{policy_digest}: approvals only count under the policy they signed",
+            hint="use the policy the reviewers signed, or have them sign again under the new one",
+        )
+    signed_at = parse_time(pred["time"], where)
+    if signed_at > dt.datetime.now(dt.UTC) + MAX_CLOCK_SKEW:
+        raise IntegrityError(
+            f"{where}: approval is dated {pred['time']}, in the future (more than "
+            f"{int(MAX_CLOCK_SKEW.total_seconds() // 60)} minutes ahead of this clock)"
+        )
     compare_subjects(stmt["subject"], workdir, run_id, where)
     verify_checkpoint(
         workdir, pred["checkpoint"], entries, where=f"{where} (embedded checkpoint)", key_rel=checkpoint_key
@@ -221,16 +313,20 @@ def verify_run(
     have been signed against (``None`` = empty registry); leave unset to skip the replay check."""
     wd = Path(workdir)
     rid = artifacts.resolve_run(wd, run_id)
-    reviewers = load_reviewers(resolve_approvers_dir(policy, approvers_dir))
-    rep = ledger.verify_ledger(wd)
+    trust = resolve_trust_root(policy, approvers_dir, workdir=wd)
+    reviewers = load_reviewers(trust.path)
+    rep = check_ledger(wd)
     if not rep.ok:
         raise IntegrityError(f"{ledger.ledger_path(wd)}: {rep.reason} (first bad entry: {rep.first_bad})")
-    entries = ledger.read_entries(wd)
+    entries = read_ledger(wd)
+    artifacts.covered_files(wd, rid)  # refuses links / special files anywhere in the run first
     adir = approvals_dir(wd, rid)
-    files = sorted(p for p in adir.iterdir() if not p.name.startswith(".")) if adir.is_dir() else []
-    for p in files:
-        if not p.name.endswith(".dsse.json") or not p.is_file():
-            raise IntegrityError(f"{p}: unexpected file in the approvals directory")
+    files = sorted(p for p in adir.glob("*.dsse.json")) if adir.is_dir() else []
+    for p in sorted(adir.iterdir()) if adir.is_dir() else []:
+        if p.name.startswith(".") and p.name.endswith(".lock") and p.is_file() and not p.is_symlink():
+            continue
+        if p.is_symlink() or not p.is_file() or not p.name.endswith(".dsse.json"):
+            raise IntegrityError(f"{p}: unexpected entry in the approvals directory (only envelopes belong)")
     records = [
         verify_envelope(
             p,
@@ -240,6 +336,7 @@ def verify_run(
             reviewer_role=policy.approval.reviewer_role,
             entries=entries,
             checkpoint_key=policy.approval.checkpoint_key,
+            policy_digest=policy.digest(),
         )
         for p in files
     ]
@@ -248,6 +345,7 @@ def verify_run(
         raise IntegrityError(
             f"run {rid}: two approvals carry the same sequence number {seqs}: a replayed approval"
         )
+    reconcile_approvals(wd, rid, entries)  # after each envelope's own checks, which name the cause
     if registry_head is not _UNSET:
         for r in records:
             if r.previous_promoted_approval != registry_head:
@@ -257,22 +355,29 @@ def verify_run(
                     f"{(registry_head or 'none (empty registry)')[:16]}",
                     hint="reviewers must sign again with --registry pointing at the registry",
                 )
-    passed = gate_passed(wd, rid)
+    passed = gate_passed(wd, rid, policy)
     reasons: list[str] = []
     rejects = [r for r in records if r.decision == "reject"]
     for r in rejects:
         reasons.append(f"{r.reviewer} rejected the run" + (f": {r.comment}" if r.comment else ""))
-    approvers = {r.reviewer for r in records if r.decision == "approve"}
+    approvers = {normalize_name(r.reviewer): r.reviewer for r in records if r.decision == "approve"}
     need = policy.approval.min_approvals
-    if len(approvers) < need:
-        reasons.append(f"{len(approvers)} distinct reviewer(s) approved, the policy needs {need}")
-    if policy.approval.separation_of_duties and approvers:
+    counted = dict(approvers)
+    operator: str | None = None
+    if policy.approval.separation_of_duties:
         run = artifacts.read_json(artifacts.run_dir(wd, rid) / "run.json") or {}
-        operator = run.get("operator") if isinstance(run, dict) else None
-        if isinstance(operator, str):
-            others = {a for a in approvers if a.casefold() != operator.casefold()}
-            if not others:
-                reasons.append(f"separation of duties: {operator}, who ran training, is the only approver")
+        op = run.get("operator") if isinstance(run, dict) else None
+        operator = op if isinstance(op, str) and op.strip() else None
+        if operator is not None:
+            counted.pop(normalize_name(operator), None)
+    if len(counted) < need:
+        if operator is not None and normalize_name(operator) in approvers:
+            reasons.append(
+                f"separation of duties: {operator}, who ran training, approved; the operator's own approval "
+                f"does not count, {len(counted)} other distinct reviewer(s) approved, the policy needs {need}"
+            )
+        else:
+            reasons.append(f"{len(counted)} distinct reviewer(s) approved, the policy needs {need}")
     if approvers:
         try:
             check_approvable(wd, rid, policy, read_override(wd, rid))
@@ -291,5 +396,13 @@ def verify_run(
     if not records:
         reasons.append("no approvals yet")
     return VerifyResult(
-        rid, len(artifacts.covered_files(wd, rid)), records, passed, not reasons, reasons, digest
+        rid,
+        len(artifacts.covered_files(wd, rid)),
+        records,
+        passed,
+        not reasons,
+        reasons,
+        digest,
+        trust.to_json(),
+        policy.digest(),
     )

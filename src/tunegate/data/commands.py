@@ -38,12 +38,15 @@ def register(app: typer.Typer) -> None:
         field: list[str] | None = typer.Option(None, "--field", help="Map a field to a column: NAME=COLUMN."),
         max_line_bytes: int = typer.Option(1 << 20, "--max-line-bytes", help="Largest line/row accepted."),
         refreeze: bool = typer.Option(False, "--refreeze", help="Replace an existing frozen hold-out."),
+        policy_change_reason: str | None = typer.Option(
+            None, "--policy-change-reason", help="Needed when --policy differs from the pinned policy."
+        ),
     ) -> None:
         """Run the data gate: exit 0 when it passes, 1 when it fails (with reasons), 2 for unusable input."""
-        from tunegate.policy.schema import load_policy
+        from tunegate.policy.pinned import resolve_policy
         from tunegate.prepare import prepare_data
 
-        pol = load_policy(policy)
+        pol = resolve_policy(out, policy, change_reason=policy_change_reason)
         result = prepare_data(
             data,
             task,

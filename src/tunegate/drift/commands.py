@@ -41,11 +41,14 @@ class DriftOutcome:
     ledger_seq: int
 
 
-def load_drift_policy(path: str | Path | None) -> tuple[DriftPolicy, str | None]:
-    """The ``drift:`` section of a gate policy file (and the whole policy's digest)."""
-    from tunegate.policy.schema import load_policy
+def load_drift_policy(
+    path: str | Path | None, workdir: str | Path | None = None
+) -> tuple[DriftPolicy, str | None]:
+    """The ``drift:`` section of the gate policy (and the whole policy's digest): ``path``, else the
+    policy pinned in ``workdir`` (a different ``path`` than the pinned one is refused)."""
+    from tunegate.policy.pinned import resolve_policy
 
-    gate = load_policy(path)
+    gate = resolve_policy(workdir, path)
     # ``drift`` is a GatePolicy section; a policy model without it gives the defaults.
     section = getattr(gate, "drift", None)
     return (section if isinstance(section, DriftPolicy) else DriftPolicy()), gate.digest()
@@ -205,7 +208,9 @@ def register(app: typer.Typer) -> None:
         ),
         current: Path = typer.Option(..., "--current", "-c", help="Production prompts (JSONL or CSV)."),
         policy: Path | None = typer.Option(
-            None, "--policy", help="Gate policy YAML (its drift: section); default gates/default.yaml."
+            None,
+            "--policy",
+            help="Gate policy YAML (its drift: section); default: the one pinned in the reference workdir.",
         ),
         out: Path | None = typer.Option(None, "--out", help="Report folder; default WORKDIR/drift/<time>/."),
         registry: Path | None = typer.Option(
@@ -225,7 +230,7 @@ def register(app: typer.Typer) -> None:
         """Compare production prompts with the training data; exit 1 and mark the hold-out on drift."""
         from pydantic import ValidationError
 
-        section, gate_digest = load_drift_policy(policy)
+        section, gate_digest = load_drift_policy(policy, reference)
         overrides = {
             k: v
             for k, v in {

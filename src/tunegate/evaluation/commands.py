@@ -13,10 +13,15 @@ from pathlib import Path
 import typer
 
 
-def _policy(path: Path | None):  # type: ignore[no-untyped-def]
-    from tunegate.policy.schema import load_policy
+def _policy(workdir: Path, path: Path | None, reason: str | None = None):  # type: ignore[no-untyped-def]
+    from tunegate.policy.pinned import resolve_policy
 
-    return load_policy(path)
+    return resolve_policy(workdir, path, change_reason=reason)
+
+
+_REASON = typer.Option(
+    None, "--policy-change-reason", help="Needed when --policy differs from the pinned policy (ledgered)."
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -26,13 +31,16 @@ def register(app: typer.Typer) -> None:
     def evaluate_cmd(
         workdir: Path = typer.Argument(..., help="The tunegate workdir."),
         run: str | None = typer.Option(None, "--run", help="Run id (default: the latest run)."),
-        policy: Path | None = typer.Option(None, "--policy", help="Gate policy YAML."),
+        policy: Path | None = typer.Option(None, "--policy", help="Gate policy YAML (default: pinned)."),
+        policy_change_reason: str | None = _REASON,
         device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     ) -> None:
         """Score baseline and tuned on the frozen hold-out, run the regression, write evidence.json."""
         from tunegate.evaluation.run import evaluate_run
 
-        ev = evaluate_run(workdir, run_id=run, policy=_policy(policy), device=device)
+        ev = evaluate_run(
+            workdir, run_id=run, policy=_policy(workdir, policy, policy_change_reason), device=device
+        )
         typer.echo(f"run {ev.run_id}: evidence written")
         for name, m in sorted(ev.metrics.items()):
             typer.echo(
@@ -52,12 +60,13 @@ def register(app: typer.Typer) -> None:
     def decide_cmd(
         workdir: Path = typer.Argument(..., help="The tunegate workdir."),
         run: str | None = typer.Option(None, "--run", help="Run id (default: the latest run)."),
-        policy: Path | None = typer.Option(None, "--policy", help="Gate policy YAML."),
+        policy: Path | None = typer.Option(None, "--policy", help="Gate policy YAML (default: pinned)."),
+        policy_change_reason: str | None = _REASON,
     ) -> None:
         """Apply the policy's checks to evidence.json; write decision.json. Exit 0 pass, 1 fail."""
         from tunegate.evaluation.run import decide_run
 
-        d = decide_run(workdir, run_id=run, policy=_policy(policy))
+        d = decide_run(workdir, run_id=run, policy=_policy(workdir, policy, policy_change_reason))
         for c in d.checks:
             mark = "PASS" if c.passed else ("WARN" if c.severity == "warning" else "FAIL")
             typer.echo(f"  {mark} {c.name}: {c.message}")
@@ -68,7 +77,8 @@ def register(app: typer.Typer) -> None:
     def human_export_cmd(
         workdir: Path = typer.Argument(..., help="The tunegate workdir."),
         run: str | None = typer.Option(None, "--run", help="Run id (default: the latest run)."),
-        policy: Path | None = typer.Option(None, "--policy", help="Gate policy YAML."),
+        policy: Path | None = typer.Option(None, "--policy", help="Gate policy YAML (default: pinned)."),
+        policy_change_reason: str | None = _REASON,
     ) -> None:
         """Write a blind, stratified A/B sample (CSV + HTML) and its key under runs/<id>/human/."""
         from tunegate.errors import InputError
@@ -76,7 +86,7 @@ def register(app: typer.Typer) -> None:
         from tunegate.evaluation.run import PREDICTIONS_NAME, _read_holdout, _run_dir
         from tunegate.evaluation.scoring import Predictions
 
-        pol = _policy(policy)
+        pol = _policy(workdir, policy, policy_change_reason)
         run_dir = _run_dir(workdir, run)
         pred_path = run_dir / PREDICTIONS_NAME
         if not pred_path.is_file():

@@ -17,15 +17,36 @@ from pathlib import Path
 from tunegate.errors import DependencyError
 
 KEY_ENV = "TUNEGATE_PII_KEY"
-MIN_KEY_CHARS = 16
+MIN_KEY_CHARS = 32
+MIN_DISTINCT_CHARS = 10
+MIN_KEY_BITS = 96.0
+
+
+def _estimated_bits(key: str) -> float:
+    """A generous estimate of a key's entropy: length times the empirical bits per character."""
+    import math
+    from collections import Counter
+
+    n = len(key)
+    per_char = -sum(c / n * math.log2(c / n) for c in Counter(key).values()) if n else 0.0
+    return max(0.0, per_char * n)
 
 
 def _check(key: str, where: str) -> bytes:
     key = key.strip()
+    hint = "generate one with: python -c 'import secrets; print(secrets.token_hex(32))'"
     if len(key) < MIN_KEY_CHARS:
         raise DependencyError(
             f"the PII key from {where} is too short ({len(key)} characters, need >= {MIN_KEY_CHARS})",
-            hint="generate one with: python -c 'import secrets; print(secrets.token_hex(32))'",
+            hint=hint,
+        )
+    distinct = len(set(key))
+    if distinct < MIN_DISTINCT_CHARS or _estimated_bits(key) < MIN_KEY_BITS:
+        raise DependencyError(
+            f"the PII key from {where} has too little entropy ({distinct} distinct characters, about "
+            f"{_estimated_bits(key):.0f} bits; need >= {MIN_DISTINCT_CHARS} distinct and >= "
+            f"{MIN_KEY_BITS:.0f} bits): a guessable key lets anyone recompute pseudonyms",
+            hint=hint,
         )
     return key.encode("utf-8")
 

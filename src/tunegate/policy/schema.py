@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from tunegate.approval.config import ApprovalPolicy
 from tunegate.data.config import DataPolicy
@@ -42,9 +42,16 @@ class GatePolicy(BaseModel):
     checks: GateChecksPolicy = GateChecksPolicy()
     approval: ApprovalPolicy = ApprovalPolicy()
     drift: DriftPolicy = DriftPolicy()
+    #: The folder of the YAML file this policy was loaded from (not part of the digest): a relative
+    #: ``approval.approvers_dir`` is resolved against it, never against the process's cwd.
+    _source_dir: Path | None = PrivateAttr(default=None)
 
     def digest(self) -> str:
         return digest_json(self.model_dump(mode="json"))
+
+    @property
+    def source_dir(self) -> Path | None:
+        return self._source_dir
 
 
 def _format_validation_error(path: Path, exc: ValidationError) -> str:
@@ -77,10 +84,14 @@ def load_policy(path: str | Path | None = None) -> GatePolicy:
     p = Path(path) if path is not None else DEFAULT_POLICY_PATH
     if not p.exists():
         raise ConfigError(f"{p}: policy file not found", hint="pass --policy gates/default.yaml")
+    if not p.is_file():
+        raise ConfigError(f"{p}: the policy path is not a file", hint="pass --policy FILE.yaml")
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{p}:{where} is not valid YAML") from None
-    return policy_from_mapping(data, source=str(p))
+    policy = policy_from_mapping(data, source=str(p))
+    policy._source_dir = p.resolve().parent
+    return policy

@@ -119,8 +119,11 @@ def register(app: typer.Typer) -> None:
         run: str | None = typer.Option(None, "--run", help="Run id (default: the newest finished run)."),
     ) -> None:
         """Merge a run's adapter into its verified base model (merge_and_unload) and save it."""
-        from tunegate.training.model_io import latest_run, merge_run
+        from tunegate.training.model_io import merge_run
+        from tunegate.workdir import resolve_run
+        from tunegate.workdir import run_dir as _run_dir
 
-        run_dir = workdir / "runs" / run if run else latest_run(workdir)
+        # a run id is a name inside this workdir (never a path into another one)
+        run_dir = _run_dir(workdir, resolve_run(workdir, run))
         path = merge_run(run_dir, out)
         console.print(f"merged {run_dir.name} into {path}", highlight=False)

@@ -47,7 +47,14 @@ def _records(n: int, seed: int) -> list[dict[str, Any]]:
     return out
 
 
-def write_run(wd: Path, run_id: str, *, passed: bool = True, operator: str | None = "trainer") -> None:
+def write_run(
+    wd: Path,
+    run_id: str,
+    *,
+    passed: bool = True,
+    operator: str | None = "trainer",
+    policy: GatePolicy | None = None,
+) -> None:
     """runs/<run_id>/ as training, evaluation and the gate decision would leave it."""
     rd = wd / "runs" / run_id
     (rd / "adapter").mkdir(parents=True, exist_ok=True)
@@ -96,52 +103,7 @@ def write_run(wd: Path, run_id: str, *, passed: bool = True, operator: str | Non
         run["operator"] = operator
     atomic_write_json(rd / "run.json", run)
     cm = [[9, 1, 0, 0], [1, 8, 1, 0], [0, 0, 10, 0], [0, 1, 0, 9]]
-    evidence = {
-        "metrics": {
-            "macro_f1": {
-                "baseline": {"value": 0.41, "ci": [0.35, 0.47]},
-                "tuned": {"value": 0.88, "ci": [0.83, 0.92]},
-                "delta": {"value": 0.47, "ci": [0.40, 0.54]},
-            },
-            "accuracy": {
-                "baseline": {"value": 0.45, "ci": [0.39, 0.51]},
-                "tuned": {"value": 0.90, "ci": [0.86, 0.94]},
-            },
-        },
-        "per_class_f1": {lab: round(0.8 + 0.03 * i, 3) for i, lab in enumerate(LABELS)},
-        "confusion_matrix": {"labels": LABELS, "matrix": cm},
-        "regression": [
-            {"task": "piqa", "baseline": 0.52, "tuned": 0.51, "delta": -0.01, "limit": -0.03, "passed": True}
-        ],
-        "intruder_dimensions": {"count": 0, "max_cosine": 0.12},
-        "human_eval": {"raters": 2, "items": 20, "win_rate": 0.7, "kappa": 0.61},
-        "samples": [{"text": CANARIES[0], "prediction": "card_arrival"}],
-    }
-    atomic_write_json(rd / "evidence.json", evidence)
-    checks = [
-        {
-            "name": "min_improvement",
-            "passed": passed,
-            "figures": {"delta": 0.47 if passed else 0.01, "min": 0.05},
-            "reason": "improved" if passed else "improvement 0.01 below 0.05",
-        },
-        {
-            "name": "no_regression",
-            "passed": True,
-            "figures": {"worst_delta": -0.01, "limit": -0.03},
-            "reason": "ok",
-        },
-    ]
-    atomic_write_json(
-        rd / "decision.json",
-        {
-            "passed": passed,
-            "checks": checks,
-            "reasons": [] if passed else ["min_improvement failed"],
-            "policy_digest": "cd" * 32,
-            "evidence_digest": sha256_file(rd / "evidence.json"),
-        },
-    )
+    atomic_write_json(rd / "evidence.json", make_evidence(run_id, passed=passed))
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -151,7 +113,7 @@ def write_run(wd: Path, run_id: str, *, passed: bool = True, operator: str | Non
     ax.imshow(cm)
     fig.savefig(rd / "confusion_matrix.png", format="png", metadata={"Software": None})
     plt.close(fig)
-    for stage in ("train", "evaluate", "decide"):
+    for stage in ("train", "evaluate"):
         ledger.append_event(
             wd,
             stage,
@@ -159,6 +121,84 @@ def write_run(wd: Path, run_id: str, *, passed: bool = True, operator: str | Non
             details={"run_id": run_id},
         )
         write_checkpoint(wd, stage)
+    redecide(wd, run_id, policy)
+
+
+def redecide(wd: Path, run_id: str, policy: GatePolicy | None) -> None:
+    """decision.json and its ledger event, by the real ``decide_run`` (the pure decide over evidence)."""
+    from tunegate.evaluation.run import decide_run
+
+    decide_run(wd, run_id=run_id, policy=policy or make_policy(Path("/nonexistent-approvers")))
+    write_checkpoint(wd, "decide")
+
+
+def _metric(name: str, base: float, tuned: float, lo: float, hi: float, hib: bool = True) -> dict[str, Any]:
+    return {
+        "name": name,
+        "higher_is_better": hib,
+        "baseline": base,
+        "tuned": tuned,
+        "delta": round(tuned - base, 4),
+        "ci_low": lo,
+        "ci_high": hi,
+        "confidence": 0.95,
+        "n": 200,
+    }
+
+
+def make_evidence(run_id: str, *, passed: bool = True) -> dict[str, Any]:
+    """A valid ``Evidence`` (tunegate.evaluation.evidence) that passes or fails the default checks."""
+    from tunegate.evaluation.evidence import Evidence
+
+    tuned, lo, hi = (0.88, 0.40, 0.54) if passed else (0.42, -0.02, 0.04)
+    ev = {
+        "run_id": run_id,
+        "task": "classification",
+        "method": "lora",
+        "model_kind": "causal",
+        "primary_metric": "macro_f1",
+        "inputs": {"holdout_sha256": "a" * 64},
+        "data_gate": {
+            "verdict": "pass",
+            "residual_pii": {"PERSON": 0},
+            "residual_ok": True,
+            "regex_only": False,
+        },
+        "holdout": {"verified": True, "manifest_sha256": "c" * 64, "n_records": 200},
+        "metrics": {
+            "macro_f1": _metric("macro_f1", 0.41, tuned, lo, hi),
+            "accuracy": _metric("accuracy", 0.45, 0.90, 0.39, 0.51),
+            "invalid_output_rate": _metric("invalid_output_rate", 0.0, 0.0, 0.0, 0.0, hib=False),
+        },
+        "classification": {"per_class_f1": {lab: round(0.8 + 0.03 * i, 3) for i, lab in enumerate(LABELS)}},
+        "regression": [
+            {
+                "task": "piqa",
+                "metric": "acc",
+                "baseline": 0.52,
+                "tuned": 0.51,
+                "delta": -0.01,
+                "ci_low": -0.03,
+                "ci_high": 0.01,
+                "confidence": 0.95,
+                "n": 1838,
+                "n_available": 1838,
+                "version": "1.0",
+            }
+        ],
+        "intruder": {
+            "applicable": True,
+            "top_k": 10,
+            "threshold": 0.5,
+            "per_layer": {"l0.q": 0},
+            "total": 0,
+            "max_per_layer": 0,
+            "layers": 2,
+        },
+        # a canary in a free-text field the report must never render
+        "provenance": {"samples": [{"text": CANARIES[0], "prediction": "card_arrival"}]},
+    }
+    return Evidence.model_validate(ev).model_dump(mode="json")
 
 
 def write_data(wd: Path) -> None:

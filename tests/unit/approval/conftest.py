@@ -40,9 +40,9 @@ def _reported_template(tmp_path_factory: pytest.TempPathFactory, reviewers: Revi
 
     wd = tmp_path_factory.mktemp("template") / "wd"
     write_data(wd)
-    write_run(wd, "run-a", passed=True)
-    write_run(wd, "run-b", passed=False)
     policy = make_policy(reviewers.approvers)
+    write_run(wd, "run-a", passed=True, policy=policy)
+    write_run(wd, "run-b", passed=False, policy=policy)
     write_report(wd, policy=policy, run_id="run-a")
     write_report(wd, policy=policy, run_id="run-b")
     return wd
@@ -63,3 +63,18 @@ def policy(reviewers: Reviewers) -> GatePolicy:
 @pytest.fixture()
 def policy_factory(reviewers: Reviewers) -> Callable[..., GatePolicy]:
     return lambda **kw: make_policy(reviewers.approvers, **kw)
+
+
+@pytest.fixture()
+def adopt_policy() -> Callable[..., None]:
+    """Re-decide and re-report runs under another policy (a decision is only valid under its policy)."""
+    from approval_fixtures import redecide
+
+    from tunegate.approval.report import write_report
+
+    def adopt(wd: Path, pol: GatePolicy, *runs: str) -> None:
+        for rid in runs or ("run-a", "run-b"):
+            redecide(wd, rid, pol)
+            write_report(wd, policy=pol, run_id=rid)
+
+    return adopt

@@ -11,6 +11,7 @@ import pytest
 from approval_fixtures import Reviewers, make_policy
 
 from tunegate.approval.promote import load_from_registry, promote
+from tunegate.approval.report import write_report
 from tunegate.approval.sign import ApprovalRefusedError, sign_run
 from tunegate.errors import IntegrityError
 
@@ -57,6 +58,13 @@ def test_replay_and_rollback(workdir: Path, reviewers: Reviewers, policy, tmp_pa
     _approve(workdir, reviewers, policy, "run-a", reg)
     with pytest.raises(ApprovalRefusedError, match="needs an explicit signed rollback"):
         promote(workdir, reg, policy=policy, run_id="run-a")
+    # approvals of the current round cannot just be deleted (that is how a rejection would vanish)
+    refused = sorted((workdir / "runs/run-a/approvals").glob("*.dsse.json"))
+    refused[-1].unlink()
+    with pytest.raises(IntegrityError, match="is missing: a signed approval or rejection was deleted"):
+        promote(workdir, reg, policy=policy, run_id="run-a")
+    # a new round starts with a re-rendered report (ledgered); then the old envelopes may go
+    write_report(workdir, policy=policy, run_id="run-a")
     for p in (workdir / "runs/run-a/approvals").glob("*.dsse.json"):
         p.unlink()
     _approve(workdir, reviewers, policy, "run-a", reg, rollback=True)

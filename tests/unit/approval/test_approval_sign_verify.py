@@ -189,8 +189,9 @@ def test_m_of_n_and_rejection(workdir: Path, reviewers: Reviewers, policy) -> No
     assert "bob rejected the run: too risky" in res.reasons
 
 
-def test_separation_of_duties(workdir: Path, reviewers: Reviewers, policy_factory) -> None:  # type: ignore[no-untyped-def]
+def test_separation_of_duties(workdir: Path, reviewers: Reviewers, policy_factory, adopt_policy) -> None:  # type: ignore[no-untyped-def]
     pol = policy_factory(min_approvals=1)
+    adopt_policy(workdir, pol, "run-a")
     sign_run(workdir, reviewers.keys["trainer"], "approve", policy=pol, run_id="run-a")
     res = verify_run(workdir, policy=pol, run_id="run-a")
     assert not res.approved
@@ -207,11 +208,12 @@ def test_failed_gate_cannot_be_approved_by_default(workdir: Path, reviewers: Rev
 
 
 def test_override_needs_signed_justification_shown_in_report(
-    workdir: Path, reviewers: Reviewers, policy_factory
+    workdir: Path, reviewers: Reviewers, policy_factory, adopt_policy
 ) -> None:  # type: ignore[no-untyped-def]
     from tunegate.approval.report import write_report
 
     pol = policy_factory(allow_override_of_failed_gate=True)
+    adopt_policy(workdir, pol, "run-b")
     with pytest.raises(ApprovalRefusedError, match="needs a written justification"):
         sign_run(workdir, reviewers.keys["alice"], "approve", policy=pol, run_id="run-b")
     with pytest.raises(ApprovalRefusedError, match="must be shown in the report"):
@@ -304,11 +306,12 @@ def test_canaries_never_in_ledger_report_or_signatures(workdir: Path, reviewers:
 def test_any_changed_envelope_byte_fails_verification(  # type: ignore[no-untyped-def]
     workdir: Path, reviewers: Reviewers, policy, data: st.DataObject
 ) -> None:
-    env_path = workdir / "runs/run-a/approvals/0001-signed.dsse.json"
-    if not env_path.exists():
-        src = sign_run(workdir, reviewers.keys["alice"], "approve", policy=policy, run_id="run-a")
-        os.chmod(src, 0o644)
-        src.rename(env_path)
+    found = sorted((workdir / "runs/run-a/approvals").glob("*.dsse.json"))
+    if found:
+        env_path = found[0]
+    else:
+        env_path = sign_run(workdir, reviewers.keys["alice"], "approve", policy=policy, run_id="run-a")
+        os.chmod(env_path, 0o644)
         assert verify_run(workdir, policy=policy, run_id="run-a").approvals
     original = env_path.read_bytes()
     i = data.draw(st.integers(min_value=0, max_value=len(original) - 1))

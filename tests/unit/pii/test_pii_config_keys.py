@@ -68,3 +68,15 @@ def test_key_file_created_private_and_never_overwritten(
         create_pii_key_file(path)
     assert key_fingerprint(key) == key_fingerprint(key) != key_fingerprint(b"x" * 32)
     assert key.decode() not in key_fingerprint(key)
+
+
+@pytest.mark.parametrize(
+    "weak",
+    ["a" * 40, "aaaaaaaaaaaaaaaa", "abababababababababababababababab12", "0123456789" + "0" * 30],
+)
+def test_low_entropy_key_rejected(monkeypatch: pytest.MonkeyPatch, weak: str) -> None:
+    """Issue 10 item 14: one repeated letter (or few distinct characters) is not a key."""
+    monkeypatch.setenv("TUNEGATE_PII_KEY", weak)
+    with pytest.raises(DependencyError, match=r"too short|too little entropy") as exc:
+        load_pii_key()
+    assert weak not in str(exc.value)
