@@ -72,8 +72,17 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object for scripts."),
     ) -> None:
         """Predict peak GPU memory per method from the model's config alone, and recommend one."""
+        import math
+
+        from tunegate.errors import param_error
         from tunegate.training.plan import PLAN_METHODS, plan_memory
 
+        if not (math.isfinite(gpu_gb) and gpu_gb > 0):
+            raise param_error("plan", "gpu-gb", "a finite number of GiB > 0", gpu_gb)
+        if rank < 1:
+            raise param_error("plan", "rank", "an int >= 1", rank)
+        if quant_bits not in (4, 8):
+            raise param_error("plan", "quant-bits", "4 or 8", quant_bits)
         report = plan_memory(
             model,
             methods=tuple(method) or PLAN_METHODS,
@@ -121,6 +130,10 @@ def register(app: typer.Typer) -> None:
         """Merge a run's adapter into its verified base model (merge_and_unload) and save it."""
         from tunegate.training.model_io import latest_run, merge_run
 
+        if out.exists() and not out.is_dir():
+            from tunegate.errors import InputError
+
+            raise InputError("is not a directory: --out takes an empty or new folder", path=out)
         run_dir = workdir / "runs" / run if run else latest_run(workdir)
         path = merge_run(run_dir, out)
         console.print(f"merged {run_dir.name} into {path}", highlight=False)
