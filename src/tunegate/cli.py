@@ -6,6 +6,8 @@ Errors print as one readable message, never a traceback (set ``TUNEGATE_DEBUG=1`
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import sys
 from pathlib import Path
@@ -175,29 +177,131 @@ for _module in (
     _module.register(app)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: map tunegate errors to exit codes without tracebacks."""
+#: Exit codes of every command (docs/operations.md repeats this table).
+EXIT_OK, EXIT_GATE_FAILED, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+DEBUG_ENV = "TUNEGATE_DEBUG"
+
+#: OSError numbers that mean "the machine said no" (disk, permissions, path kinds): a one-line
+#: error naming the path, never a traceback.
+_OS_HINTS = {
+    errno.ENOSPC: "free some disk space and run the command again (nothing was acknowledged)",
+    errno.EDQUOT: "free some disk space (quota) and run the command again",
+    errno.EFBIG: "the file size limit was reached (ulimit -f); raise it and run the command again",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "check the permissions of this path",
+    errno.EPERM: "check the permissions of this path",
+    errno.EISDIR: "this path is a directory; give a file path",
+    errno.ENOTDIR: "a part of this path is a file; give a directory path",
+    errno.EEXIST: "this path already exists; choose another one or remove it",
+    errno.ENOENT: "check that this path exists",
+}
+
+
+def _one_line(text: str) -> str:
+    return "; ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
+def _print_error(message: str) -> None:
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def _usage_error_exceptions() -> tuple[type[BaseException], ...]:
+    """typer's vendored click (``typer._click``) and, when present, the standalone click."""
+    classes: list[type[BaseException]] = []
     try:
-        # standalone_mode=False *returns* the code of a typer.Exit instead of raising it.
-        rv = app(args=argv, standalone_mode=False)
-    except TunegateError as exc:
-        if os.environ.get("TUNEGATE_DEBUG"):
-            raise
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except (typer.Abort, KeyboardInterrupt):
-        err_console.print("aborted")
-        sys.exit(130)
-    except Exception as exc:  # click usage errors and the like
+        from typer._click.exceptions import ClickException as TyperClickException
+
+        classes.append(TyperClickException)
+    except ImportError:  # older typer: it raises the standalone click's exceptions
+        pass
+    try:
         import click
 
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(2)
-        raise
-    sys.exit(rv if isinstance(rv, int) else 0)
+        classes.append(click.ClickException)
+    except ImportError:
+        pass
+    return tuple(classes)
+
+
+def _describe_usage_error(exc: BaseException) -> str:
+    ctx = getattr(exc, "ctx", None)
+    path = getattr(ctx, "command_path", None) or "tunegate"
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        return f"missing command: run '{path} --help' for the list of commands"
+    text = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    hint = f" (see '{path} --help')" if ctx is not None else ""
+    return _one_line(text) + hint
+
+
+def _describe_os_error(exc: OSError) -> str:
+    where = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    what = exc.strerror or _one_line(str(exc)) or type(exc).__name__
+    text = f"{' -> '.join(where)}: {what}" if where else what
+    hint = _OS_HINTS.get(exc.errno or -1)
+    return f"{text} ({hint})" if hint else text
+
+
+def _describe_unexpected(exc: BaseException) -> str:
+    """Type and place only: an unexpected exception's text may quote input data (PII)."""
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    ours = [f for f in frames if "tunegate" in f.filename] or frames
+    where = f" at {Path(ours[-1].filename).name}:{ours[-1].lineno}" if ours else ""
+    return (
+        f"internal error: {type(exc).__name__}{where} (a tunegate bug or an unhandled case; "
+        f"set {DEBUG_ENV}=1 for a traceback, which may quote input data)"
+    )
+
+
+def run_cli(argv: list[str] | None = None) -> int:
+    """Run one command and return its exit code; never raises (except with TUNEGATE_DEBUG set).
+
+    0 pass; 1 a gate failed or an approval was refused (a result, with reasons); 2 the command
+    could not do its work (usage, input, configuration, integrity, disk, or an internal error);
+    130 interrupted. Errors print as one ``error:`` line (plus a ``hint:`` line for tunegate's
+    own errors) on stderr.
+    """
+    debug = bool(os.environ.get(DEBUG_ENV))
+    usage_errors = _usage_error_exceptions()
+    try:
+        # standalone_mode=False *returns* the code of a typer.Exit instead of raising it.
+        rv = app(args=argv, standalone_mode=False, prog_name="tunegate")
+    except TunegateError as exc:
+        if debug:
+            raise
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        return exc.exit_code
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        err_console.print("aborted")
+        return EXIT_INTERRUPTED
+    except usage_errors as exc:  # usage errors: missing/unknown argument, option or command
+        _print_error(_describe_usage_error(exc))
+        return EXIT_ERROR
+    except BrokenPipeError:
+        # stdout closed early (``tunegate ... | head``): not an error of the command
+        with contextlib.suppress(OSError):
+            sys.stderr.flush()
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except OSError as exc:
+        if debug:
+            raise
+        _print_error(_describe_os_error(exc))
+        return EXIT_ERROR
+    except Exception as exc:
+        if debug:
+            raise
+        _print_error(_describe_unexpected(exc))
+        return EXIT_ERROR
+    return rv if isinstance(rv, int) else EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: map tunegate errors to exit codes without tracebacks."""
+    sys.exit(run_cli(argv))
 
 
 if __name__ == "__main__":

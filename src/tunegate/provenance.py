@@ -8,6 +8,8 @@ never leaves a half-written artifact behind.
 from __future__ import annotations
 
 import contextlib
+import errno
+import fnmatch
 import hashlib
 import importlib.metadata
 import json
@@ -15,11 +17,40 @@ import math
 import os
 import subprocess
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 CHUNK = 1 << 20
+
+#: Fault injection for crash tests (no-op unless set): ``TUNEGATE_FAULT_AT=PATTERN[@N]`` ends the
+#: process with exit status 137 (as SIGKILL would) the N-th time (default 1st) a named write point
+#: matching the fnmatch PATTERN is reached; ``TUNEGATE_FAULT_LOG=FILE`` appends every point reached.
+FAULT_AT_ENV = "TUNEGATE_FAULT_AT"
+FAULT_LOG_ENV = "TUNEGATE_FAULT_LOG"
+_fault_hits = 0
+
+
+def fault_point(name: str, before_exit: Callable[[], object] | None = None) -> None:
+    """A named crash point inside a write (see ``FAULT_AT_ENV``); ``before_exit`` runs just before
+    the process dies (e.g. to leave half a line behind, as a crash in the middle of a write would)."""
+    global _fault_hits
+    log = os.environ.get(FAULT_LOG_ENV)
+    if log:
+        with open(log, "a", encoding="utf-8") as fh:
+            fh.write(name + "\n")
+    spec = os.environ.get(FAULT_AT_ENV)
+    if not spec:
+        return
+    pattern, _, nth = spec.partition("@")
+    if not fnmatch.fnmatchcase(name, pattern):
+        return
+    _fault_hits += 1
+    if _fault_hits == (int(nth) if nth.isdigit() else 1):
+        if before_exit is not None:
+            before_exit()
+        os._exit(137)
+
 
 #: Packages whose versions are recorded in every stage's provenance block.
 TRACKED_PACKAGES = (
@@ -95,11 +126,23 @@ def sha256_tree(root: str | Path, patterns: Iterable[str] = ("*",)) -> dict[str,
     return {p.relative_to(root).as_posix(): sha256_file(p) for p in sorted(found)}
 
 
+def fsync_dir(path: str | Path) -> None:
+    """Make a rename or a new file in ``path`` durable (best effort: not every OS allows it)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temp path beside ``path``; rename it over ``path`` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a directory, expected a file path", str(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
@@ -107,7 +150,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb") as fh:
             os.fsync(fh.fileno())
+        fault_point(f"atomic:{path.name}:before-replace")
         os.replace(tmp_path, path)
+        fsync_dir(path.parent)
+        fault_point(f"atomic:{path.name}:after-replace")
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise

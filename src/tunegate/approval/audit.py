@@ -1,4 +1,6 @@
-"""``tunegate audit verify``: the ledger chain, its checkpoints and those embedded in approvals."""
+"""``tunegate audit verify`` and ``audit repair``: the ledger chain, its checkpoints and those
+embedded in approvals; and the one repair tunegate ever makes to them, removing a torn final
+line (an append that never completed, see :mod:`tunegate.ledger`)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tunegate.approval.checkpoint import AuditReport, read_ledger, verify_checkpoints
+from tunegate import ledger
+from tunegate.approval.checkpoint import (
+    AuditReport,
+    checkpoints_path,
+    read_ledger,
+    verify_checkpoints,
+    write_checkpoint,
+)
 from tunegate.approval.dsse import parse_envelope, read_envelope
 from tunegate.errors import IntegrityError, TunegateError
 from tunegate.policy.schema import GatePolicy
@@ -100,4 +109,17 @@ def audit_workdir(workdir: str | Path, *, policy: GatePolicy) -> AuditReport:
     return rep
 
 
-__all__ = ["audit_workdir", "embedded_checkpoints"]
+def repair_audit_trail(workdir: str | Path, *, policy: GatePolicy) -> ledger.RepairResult:
+    """Remove a torn final line from ``audit/ledger.jsonl`` and ``audit/checkpoints.jsonl``,
+    record the repair in the ledger and sign a checkpoint over the repaired head.
+
+    Refuses (:class:`IntegrityError`) when the ledger has any other problem. Returns an empty
+    result (nothing written) when there is no torn tail.
+    """
+    result = ledger.repair_torn_tail(workdir, also=(checkpoints_path(workdir),))
+    if result.event is not None:
+        write_checkpoint(workdir, ledger.REPAIR_STAGE, key_rel=policy.approval.checkpoint_key)
+    return result
+
+
+__all__ = ["audit_workdir", "embedded_checkpoints", "repair_audit_trail"]

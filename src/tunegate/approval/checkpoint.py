@@ -37,10 +37,10 @@ DEFAULT_KEY_REL = "audit/checkpoint_key"
 CHECKPOINT_FIELDS = {"size", "head", "time", "stage", "key_id", "sig"}
 
 
-def read_ledger(workdir: str | Path) -> list[dict[str, Any]]:
+def read_ledger(workdir: str | Path, *, allow_torn_tail: bool = False) -> list[dict[str, Any]]:
     """``ledger.read_entries``, with undecodable bytes reported as an integrity failure."""
     try:
-        return ledger.read_entries(workdir)
+        return ledger.read_entries(workdir, allow_torn_tail=allow_torn_tail)
     except (UnicodeDecodeError, ValueError) as exc:
         if isinstance(exc, IntegrityError):
             raise
@@ -116,10 +116,7 @@ def write_checkpoint(workdir: str | Path, stage: str, *, key_rel: str = DEFAULT_
             "key_id": key_id(key.public_key()),
         }
         cp["sig"] = base64.b64encode(key.sign(_body(cp))).decode("ascii")
-        with open(checkpoints_path(wd), "a", encoding="utf-8") as fh:
-            fh.write(canonical_json(cp) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        ledger.append_line(checkpoints_path(wd), canonical_json(cp), point="checkpoints")
     return cp
 
 
@@ -127,11 +124,14 @@ def read_checkpoints(workdir: str | Path) -> list[dict[str, Any]]:
     path = checkpoints_path(workdir)
     if not path.exists():
         return []
+    lines, tail = ledger.split_jsonl(path, workdir=Path(workdir))
+    if tail is not None:
+        raise ledger.TornTailError(tail)
     out = []
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for i, line in enumerate(lines, start=1):
         try:
             out.append(json.loads(line))
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, UnicodeDecodeError):
             raise IntegrityError(f"{path}: checkpoint {i} is not valid JSON") from None
     return out
 
@@ -213,7 +213,7 @@ def verify_checkpoints(
         problems.append(f"ledger: {rep.reason} (first bad entry: {rep.first_bad})")
     entries: list[dict[str, Any]] = []
     try:
-        entries = read_ledger(wd)
+        entries = read_ledger(wd, allow_torn_tail=True)  # a torn tail is reported above
     except IntegrityError as exc:
         problems.append(str(exc))
     labelled = [(f"{checkpoints_path(wd)} line {i}", c) for i, c in enumerate(cps, start=1)]

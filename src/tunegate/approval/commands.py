@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from tunegate.errors import ConfigError
+from tunegate.errors import ConfigError, InputError
 
 _POLICY = typer.Option(
     None, "--policy", help="Gate policy YAML (default: the policy pinned in WORKDIR at prepare)."
@@ -31,6 +31,13 @@ def _policy(workdir: Path, path: Path | None, reason: str | None = None):  # typ
     from tunegate.policy.pinned import resolve_policy
 
     return resolve_policy(workdir, path, change_reason=reason)
+
+
+def _registry(path: Path | None) -> Path | None:
+    """``--registry``: a directory (created on first promotion), never an existing file."""
+    if path is not None and path.exists() and not path.is_dir():
+        raise InputError("is not a directory: --registry takes a registry folder", path=path)
+    return path
 
 
 def _passphrase(var: str | None) -> bytes | None:
@@ -54,6 +61,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Create an Ed25519 reviewer key pair. Copy only NAME.pub into gates/approvers/."""
         from tunegate.approval.keys import generate_keypair, load_public_key_file
+
+        if out.exists() and not out.is_dir():
+            raise InputError("is not a directory: --out takes the folder for NAME.key and NAME.pub", path=out)
 
         priv, pub = generate_keypair(name, out, passphrase=_passphrase(passphrase_env), roles=tuple(role))
         typer.echo(
@@ -92,7 +102,7 @@ def register(app: typer.Typer) -> None:
             comment=comment,
             override_justification=override_justification,
             rollback=rollback,
-            registry=registry,
+            registry=_registry(registry),
             name=name,
             passphrase=_passphrase(passphrase_env),
         )
@@ -114,7 +124,7 @@ def register(app: typer.Typer) -> None:
         from tunegate.approval.verify import verify_run
 
         kwargs = {}
-        if registry is not None:
+        if _registry(registry) is not None:
             rid = artifacts.resolve_run(workdir, run)
             kwargs["registry_head"] = registry_head_digest(registry, registry_name(workdir, rid, name))
         pol = _policy(workdir, policy, policy_change_reason)
@@ -166,7 +176,7 @@ def register(app: typer.Typer) -> None:
 
         e = promote(
             workdir,
-            registry,
+            _registry(registry),  # type: ignore[arg-type]  # required option: never None
             policy=_policy(workdir, policy, policy_change_reason),
             run_id=run,
             approvers_dir=approvers,
@@ -250,6 +260,26 @@ def register(app: typer.Typer) -> None:
             f"retention: {days} days; {old} entries are older and kept (tunegate never prunes the ledger)"
         )
         typer.echo("audit trail verified")
+
+    @audit.command("repair")
+    def audit_repair(
+        workdir: Path = typer.Argument(..., help="The workdir."), policy: Path = _POLICY
+    ) -> None:
+        """Remove a torn final ledger line (an append that never completed) and record the repair.
+
+        Refuses anything else: an edited, deleted or reordered entry is never repaired.
+        """
+        from tunegate.approval.audit import repair_audit_trail
+
+        res = repair_audit_trail(workdir, policy=_policy(policy))
+        if res.event is None:
+            typer.echo("nothing to repair: no torn final line")
+            return
+        for t in res.removed:
+            typer.echo(
+                f"removed torn line {t.line} of {t.path} ({t.size} bytes, {t.reason}, sha256 {t.sha256[:16]})"
+            )
+        typer.echo(f"repair recorded as ledger entry {res.event['seq']}")
 
     @audit.command("checkpoint")
     def audit_checkpoint(

@@ -72,8 +72,17 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object for scripts."),
     ) -> None:
         """Predict peak GPU memory per method from the model's config alone, and recommend one."""
+        import math
+
+        from tunegate.errors import param_error
         from tunegate.training.plan import PLAN_METHODS, plan_memory
 
+        if not (math.isfinite(gpu_gb) and gpu_gb > 0):
+            raise param_error("plan", "gpu-gb", "a finite number of GiB > 0", gpu_gb)
+        if rank < 1:
+            raise param_error("plan", "rank", "an int >= 1", rank)
+        if quant_bits not in (4, 8):
+            raise param_error("plan", "quant-bits", "4 or 8", quant_bits)
         report = plan_memory(
             model,
             methods=tuple(method) or PLAN_METHODS,
@@ -123,6 +132,10 @@ def register(app: typer.Typer) -> None:
         from tunegate.workdir import resolve_run
         from tunegate.workdir import run_dir as _run_dir
 
+        if out.exists() and not out.is_dir():
+            from tunegate.errors import InputError
+
+            raise InputError("is not a directory: --out takes an empty or new folder", path=out)
         # a run id is a name inside this workdir (never a path into another one)
         run_dir = _run_dir(workdir, resolve_run(workdir, run))
         path = merge_run(run_dir, out)

@@ -34,7 +34,7 @@ SMALL_DATASET = 1000
 class LoraSettings(BaseModel):
     """Adapter settings shared by lora, qlora and dora (ignored by full fine-tuning)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     rank: int = Field(16, ge=1, le=1024, description="LoRA rank r.")
     alpha: float | None = Field(
@@ -54,7 +54,7 @@ class LoraSettings(BaseModel):
 class QuantSettings(BaseModel):
     """bitsandbytes quantization of the frozen base (qlora only)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     bits: Literal[4, 8] = Field(4, description="4 = NF4/FP4 (QLoRA), 8 = LLM.int8().")
     quant_type: Literal["nf4", "fp4"] = Field("nf4", description="4-bit data type.")
@@ -64,7 +64,7 @@ class QuantSettings(BaseModel):
 class TrainConfig(BaseModel):
     """Everything a training run needs besides the data and the base model. Unknown keys are errors."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     seed: int = Field(0, ge=0, description="Seed for data order, dropout and initialization.")
     epochs: float = Field(3.0, gt=0, description="Passes over the training split.")
