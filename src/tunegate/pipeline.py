@@ -13,7 +13,6 @@ leaves no half-written artifact and a re-run ends at the same final digests.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -23,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tunegate.errors import ConfigError, StageError
 from tunegate.provenance import atomic_write_json, digest_json, sha256_file, sha256_tree
+from tunegate.training.train import operator_identity  # noqa: F401  (the one definition; re-exported)
 
 STATE_REL = Path("pipeline") / "state.json"
 STAGES = ("prepare", "baseline", "train", "evaluate", "decide", "report", "approval", "promote")
@@ -162,11 +162,6 @@ def file_digest_or_none(path: str | Path | None) -> str | None:
     if p.is_dir():
         return digest_json(sha256_tree(p))
     return None
-
-
-def operator_identity() -> str:
-    """Who runs training (for separation of duties): ``TUNEGATE_OPERATOR`` or the OS user."""
-    return os.environ.get("TUNEGATE_OPERATOR") or os.environ.get("USER") or "unknown"
 
 
 # -- the stages (each a plain function; flows/gate_run.py wraps them in Prefect tasks) ----------

@@ -129,7 +129,7 @@ def test_resume_after_crash_matches_uninterrupted(tiny_llama: Path, make_workdir
     with pytest.raises(Crash):
         train_run(wd, model=str(tiny_llama), method="lora", config=cfg, progress=False, on_step=crash_at_5)
     (run_dir,) = (wd / "runs").iterdir()
-    assert (run_dir / "checkpoints" / "last.pt").is_file() and not (run_dir / "run.json").exists()
+    assert (run_dir / "checkpoints" / "last.json").is_file() and not (run_dir / "run.json").exists()
     res = train_run(wd, model=str(tiny_llama), method="lora", config=cfg, progress=False, resume="auto")
     assert res.run_dir == run_dir
     run = json.loads((run_dir / "run.json").read_text())
