@@ -106,8 +106,8 @@ def variant_trainer(args: argparse.Namespace, wd: Path) -> dict[str, Any]:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
-    from tunegate.training.dataset import encode_records, read_split
     from tunegate.resources import configure_threads, resolve_device
+    from tunegate.training.dataset import encode_records, read_split
     from tunegate.training.model_io import load_tokenizer
     from tunegate.training.train import _peak_memory
 
