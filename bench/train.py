@@ -106,13 +106,14 @@ def variant_trainer(args: argparse.Namespace, wd: Path) -> dict[str, Any]:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
+    from tunegate.resources import configure_threads, resolve_device
     from tunegate.training.dataset import encode_records, read_split
-    from tunegate.training.model_io import load_tokenizer, resolve_device
-    from tunegate.training.train import _peak_memory, cpu_threads
+    from tunegate.training.model_io import load_tokenizer
+    from tunegate.training.train import _peak_memory
 
     device = resolve_device(args.device)
     if device == "cpu":
-        torch.set_num_threads(min(cpu_threads(), torch.get_num_threads()))
+        configure_threads()
     cfg = run_config(args)
     tok = load_tokenizer(Path(args.model))
     train = read_split(wd / "data" / "train.jsonl")
@@ -210,8 +211,7 @@ def main() -> int:
         return 0
 
     from tunegate.provenance import atomic_write_json, package_versions
-    from tunegate.training.model_io import resolve_device
-    from tunegate.training.train import cpu_threads
+    from tunegate.resources import intra_op_threads, resolve_device
 
     device = resolve_device(args.device)
     results: dict[str, Any] = {}
@@ -252,7 +252,7 @@ def main() -> int:
         "what": "tunegate training loop vs plain transformers Trainer + peft (same model, data, settings)",
         "device": results["tunegate"]["device"],
         "platform": platform.platform(),
-        "cpu_threads": cpu_threads() if device == "cpu" else None,
+        "cpu_threads": intra_op_threads() if device == "cpu" else None,
         "model": args.model,
         "base_params": base_params,
         "method": args.method,

@@ -13,7 +13,6 @@ leaves no half-written artifact and a re-run ends at the same final digests.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -23,6 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tunegate.errors import ConfigError, StageError
 from tunegate.provenance import atomic_write_json, digest_json, sha256_file, sha256_tree
+from tunegate.resources import resolve_device
+from tunegate.training.train import operator_identity  # noqa: F401  (the one definition; re-exported)
 
 STATE_REL = Path("pipeline") / "state.json"
 STAGES = ("prepare", "baseline", "train", "evaluate", "decide", "report", "approval", "promote")
@@ -49,6 +50,10 @@ class GateRunConfig(BaseModel):
     )
     approval_poll_s: float = Field(10, gt=0, description="How often to look for new signatures.")
     name: str = Field("tunegate-model", description="Registry name of the promoted adapter.")
+    device: str = Field(
+        "auto",
+        description="auto | cpu | cuda | cuda:N: where training, baseline and evaluation run (auto = CUDA).",
+    )
 
     def digest(self) -> str:
         return digest_json(self.model_dump(mode="json"))
@@ -164,11 +169,6 @@ def file_digest_or_none(path: str | Path | None) -> str | None:
     return None
 
 
-def operator_identity() -> str:
-    """Who runs training (for separation of duties): ``TUNEGATE_OPERATOR`` or the OS user."""
-    return os.environ.get("TUNEGATE_OPERATOR") or os.environ.get("USER") or "unknown"
-
-
 # -- the stages (each a plain function; flows/gate_run.py wraps them in Prefect tasks) ----------
 
 
@@ -229,6 +229,9 @@ def stage_train(cfg: GateRunConfig) -> dict[str, Any]:
 
     def run() -> tuple[list[str], dict[str, Any]]:
         tc = load_run_config(cfg.train_config, cfg.train_overrides)
+        # the gate-run's device, unless the run config names its own
+        if cfg.device != "auto" and tc.device == "auto":
+            tc = tc.model_copy(update={"device": cfg.device})
         # resume="auto": a crashed run with the same fingerprint continues from its last checkpoint
         res = train_run(wd, model=cfg.model, method=cfg.method, config=tc, progress=False, resume="auto")
         _checkpoint(wd, "train")
@@ -256,7 +259,7 @@ def stage_evaluate(cfg: GateRunConfig, run_id: str) -> dict[str, Any]:
     }
 
     def run() -> tuple[list[str], dict[str, Any]]:
-        evaluate_run(wd, run_id=run_id, policy=policy)
+        evaluate_run(wd, run_id=run_id, policy=policy, device=resolve_device(cfg.device))
         _checkpoint(wd, "evaluate")
         return [f"runs/{run_id}/evidence.json"], {"run_id": run_id}
 
@@ -341,7 +344,7 @@ def stage_baseline(cfg: GateRunConfig) -> dict[str, Any]:
     }
 
     def run() -> tuple[list[str], dict[str, Any]]:
-        res = score_baseline(wd, model=cfg.model, policy=policy)
+        res = score_baseline(wd, model=cfg.model, policy=policy, device=resolve_device(cfg.device))
         return [f"{res['baseline_dir']}/predictions.json"], res
 
     return run_stage(wd, "baseline", inputs, run)

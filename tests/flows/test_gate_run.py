@@ -111,7 +111,7 @@ def test_sigkill_mid_training_then_resume_matches_uninterrupted_run(
     proc = _run(crash_cfg)
     deadline = time.monotonic() + 400
     while time.monotonic() < deadline:
-        if any(crash.glob("runs/*/checkpoints/last.pt")) and proc.poll() is None:
+        if any(crash.glob("runs/*/checkpoints/last.json")) and proc.poll() is None:
             break
         if proc.poll() is not None:
             pytest.fail("the run ended before it could be killed:\n" + proc.communicate()[0])

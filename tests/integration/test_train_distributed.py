@@ -117,7 +117,7 @@ def test_ddp_crash_and_resume_matches_one_process(
             "config": {**cfg, "grad_accum": 1}}  # fmt: skip
     _torchrun({**args, "crash_at": 3}, expect=1)  # torchrun exits 1 when its workers fail
     crashed = _only_run(multi_wd)
-    assert not (crashed / "run.json").exists() and (crashed / "checkpoints" / "last.pt").is_file()
+    assert not (crashed / "run.json").exists() and (crashed / "checkpoints" / "last.json").is_file()
     out = _torchrun({**args, "resume": "auto"})
     assert f"rank 0 run {crashed.name}" in out and f"rank 1 run {crashed.name}" in out
     run = _assert_same_training(single.run_dir, _only_run(multi_wd), steps=6, atol=1e-6)

@@ -99,7 +99,11 @@ class TrainConfig(BaseModel):
     precision: Literal["auto", "bf16", "fp32"] = Field(
         "auto", description="auto = bf16 on a device that supports it (CUDA with bf16), else fp32."
     )
-    device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
+    device: str = Field(
+        "auto",
+        pattern=r"^(auto|cpu|cuda(:\d+)?)$",
+        description="auto (CUDA when present), cpu, cuda or cuda:N; see tunegate.resources.resolve_device.",
+    )
     distributed: Literal["auto", "ddp", "fsdp"] = Field(
         "auto",
         description="Strategy when torchrun / accelerate launch starts several processes: ddp "

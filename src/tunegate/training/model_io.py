@@ -16,6 +16,7 @@ from typing import Any
 
 from tunegate.errors import ConfigError, DependencyError, InputError, IntegrityError
 from tunegate.provenance import atomic_write_json, digest_json, sha256_file
+from tunegate.resources import resolve_device
 
 #: Files whose bytes define a model's weights (top level of the model folder).
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt", "*.pth")
@@ -124,16 +125,6 @@ def detect_kind(config: Any, task: str | None, requested: str = "auto") -> str:
     if kind == "causal" and model_type in ENCODER_TYPES:
         raise ConfigError(f"model type {model_type!r} is an encoder and cannot be trained as a causal LM")
     return kind
-
-
-def resolve_device(device: str = "auto") -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise DependencyError(f"device {device!r} was asked for but CUDA is not available")
-    return device
 
 
 def load_tokenizer(path: Path) -> Any:

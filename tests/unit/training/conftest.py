@@ -124,7 +124,7 @@ def _one_thread(monkeypatch: pytest.MonkeyPatch):
     import torch
 
     before = torch.get_num_threads()
-    monkeypatch.setenv("TUNEGATE_CPU_THREADS", "1")
+    monkeypatch.setenv("TUNEGATE_THREADS", "1")
     yield
     torch.set_num_threads(before)
 

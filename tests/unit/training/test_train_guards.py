@@ -95,6 +95,8 @@ def test_run_record_and_ledger(tiny_llama: Path, instruction_workdir: Path) -> N
     assert run["config"]["learning_rate"] == 2e-4 and run["config"]["lora"]["alpha"] == 8.0
     assert run["config"]["lora"]["dropout"] == 0.05  # under 1,000 examples
     assert json.loads((res.run_dir / "config.json").read_text()) == run["config"]
+    # the one device setting, resolved (no CUDA here), and the thread count sized for this process
+    assert (run["device_setting"], run["device"], run["cpu_threads"]) == ("auto", "cpu", 1)
     assert res.run_id.split("-")[1] == "lora" and len(res.run_id.split("-")[0]) == 15
     events = [e for e in read_entries(instruction_workdir) if e["stage"] == "train"]
     assert events[-1]["details"]["run_id"] == res.run_id
@@ -129,7 +131,7 @@ def test_resume_after_crash_matches_uninterrupted(tiny_llama: Path, make_workdir
     with pytest.raises(Crash):
         train_run(wd, model=str(tiny_llama), method="lora", config=cfg, progress=False, on_step=crash_at_5)
     (run_dir,) = (wd / "runs").iterdir()
-    assert (run_dir / "checkpoints" / "last.pt").is_file() and not (run_dir / "run.json").exists()
+    assert (run_dir / "checkpoints" / "last.json").is_file() and not (run_dir / "run.json").exists()
     res = train_run(wd, model=str(tiny_llama), method="lora", config=cfg, progress=False, resume="auto")
     assert res.run_dir == run_dir
     run = json.loads((run_dir / "run.json").read_text())
