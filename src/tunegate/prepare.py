@@ -35,8 +35,9 @@ from tunegate.data.split import (
     verify_holdout,
     write_holdout_manifest,
 )
+from tunegate.data.splits import MANIFEST_KEY, REPORT_KEY, gate_outputs, last_prepare_event
 from tunegate.data.validate import check_agreement, check_sizes, run_expectations
-from tunegate.errors import IntegrityError, StageError
+from tunegate.errors import InputError, IntegrityError, StageError
 from tunegate.pii.anonymize import PIIEngine
 from tunegate.pii.keys import load_pii_key
 from tunegate.pii.report import PIIReport
@@ -49,8 +50,8 @@ from tunegate.provenance import (
     package_versions,
     sha256_file,
 )
-from tunegate.records import DEFAULT_MAX_LINE_BYTES, Record, read_records, records_digest, write_records
-from tunegate.workdir import data_dir, workdir_lock
+from tunegate.records import DEFAULT_MAX_LINE_BYTES, Record, input_digest, read_records, write_records
+from tunegate.workdir import check_name, data_dir, workdir_lock
 
 REPORT_SCHEMA = 1
 #: Records in, anonymized records (same order, same ids) and one counts-only report out.
@@ -66,6 +67,8 @@ class DataGateReport:
     checks: list[CheckResult]
     report: dict[str, Any]
     data_dir: Path
+    #: what :func:`recover_data_swap` did at the start (empty when there was nothing to recover)
+    recovered: tuple[str, ...] = ()
 
     @property
     def reasons(self) -> list[str]:
@@ -85,28 +88,41 @@ def prepare_data(
     fields: Mapping[str, str] | None = None,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     refreeze: bool = False,
+    reason: str | None = None,
     pii_key_file: Path | None = None,
     anonymizer: Anonymizer | None = None,
+    name: str | None = None,
 ) -> DataGateReport:
     """Run the data gate on ``data`` and write ``out/data/``. See the module docstring.
 
     ``anonymizer`` replaces the in-process ``PIIEngine.anonymize_records`` call, e.g. with one
     that shards the records over a Dask cluster (``tunegate.scale``); it must return the records
     in order with their ids kept, and one merged report.
+
+    ``refreeze`` with a ``reason`` (both ledgered) is needed to freeze a hold-out other than the
+    one the ledger records for this workdir, even when ``data/`` is gone.
+    ``name`` names the dataset in records, reports and the ledger (default: the first 12 hex
+    digits of the input's sha256); the input's file name and path are never recorded.
     """
     src = Path(data)
-    workdir = Path(out)
+    workdir = Path(out).absolute()  # a relative --out must not be joined onto itself below
+    if refreeze and not (reason or "").strip():
+        raise InputError("--refreeze needs --reason: replacing a frozen hold-out is recorded in the ledger")
     # 1. fail closed before touching data
     key = load_pii_key(allow_file=pii_key_file)
     engine = PIIEngine(policy.pii, key)
     engine.prepare()
 
     with workdir_lock(workdir, stage="prepare"):
+        recovered = recover_data_swap(workdir)  # a swap a crash interrupted: the ledger decides
         # the workdir remembers its policy: pinned here, used by every later command
-        pin_policy(workdir, policy, change_reason="prepare --refreeze" if refreeze else None)
+        pin_policy(workdir, policy, change_reason=(reason or "prepare --refreeze") if refreeze else None)
         # 2. ingest (the whole set is needed for a stratified split; the reader itself streams)
-        records = list(read_records(src, task, fields=fields, max_line_bytes=max_line_bytes))
-        src_digest = sha256_file(src) if src.is_file() else records_digest(records)
+        src_digest = input_digest(src)
+        dataset = check_name(name, "dataset name") if name else src_digest[:12]
+        records = list(
+            read_records(src, task, fields=fields, max_line_bytes=max_line_bytes, key=key, dataset=dataset)
+        )
 
         # 3. split first, on raw records
         split = split_records(records, policy.data)
@@ -174,8 +190,10 @@ def prepare_data(
         # 6. write everything into a temp folder, then swap it in
         final = data_dir(workdir)
         existing_manifest = final / MANIFEST_NAME
-        if existing_manifest.exists():
+        if existing_manifest.exists() and not refreeze:
             verify_holdout(final)  # raises IntegrityError when the frozen hold-out changed
+        frozen_event = last_prepare_event(workdir, with_output=MANIFEST_KEY)
+        frozen = str(frozen_event["outputs"][MANIFEST_KEY]) if frozen_event else None
         tmp = Path(tempfile.mkdtemp(prefix=".data.", dir=workdir))
         try:
             outputs: dict[str, str] = {}
@@ -192,6 +210,8 @@ def prepare_data(
                     "validation": policy.data.validation_fraction,
                 },
             )
+            new_manifest = sha256_file(tmp / MANIFEST_NAME)
+            replaces = frozen is not None and new_manifest != frozen
             if existing_manifest.exists() and not refreeze:
                 old = existing_manifest.read_bytes()
                 new = (tmp / MANIFEST_NAME).read_bytes()
@@ -199,13 +219,22 @@ def prepare_data(
                     raise IntegrityError(
                         f"{existing_manifest}: a different hold-out is already frozen in this workdir "
                         "(inputs, seed or policy changed)",
-                        hint="use a new workdir, or pass --refreeze to replace it (recorded in the ledger)",
+                        hint="use a new workdir, or pass --refreeze --reason TEXT to replace it "
+                        "(recorded in the ledger)",
                     )
+            if replaces and not refreeze:
+                raise IntegrityError(
+                    f"{workdir}: the ledger records a frozen hold-out (manifest sha256 {frozen}, event "
+                    f"#{frozen_event['seq'] if frozen_event else '?'}) and this run would freeze a different "
+                    f"one (sha256 {new_manifest}); a frozen hold-out is never replaced silently, also not "
+                    "when data/ was removed",
+                    hint="use a new workdir, or pass --refreeze --reason TEXT (recorded in the ledger)",
+                )
             for name in SPLITS:
                 outputs[f"data/{name}.jsonl"] = sha256_file(tmp / f"{name}.jsonl")
             outputs[f"data/{MANIFEST_NAME}"] = sha256_file(tmp / MANIFEST_NAME)
             report = _build_report(
-                src=src,
+                dataset=dataset,
                 src_digest=src_digest,
                 n_rows=len(records),
                 task=task,
@@ -243,13 +272,59 @@ def prepare_data(
             details={
                 "verdict": "pass" if passed else "fail",
                 "task": task,
+                "dataset": dataset,
                 "counts": {k: len(v) for k, v in parts.items()},
                 "pii_totals": pii_report.totals,
                 "pii_residual": pii_report.residual_totals,
-                "refreeze": bool(refreeze and existing_manifest.exists()),
+                "refreeze": (
+                    {"reason": (reason or "").strip(), "replaced_manifest": frozen} if replaces else False
+                ),
+                **({"recovered": recovered} if recovered else {}),
             },
         )
-    return DataGateReport(passed=passed, checks=checks, report=report, data_dir=final)
+    return DataGateReport(
+        passed=passed, checks=checks, report=report, data_dir=final, recovered=tuple(recovered)
+    )
+
+
+def recover_data_swap(workdir: Path) -> list[str]:
+    """Finish or roll back a ``data/`` swap that a crash interrupted; return what was done.
+
+    ``prepare`` writes the new outputs into ``.data.XXXX``, moves the old ``data/`` into
+    ``.data.old.XXXX/data``, renames the new folder into place and *then* appends the ledger
+    event. A crash leaves one or both leftovers behind. The ledger decides what is kept: the folder
+    whose ``data_report.json`` is the one the newest ``prepare`` event records is put (or left) in
+    place: that rolls back a swap the ledger never recorded, and finishes one it did. Every other
+    leftover holds outputs no ledger event vouches for and is removed. A ``data/`` that matches no
+    record is left untouched (reading it is refused by :func:`tunegate.data.splits.read_split`).
+    """
+    leftovers = sorted(
+        p for p in workdir.iterdir() if p.name.startswith(".data.") and p.is_dir() and not p.is_symlink()
+    )
+    if not leftovers:
+        return []
+    recorded = gate_outputs(workdir).get(REPORT_KEY)
+
+    def vouched(folder: Path) -> bool:
+        report = folder / "data_report.json"
+        return recorded is not None and report.is_file() and sha256_file(report) == recorded
+
+    final = data_dir(workdir)
+    actions: list[str] = []
+    if not (final.is_dir() and vouched(final)):
+        for cand in [p / "data" for p in leftovers if p.name.startswith(".data.old.")] + leftovers:
+            if cand.is_dir() and vouched(cand):
+                if final.exists():
+                    shutil.rmtree(final)
+                    actions.append("removed an unrecorded data/")
+                cand.rename(final)
+                actions.append(f"restored the recorded data/ from {cand.relative_to(workdir).as_posix()}")
+                break
+    for p in leftovers:
+        if p.exists():
+            shutil.rmtree(p)
+            actions.append(f"removed leftover {p.name}")
+    return actions
 
 
 def _label_counts(records: Sequence[Record]) -> dict[str, int]:
@@ -262,7 +337,7 @@ def _label_counts(records: Sequence[Record]) -> dict[str, int]:
 
 def _build_report(
     *,
-    src: Path,
+    dataset: str,
     src_digest: str,
     n_rows: int,
     task: str,
@@ -282,7 +357,8 @@ def _build_report(
         "schema": REPORT_SCHEMA,
         "verdict": "pass" if passed else "fail",
         "task": task,
-        "sources": [{"file": src.name, "sha256": src_digest, "rows": n_rows}],
+        # the dataset's name and digest only: a file name may itself hold personal data
+        "sources": [{"name": dataset, "sha256": src_digest, "rows": n_rows}],
         "policy_name": policy.name,
         "policy_digest": policy.digest(),
         "seed": policy.data.seed,
@@ -316,7 +392,7 @@ def render_data_report_md(report: Mapping[str, Any]) -> str:
         f"- task: `{report['task']}`; policy `{report['policy_name']}` "
         f"(digest `{report['policy_digest'][:16]}`)",
         *(
-            f"- source `{s['file']}`: {s['rows']} rows, sha256 `{s['sha256'][:16]}`"
+            f"- dataset `{s['name']}`: {s['rows']} rows, sha256 `{s['sha256'][:16]}`"
             for s in report["sources"]
         ),
         f"- sizes: train {report['sizes']['train']}, validation {report['sizes']['validation']}, "

@@ -2,9 +2,12 @@
 
 A :class:`Record` normalizes one input row of a task kind (``classification``, ``instruction``,
 ``chat``) to fixed field names, keeps the unmapped columns in ``extra``, and carries a stable
-``id``: the sha256 of the canonical task content (so the same example read from JSONL, CSV or
-Parquet gets the same id). ``record_hash`` is the sha256 of the record as written; the hold-out
-manifest pins both.
+``id``: a keyed HMAC-SHA256 of the canonical task content (so the same example read from JSONL,
+CSV or Parquet gets the same id under the same key). The key is derived from ``TUNEGATE_PII_KEY``
+(domain-separated, :func:`derive_key`), so an id cannot be recomputed from a guessed raw record
+without the key: ids survive into every split, the hold-out manifest and the registry, and must
+not re-identify anonymized records. ``record_hash`` is the sha256 of the record as written
+(anonymized); the hold-out manifest pins both.
 
 Readers stream (memory stays bounded on a 1,000,000-line file) and turn hostile input into an
 :class:`~tunegate.errors.InputError` naming file, line and field. The input file is only read.
@@ -14,6 +17,9 @@ from __future__ import annotations
 
 import codecs
 import csv
+import functools
+import hashlib
+import hmac
 import json
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -52,7 +58,9 @@ class Message(BaseModel):
 
 class Source(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-    file: str  # file name only: no directories of the user's machine in artifacts
+    #: the dataset's name (``tunegate prepare --name``, default: a prefix of the input's sha256);
+    #: never the file name or path, which may itself hold personal data
+    dataset: str
     line: int  # 1-based line (JSONL), element (JSON array), data row (CSV/Parquet/datasets)
 
 
@@ -112,8 +120,26 @@ def content_of(task: str, fields: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def content_id(task: str, fields: Mapping[str, Any]) -> str:
-    return sha256_text(canonical_json(content_of(task, fields)))
+@functools.lru_cache(maxsize=16)
+def derive_key(key: bytes, purpose: str) -> bytes:
+    """A sub-key of the PII key for one purpose (domain separation: an id key is not a pseudonym key)."""
+    return hmac.new(key, b"tunegate-derived-key-v1\x1f" + purpose.encode("utf-8"), hashlib.sha256).digest()
+
+
+ID_KEY_PURPOSE = "record-id"
+
+
+def content_id(task: str, fields: Mapping[str, Any], key: bytes | None = None) -> str:
+    """The id of a record with these task fields: HMAC-SHA256 under a key derived from ``key``
+    (the PII key). Every record that comes in through :func:`read_records` gets a keyed id.
+
+    ``key=None`` gives a plain content digest, for records built in code from synthetic text (tests,
+    demos); it must never be used on user data, whose ids would then re-identify anonymized records.
+    """
+    msg = canonical_json(content_of(task, fields)).encode("utf-8")
+    if key is None:
+        return hashlib.sha256(msg).hexdigest()
+    return hmac.new(derive_key(key, ID_KEY_PURPOSE), msg, hashlib.sha256).hexdigest()
 
 
 def record_hash(record: Record) -> str:
@@ -121,45 +147,134 @@ def record_hash(record: Record) -> str:
     return sha256_text(record.to_json())
 
 
-def text_fields(record: Record) -> dict[str, str]:
-    """Every free-text value of a record by path (``text``, ``messages.2.content``, ``extra.note``).
+#: An integer with at least this many digits (a phone or account number stored as a number) is
+#: scanned for PII like a string; shorter ones (counts, ratings, ticket numbers) are not.
+IDENTIFIER_MIN_DIGITS = 7
+#: Plain fields whose values are scanned and anonymized (``label`` is checked instead: it is the
+#: target of a closed set, see :mod:`tunegate.data.labels`).
+TEXT_FIELDS = ("text", "instruction", "input", "output", "label_2", "group")
 
-    Labels are not included: they come from a closed set and are checked, not anonymized.
+
+def _escape(key: str) -> str:
+    return key.replace("\\", "\\\\").replace(".", "\\.")
+
+
+def path_parts(path: str) -> list[str]:
+    """Split a field path at its unescaped dots: ``extra.a\\.b.0`` -> ``["extra", "a.b", "0"]``."""
+    parts, cur, i = [], [], 0
+    while i < len(path):
+        ch = path[i]
+        if ch == "\\" and i + 1 < len(path):
+            cur.append(path[i + 1])
+            i += 2
+            continue
+        if ch == ".":
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+        i += 1
+    parts.append("".join(cur))
+    return parts
+
+
+def looks_like_identifier(value: Any) -> bool:
+    """An int (or integral float) of at least :data:`IDENTIFIER_MIN_DIGITS` digits."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, float) and value.is_integer() and math.isfinite(value):
+        value = int(value)
+    return isinstance(value, int) and len(str(abs(value))) >= IDENTIFIER_MIN_DIGITS
+
+
+def _leaf_text(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value or None
+    if looks_like_identifier(value):
+        return str(int(value))
+    return None
+
+
+def _walk(prefix: str, value: Any, out: dict[str, str]) -> None:
+    if isinstance(value, Mapping):
+        for k in sorted(value, key=str):
+            _walk(f"{prefix}.{_escape(str(k))}", value[k], out)
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _walk(f"{prefix}.{i}", v, out)
+    else:
+        text = _leaf_text(value)
+        if text is not None:
+            out[prefix] = text
+
+
+def text_fields(record: Record) -> dict[str, str]:
+    """Every value of a record that can hold personal data, by path -> text.
+
+    Paths: the plain fields of :data:`TEXT_FIELDS` (``text``, ..., ``label_2``, ``group``),
+    ``messages.2.content``, and every leaf under ``extra`` at any depth, lists included
+    (``extra.customer.emails.0``; a dot inside a key is escaped as ``\\.``). Strings are given as
+    they are; integers that look like identifiers (:func:`looks_like_identifier`) as their digits.
+    The PII engine anonymizes exactly these values and its residual re-scan covers exactly them.
+    ``label`` is not included: it comes from a closed set and is checked, not anonymized.
     """
     out: dict[str, str] = {}
-    for name in ("text", "instruction", "input", "output"):
+    for name in TEXT_FIELDS:
         v = getattr(record, name)
         if v:
             out[name] = v
     for i, m in enumerate(record.messages or ()):
         if m.content:
             out[f"messages.{i}.content"] = m.content
-    for k, v in sorted(record.extra.items()):
-        if isinstance(v, str) and v:
-            out[f"extra.{k}"] = v
+    if record.extra:
+        _walk("extra", record.extra, out)
     return out
 
 
 def field_family(path: str) -> str:
     """``messages.3.content`` -> ``messages.content``; used to aggregate per-field counts."""
-    parts = path.split(".")
-    return ".".join(p for p in parts if not p.isdigit())
+    parts = path_parts(path)
+    return ".".join(_escape(p) for p in parts if not p.isdigit())
+
+
+def _set_leaf(node: Any, parts: Sequence[str], value: str, path: str) -> Any:
+    """A copy of ``node`` with the leaf at ``parts`` replaced by ``value`` (containers are copied)."""
+    if not parts:
+        if looks_like_identifier(node) and value == str(int(node)):
+            return node  # unchanged: an identifier-like number without PII stays a number
+        return value
+    head, rest = parts[0], parts[1:]
+    if isinstance(node, Mapping):
+        key = next((k for k in node if str(k) == head), None)
+        if key is None:
+            raise KeyError(f"no field {path!r} in this record")
+        copy = dict(node)
+        copy[key] = _set_leaf(node[key], rest, value, path)
+        return copy
+    if isinstance(node, (list, tuple)) and head.isdigit() and int(head) < len(node):
+        items = list(node)
+        items[int(head)] = _set_leaf(node[int(head)], rest, value, path)
+        return items if isinstance(node, list) else tuple(items)
+    raise KeyError(f"no field {path!r} in this record")
 
 
 def replace_texts(record: Record, new: Mapping[str, str]) -> Record:
-    """A copy of ``record`` with the free-text values at the given paths replaced. The id is kept:
-    it names the source example, so the hold-out manifest can refer to it across anonymization."""
+    """A copy of ``record`` with the values at the given :func:`text_fields` paths replaced. The id is
+    kept: it names the source example, so the hold-out manifest can refer to it across anonymization.
+    A number replaced by a placeholder becomes a string."""
     update: dict[str, Any] = {}
     messages = list(record.messages or ())
-    extra = dict(record.extra)
+    extra: Any = record.extra
     for path, value in new.items():
         if path.startswith("messages."):
             i = int(path.split(".")[1])
             messages[i] = Message(role=messages[i].role, content=value)
         elif path.startswith("extra."):
-            extra[path[len("extra.") :]] = value
-        else:
+            extra = _set_leaf(extra, path_parts(path)[1:], value, path)
+        elif path in TEXT_FIELDS:
             update[path] = value
+        else:
+            raise KeyError(f"no field {path!r} in this record")
     if record.messages is not None:
         update["messages"] = tuple(messages)
     if record.extra:
@@ -510,9 +625,17 @@ def _messages(value: Any, path: Path, line: int, column: str) -> tuple[Message, 
 
 
 def row_to_record(
-    row: Mapping[str, Any], task: str, field_map: Mapping[str, str], *, path: Path, line: int
+    row: Mapping[str, Any],
+    task: str,
+    field_map: Mapping[str, str],
+    *,
+    path: Path,
+    line: int,
+    key: bytes,
+    dataset: str,
 ) -> Record:
-    """Normalize one input row; the ``id`` is the content hash of the task fields."""
+    """Normalize one input row; the ``id`` is the keyed content id of the task fields
+    (:func:`content_id` under ``key``, the PII key) and ``source`` names ``dataset``, not the file."""
     fields: dict[str, Any] = {}
     required = REQUIRED_FIELDS[task]
     for name, column in field_map.items():
@@ -528,12 +651,12 @@ def row_to_record(
             fields[name] = _as_text(value, path, line, column, required=name in required)
     mapped = set(field_map.values())
     extra = {k: v for k, v in row.items() if k not in mapped}
-    rid = content_id(task, fields)
+    rid = content_id(task, fields, key)
     return Record(
         id=rid,
         task=task,  # type: ignore[arg-type]
         extra=extra,
-        source=Source(file=path.name, line=line),
+        source=Source(dataset=dataset, line=line),
         **{k: v for k, v in fields.items() if v is not None},
     )
 
@@ -556,16 +679,39 @@ def read_records(
     *,
     fields: Mapping[str, str] | None = None,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    key: bytes | None = None,
+    dataset: str | None = None,
 ) -> Iterator[Record]:
-    """Stream normalized :class:`Record` objects from any supported input."""
+    """Stream normalized :class:`Record` objects from any supported input.
+
+    ``key``: the PII key the ids are keyed with (default: :func:`tunegate.pii.keys.load_pii_key`,
+    which fails closed without ``TUNEGATE_PII_KEY``). ``dataset``: the name recorded in each
+    record's ``source`` (default: the first 12 hex digits of the input's sha256).
+    """
     p = Path(path)
     fmap = resolve_field_map(task, fields)
+    if key is None:
+        from tunegate.pii.keys import load_pii_key
+
+        key = load_pii_key()
+    if dataset is None:
+        dataset = input_digest(p)[:12]
     first = True
     for line, row in iter_rows(p, max_line_bytes=max_line_bytes):
         if first:
             check_columns(p, task, fmap, row)
             first = False
-        yield row_to_record(row, task, fmap, path=p, line=line)
+        yield row_to_record(row, task, fmap, path=p, line=line, key=key, dataset=dataset)
+
+
+def input_digest(path: str | Path) -> str:
+    """sha256 of an input file, or of the sorted file digests of a ``datasets`` folder."""
+    from tunegate.provenance import digest_json, sha256_file, sha256_tree
+
+    p = Path(path)
+    if not p.exists():
+        raise InputError("does not exist", path=p)
+    return sha256_file(p) if p.is_file() else digest_json(sha256_tree(p))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -579,21 +725,6 @@ def write_records(path: str | Path, records: Iterable[Record]) -> Path:
         for r in records:
             fh.write(r.to_json() + "\n")
     return Path(path)
-
-
-def load_records(path: str | Path) -> list[Record]:
-    """Read a split written by :func:`write_records`."""
-    p = Path(path)
-    if not p.exists():
-        raise InputError("does not exist", path=p, hint="run `tunegate prepare` first")
-    out = []
-    with open(p, encoding="utf-8") as fh:
-        for i, line in enumerate(fh, start=1):
-            try:
-                out.append(Record.model_validate_json(line))
-            except ValueError as exc:
-                raise InputError(f"is not a tunegate record ({type(exc).__name__})", path=p, line=i) from None
-    return out
 
 
 def records_digest(records: Sequence[Record]) -> str:

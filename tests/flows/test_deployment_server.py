@@ -117,6 +117,9 @@ def drift_inputs(tmp_path: Path) -> tuple[Path, Path]:
         for label, text in pool[:60]
     ]
     (wd / "data" / "train.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    from tunegate.data.splits import seal_splits
+
+    seal_splits(wd)
     current = tmp_path / "prompts.jsonl"
     current.write_text("".join(json.dumps({"text": text}) + "\n" for _, text in pool[60:]), encoding="utf-8")
     return wd, current

@@ -39,6 +39,9 @@ def _workdir(tmp_path: Path) -> Path:
         data / "data_report.json",
         {"verdict": "pass", "checks": [], "pii": {"residual": {}, "residual_ok": True}},
     )
+    from tunegate.data.splits import seal_splits
+
+    seal_splits(tmp_path)
     return tmp_path
 
 

@@ -72,6 +72,9 @@ def _workdir(tmp_path: Path) -> Path:
             "pii": {"residual": {}, "residual_ok": True, "regex_only": False},
         },
     )
+    from tunegate.data.splits import seal_splits
+
+    seal_splits(tmp_path)
     return tmp_path
 
 

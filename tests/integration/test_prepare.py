@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,11 +12,14 @@ from pathlib import Path
 import pytest
 
 from tunegate.data.split import verify_holdout
+from tunegate.data.splits import read_split
 from tunegate.demo_data import generate_tickets
-from tunegate.errors import IntegrityError
-from tunegate.ledger import verify_ledger
+from tunegate.errors import InputError, IntegrityError
+from tunegate.ledger import read_entries, verify_ledger
 from tunegate.policy.schema import load_policy
 from tunegate.prepare import prepare_data
+from tunegate.provenance import sha256_file
+from tunegate.records import content_id
 
 pytestmark = pytest.mark.slow
 
@@ -88,6 +92,22 @@ def test_demo_gate_passes_and_writes_everything(prepared: tuple[Path, object]) -
         assert report["pii"]["totals"].get(ent, 0) > 0, ent
     assert verify_holdout(data).counts["total"] == n["holdout"]
     assert verify_ledger(work).ok
+
+
+def test_ids_are_keyed_and_no_file_name_is_recorded(prepared: tuple[Path, object], canary_data: Path) -> None:
+    work, _ = prepared
+    rows = [json.loads(line) for line in canary_data.read_text(encoding="utf-8").splitlines()]
+    unkeyed = {content_id("classification", {"text": r["text"], "label": r["label"]}) for r in rows}
+    for split in ("train", "validation", "holdout"):
+        ids = {r.id for r in read_split(work, split)}
+        assert ids and not ids & unkeyed, split  # an id cannot be recomputed from raw content
+    report = json.loads((work / "data" / "data_report.json").read_text())
+    assert report["sources"] == [
+        {"name": sha256_file(canary_data)[:12], "sha256": sha256_file(canary_data), "rows": len(rows)}
+    ]
+    for path in work.rglob("*"):
+        if path.is_file():
+            assert canary_data.name not in path.read_text(encoding="utf-8", errors="replace"), path
 
 
 def test_no_canary_in_any_output(prepared: tuple[Path, object]) -> None:
@@ -181,3 +201,27 @@ def test_missing_spacy_model_fails_closed(tmp_path: Path) -> None:
     assert r.returncode == 2, r.stdout + r.stderr
     assert "en_core_web_lg" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "w" / "data").exists()
+
+
+def test_frozen_holdout_cannot_be_replaced_silently(tmp_path: Path, canary_data: Path) -> None:
+    """The ledger is the source of truth: removing data/ does not unfreeze the hold-out."""
+    work = tmp_path / "wd"
+    policy = load_policy()
+    reseeded = policy.model_copy(update={"data": policy.data.model_copy(update={"seed": 99})})
+    fields = {"group": "customer_id"}
+    prepare_data(canary_data, "classification", work, policy=policy, fields=fields)
+    frozen = sha256_file(work / "data" / "holdout.manifest.json")
+    shutil.rmtree(work / "data")
+    with pytest.raises(IntegrityError, match="ledger records a frozen hold-out") as err:
+        prepare_data(canary_data, "classification", work, policy=reseeded, fields=fields)
+    assert frozen in str(err.value)
+    assert not (work / "data").exists() and not list(work.glob(".data*"))  # nothing half-written
+    with pytest.raises(InputError, match="--reason"):
+        prepare_data(canary_data, "classification", work, policy=reseeded, fields=fields, refreeze=True)
+    prepare_data(
+        canary_data, "classification", work, policy=reseeded, fields=fields, refreeze=True, reason="new seed"
+    )
+    event = read_entries(work)[-1]
+    assert event["details"]["refreeze"] == {"reason": "new seed", "replaced_manifest": frozen}
+    assert event["outputs"]["data/holdout.manifest.json"] != frozen
+    assert verify_ledger(work).ok

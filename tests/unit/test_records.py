@@ -13,17 +13,27 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tunegate.errors import InputError
+from tunegate.provenance import sha256_file
 from tunegate.records import (
     Record,
     content_id,
     iter_rows,
-    load_records,
     read_records,
     record_hash,
     replace_texts,
     text_fields,
     write_records,
 )
+
+KEY = "records-test-key-0123456789abcdef"
+KEY_BYTES = KEY.encode()
+
+
+@pytest.fixture(autouse=True)
+def _pii_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ids are keyed with the PII key; read_records takes it from the environment."""
+    monkeypatch.setenv("TUNEGATE_PII_KEY", KEY)
+
 
 ROWS = [
     {"text": "my card was declined", "label": "card_declined", "ticket": 1},
@@ -66,7 +76,7 @@ def test_all_formats_give_the_same_ids(tmp_path: Path) -> None:
         ids[p.name] = [r.id for r in recs]
     assert len({tuple(v) for v in ids.values()}) == 1
     assert ids["in.jsonl"][0] == content_id(
-        "classification", {"text": ROWS[0]["text"], "label": "card_declined"}
+        "classification", {"text": ROWS[0]["text"], "label": "card_declined"}, KEY_BYTES
     )
     # Unmapped columns are kept in extra; the source names file and line.
     first = next(read_records(jl, "classification"))
@@ -176,9 +186,12 @@ def test_unknown_extension_and_missing_file(tmp_path: Path) -> None:
 
 
 def test_write_and_load_roundtrip_is_byte_stable(tmp_path: Path) -> None:
+    from tunegate.data.splits import read_split, seal_splits
+
     recs = list(read_records(_jsonl(tmp_path, [json.dumps(r) for r in ROWS]), "classification"))
-    out = write_records(tmp_path / "split.jsonl", recs)
-    again = load_records(out)
+    out = write_records(tmp_path / "wd" / "data" / "train.jsonl", recs)
+    seal_splits(tmp_path / "wd")
+    again = read_split(tmp_path / "wd", "train")
     assert again == recs
     write_records(tmp_path / "split2.jsonl", again)
     assert (tmp_path / "split2.jsonl").read_bytes() == out.read_bytes()
@@ -216,7 +229,7 @@ def test_jsonl_roundtrip_property(
     recs = list(read_records(p, "classification"))
     assert [(r.text, r.label) for r in recs] == rows
     assert [r.id for r in recs] == [
-        content_id("classification", {"text": t, "label": lab}) for t, lab in rows
+        content_id("classification", {"text": t, "label": lab}, KEY_BYTES) for t, lab in rows
     ]
 
 
@@ -235,3 +248,61 @@ def test_million_lines_stream_in_bounded_memory(tmp_path: Path) -> None:
     tracemalloc.stop()
     assert n == 1_000_000
     assert peak < 16 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB while streaming"
+
+
+# -- keyed ids: an id must not re-identify an anonymized record (issue 10, item 6) ----------------
+PEOPLE = [
+    ("Anna Kowalska", "anna.kowalska@example.org"),
+    ("Piotr Nowak", "p.nowak@example.com"),
+    ("Maria Garcia", "mgarcia@example.net"),
+    ("John Smith", "john.smith@example.co.uk"),
+]
+
+
+def _template(name: str, email: str) -> str:
+    return f"Hi, I am {name}, please reset my password and write to {email}"
+
+
+def test_ids_do_not_reidentify_without_the_key(tmp_path: Path) -> None:
+    """The attack: hold the hold-out file and a candidate list of names and e-mails, recompute ids
+    of guessed raw records, and look them up. Without the key no guess matches."""
+    rows = [{"text": _template(n, e), "label": "password"} for n, e in PEOPLE]
+    src = _jsonl(tmp_path, [json.dumps(r) for r in rows])
+    holdout = write_records(tmp_path / "holdout.jsonl", read_records(src, "classification"))
+    published = {json.loads(line)["id"] for line in holdout.read_text().splitlines()}
+
+    def guesses(key: bytes | None) -> set[str]:
+        return {
+            content_id("classification", {"text": _template(n, e), "label": "password"}, key)
+            for n, _ in PEOPLE
+            for _, e in PEOPLE
+        }
+
+    assert not published & guesses(None)  # unkeyed content digests: nothing
+    assert not published & guesses(b"a-guessed-key-0123456789")  # a wrong key: nothing
+    assert published <= guesses(KEY_BYTES)  # the test can fail: with the key, every record matches
+
+
+def test_ids_are_deterministic_per_key_and_differ_across_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = _jsonl(tmp_path, [json.dumps(r) for r in ROWS])
+    a = [r.id for r in read_records(src, "classification")]
+    assert a == [r.id for r in read_records(src, "classification")]
+    monkeypatch.setenv("TUNEGATE_PII_KEY", "another-key-0123456789abcdef")
+    b = [r.id for r in read_records(src, "classification")]
+    assert not set(a) & set(b)
+    monkeypatch.delenv("TUNEGATE_PII_KEY")
+    from tunegate.errors import DependencyError
+
+    with pytest.raises(DependencyError, match="TUNEGATE_PII_KEY"):  # no key: no ids at all
+        next(read_records(src, "classification"))
+
+
+def test_source_names_the_dataset_not_the_file(tmp_path: Path) -> None:
+    src = _jsonl(tmp_path, [json.dumps(r) for r in ROWS], name="jan.kowalski@example.org.jsonl")
+    rec = next(read_records(src, "classification"))
+    assert rec.source is not None and "kowalski" not in rec.to_json()
+    assert rec.source.dataset == sha256_file(src)[:12]
+    named = next(read_records(src, "classification", dataset="tickets-2026"))
+    assert named.source is not None and named.source.dataset == "tickets-2026"

@@ -46,7 +46,8 @@ def _serial_map(fn: Any, args: list[tuple[str, list[str]]]) -> list[Any]:
 @pytest.fixture(scope="module")
 def tickets(tmp_path_factory: pytest.TempPathFactory) -> list[Record]:
     path = write_demo_tickets(tmp_path_factory.mktemp("demo") / "t.jsonl", n=40, seed=3)
-    return list(read_records(path, "classification", fields={"group": "customer_id"}))
+    key = b"scale-test-id-key-0123456789"  # ids are keyed; the module fixture runs before pii_key
+    return list(read_records(path, "classification", fields={"group": "customer_id"}, key=key))
 
 
 @pytest.mark.slow

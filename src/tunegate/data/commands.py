@@ -37,7 +37,20 @@ def register(app: typer.Typer) -> None:
         ),
         field: list[str] | None = typer.Option(None, "--field", help="Map a field to a column: NAME=COLUMN."),
         max_line_bytes: int = typer.Option(1 << 20, "--max-line-bytes", help="Largest line/row accepted."),
-        refreeze: bool = typer.Option(False, "--refreeze", help="Replace an existing frozen hold-out."),
+        refreeze: bool = typer.Option(
+            False,
+            "--refreeze",
+            help="Freeze a hold-out other than the one the ledger records (needs --reason; ledgered).",
+        ),
+        reason: str | None = typer.Option(
+            None, "--reason", help="Why the frozen hold-out is replaced (with --refreeze; ledgered)."
+        ),
+        name: str | None = typer.Option(
+            None,
+            "--name",
+            help="The dataset's name in records, reports and the ledger (default: a prefix of the "
+            "input's sha256; the file name is never recorded).",
+        ),
         policy_change_reason: str | None = typer.Option(
             None, "--policy-change-reason", help="Needed when --policy differs from the pinned policy."
         ),
@@ -55,7 +68,11 @@ def register(app: typer.Typer) -> None:
             fields=parse_field_overrides(field),
             max_line_bytes=max_line_bytes,
             refreeze=refreeze,
+            reason=reason,
+            name=name,
         )
+        for action in result.recovered:
+            console.print(f"[yellow]recovered an interrupted prepare:[/] {action}")
         table = Table(title=f"data gate: {'PASS' if result.passed else 'FAIL'}")
         for col in ("check", "result", "message"):
             table.add_column(col)

@@ -335,11 +335,16 @@ def write_holdout_manifest(
 def freeze_holdout(
     data_dir: Path, split: SplitResult, *, policy: DataPolicy, policy_digest: str
 ) -> HoldoutManifest:
-    """Write ``train/validation/holdout.jsonl`` into ``data_dir`` and freeze the hold-out manifest."""
+    """Write ``train/validation/holdout.jsonl`` into ``data_dir`` and freeze the hold-out manifest.
+
+    When ``data_dir`` is a workdir's ``data`` folder, the files are recorded in the workdir's
+    ledger (:func:`tunegate.data.splits.seal_splits`, verdict ``not_checked``) so that
+    :func:`tunegate.data.splits.read_split` accepts them.
+    """
     data_dir = Path(data_dir)
     for name in SPLIT_NAMES:
         write_records(data_dir / f"{name}.jsonl", getattr(split, name))
-    return write_holdout_manifest(
+    manifest = write_holdout_manifest(
         data_dir,
         split.holdout,
         policy_digest=policy_digest,
@@ -348,6 +353,11 @@ def freeze_holdout(
         holdout_file=Path(HOLDOUT_NAME),
         fractions={"holdout": policy.holdout_fraction, "validation": policy.validation_fraction},
     )
+    if data_dir.name == "data":  # a workdir's data folder: the freeze is recorded in its ledger
+        from tunegate.data.splits import seal_splits
+
+        seal_splits(data_dir.parent, reason="frozen by freeze_holdout without the data gate")
+    return manifest
 
 
 def load_holdout_manifest(data_dir: Path) -> HoldoutManifest:
@@ -420,13 +430,25 @@ def verify_holdout(data_dir: Path) -> HoldoutManifest:
 
 
 # -- training guard --------------------------------------------------------------------------
-def assert_not_in_holdout(records: Iterable[Record], manifest: HoldoutManifest) -> None:
-    """Raise LeakageError when any record is a frozen hold-out record (by id or by hash)."""
+def assert_not_in_holdout(
+    records: Iterable[Record], manifest: HoldoutManifest, *, holdout: Sequence[Record] | None = None
+) -> None:
+    """Raise LeakageError when any record is a frozen hold-out record (by id or by hash), or, given
+    the verified ``holdout`` records, has the same normalized text as one (case, whitespace and
+    punctuation folded as in :func:`tunegate.data.duplicates.match_text`): a hold-out record
+    copied with a trailing space and a new id is still the hold-out record."""
     ids, hashes = manifest.ids, manifest.hashes
-    leaked = sorted({r.id for r in records if r.id in ids or record_hash(r) in hashes})
+    hold_texts = {t for t in (match_text(r) for r in holdout or ()) if t}
+    leaked = sorted(
+        {
+            r.id
+            for r in records
+            if r.id in ids or record_hash(r) in hashes or (hold_texts and match_text(r) in hold_texts)
+        }
+    )
     if leaked:
         raise LeakageError(
-            f"{len(leaked)} record(s) about to be used for training are in the frozen hold-out: "
-            f"{short_ids(leaked, 10)}",
+            f"{len(leaked)} record(s) about to be used for training are in the frozen hold-out "
+            f"(same id, same bytes or same normalized text): {short_ids(leaked, 10)}",
             hint="train only on data/train.jsonl and data/validation.jsonl",
         )

@@ -84,9 +84,7 @@ class PromptSample:
 
 def read_reference(workdir: str | Path, policy: DriftPolicy) -> PromptSample:
     """The training prompts of a prepared workdir (``WORKDIR/data/train.jsonl``, one Record per line)."""
-    from pydantic import ValidationError
-
-    from tunegate.records import Record
+    from tunegate.data.splits import load_split
 
     path = Path(workdir) / TRAIN_REL
     if not path.is_file():
@@ -95,28 +93,15 @@ def read_reference(workdir: str | Path, policy: DriftPolicy) -> PromptSample:
             path=path,
             hint="pass the workdir that `tunegate prepare` wrote (it holds data/train.jsonl)",
         )
+    split = load_split(workdir, "train")  # verified against the data gate's record first
     sampler = _BottomK(policy.max_samples, policy.seed)
     labels: Counter[str] = Counter()
-    rows = line_no = 0
-    with open(path, encoding="utf-8", errors="strict") as fh:
-        try:
-            for line_no, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = Record.model_validate_json(line)
-                except ValidationError as exc:
-                    err = exc.errors()[0]
-                    loc = ".".join(str(p) for p in err["loc"]) or None
-                    raise InputError(
-                        f"not a tunegate record ({err['type']})", path=path, line=line_no, field=loc
-                    ) from None
-                rows += 1
-                sampler.add(line_no, record.prompt_text())
-                if record.label:
-                    labels[record.label] += 1
-        except UnicodeDecodeError:
-            raise InputError("is not valid UTF-8", path=path, line=line_no + 1) from None
+    rows = 0
+    for line_no, record in enumerate(split.records, start=1):
+        rows += 1
+        sampler.add(line_no, record.prompt_text())
+        if record.label:
+            labels[record.label] += 1
     if rows < policy.min_samples:
         raise InputError(
             f"the training split has {rows} records; drift statistics need at least {policy.min_samples}",
@@ -124,7 +109,7 @@ def read_reference(workdir: str | Path, policy: DriftPolicy) -> PromptSample:
         )
     return PromptSample(
         name=path.name,
-        sha256=sha256_file(path),
+        sha256=split.sha256,
         rows=rows,
         texts=sampler.texts(),
         label_counts=dict(labels),

@@ -146,18 +146,11 @@ def _run_dir(workdir: Path, run_id: str | None) -> Path:
 
 
 def _read_holdout(path: Path) -> list[Record]:
-    from tunegate.errors import InputError
+    """A workdir's split (``WORKDIR/data/<split>.jsonl``), verified against the data gate's record
+    before it is parsed (:func:`tunegate.data.splits.read_split`)."""
+    from tunegate.data.splits import read_split, split_of_path
 
-    out = []
-    with open(path, encoding="utf-8") as fh:
-        for i, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                out.append(Record.model_validate_json(line))
-            except Exception:
-                raise InputError("not a valid tunegate record", path=path, line=i) from None
-    return out
+    return read_split(*split_of_path(path))
 
 
 def _data_gate(workdir: Path) -> DataGateEvidence | None:

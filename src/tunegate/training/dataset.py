@@ -61,26 +61,15 @@ class SplitData:
 
 # -- reading and the hold-out guard -----------------------------------------------------------------
 def read_split(path: Path) -> SplitData:
-    if not path.is_file():
-        raise InputError("split not found", path=path, hint="run `tunegate prepare` on this workdir first")
-    records: list[Record] = []
-    with open(path, encoding="utf-8") as fh:
-        for i, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append(Record.model_validate_json(line))
-            except ValueError as exc:
-                field = None
-                errors = getattr(exc, "errors", None)
-                if callable(errors):
-                    errs = errors()
-                    if errs:
-                        field = ".".join(str(p) for p in errs[0].get("loc", ())) or None
-                raise InputError("not a valid tunegate record", path=path, line=i, field=field) from None
-    if not records:
+    """A workdir's split (``WORKDIR/data/<split>.jsonl``), verified against the data gate's record
+    before a byte is parsed (:func:`tunegate.data.splits.load_split`)."""
+    from tunegate.data.splits import load_split, split_of_path
+
+    workdir, split = split_of_path(path)
+    verified = load_split(workdir, split)
+    if not verified.records:
         raise InputError("the split is empty", path=path)
-    return SplitData(records=records, digest=sha256_file(path), path=path)
+    return SplitData(records=verified.records, digest=verified.sha256, path=path)
 
 
 def guard_holdout(data_dir: Path, splits: Sequence[SplitData]) -> str:
@@ -91,10 +80,12 @@ def guard_holdout(data_dir: Path, splits: Sequence[SplitData]) -> str:
     Returns the sha256 of the manifest file.
     """
     from tunegate.data.split import assert_not_in_holdout, verify_holdout
+    from tunegate.data.splits import read_split as read_verified_split
 
     manifest = verify_holdout(data_dir)
+    holdout = read_verified_split(data_dir.parent, "holdout")
     for split in splits:
-        assert_not_in_holdout(split.records, manifest)
+        assert_not_in_holdout(split.records, manifest, holdout=holdout)
     return sha256_file(data_dir / "holdout.manifest.json")
 
 

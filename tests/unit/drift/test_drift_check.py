@@ -14,6 +14,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from tunegate.data.splits import seal_splits
 from tunegate.drift.commands import check_drift, register
 from tunegate.drift.config import DriftPolicy
 from tunegate.drift.detect import PromptEncoder
@@ -78,6 +79,7 @@ def make_workdir(root: Path) -> Path:
                 Record(id=content_id("classification", fields), task="classification", **fields).to_json()
             )
             fh.write("\n")
+    seal_splits(wd)  # assembled by hand: record the split in the ledger
     return wd
 
 
@@ -225,7 +227,8 @@ def test_bad_input_fails_before_the_encoder_loads(tmp_path: Path) -> None:
         check_drift(wd, cur, policy=POLICY, encoder=never)
     with pytest.raises(InputError):
         check_drift(tmp_path / "no-workdir", cur, policy=POLICY, encoder=never)
-    assert not (wd / "drift").exists() and not (wd / "audit").exists()
+    assert not (wd / "drift").exists()
+    assert [e["stage"] for e in read_entries(wd)] == ["prepare"]  # only the seal: no drift event
 
 
 def test_wired_cli_exit_code(tmp_path: Path, encoder: PromptEncoder) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tunegate.data.splits import seal_splits
 from tunegate.drift.commands import check_drift
 from tunegate.drift.config import DriftPolicy
 from tunegate.drift.detect import PromptEncoder
@@ -44,6 +45,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory, banking_halves: tuple) -> 
                 Record(id=content_id("classification", fields), task="classification", **fields).to_json()
             )
             fh.write("\n")
+    seal_splits(wd)  # assembled by hand: record the split in the ledger
     return wd
 
 

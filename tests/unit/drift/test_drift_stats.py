@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from tunegate.data.splits import seal_splits
 from tunegate.drift.config import DRIFT_CHECKS, DriftPolicy
 from tunegate.drift.detect import (
     _BottomK,
@@ -22,7 +23,7 @@ from tunegate.drift.detect import (
     read_current,
     read_reference,
 )
-from tunegate.errors import InputError
+from tunegate.errors import InputError, IntegrityError
 from tunegate.records import Record, content_id
 
 
@@ -151,6 +152,7 @@ def _write_train(wd: Path, rows: list[tuple[str, str | None]]) -> None:
                 Record(id=content_id("classification", fields), task="classification", **fields).to_json()
             )
             fh.write("\n")
+    seal_splits(wd)  # a workdir assembled by hand: record its split in the ledger
 
 
 def _jsonl(path: Path, rows: list[dict]) -> Path:
@@ -166,6 +168,9 @@ def test_read_reference(tmp_path: Path) -> None:
         read_reference(tmp_path / "nowhere", DriftPolicy())
     with open(tmp_path / "data" / "train.jsonl", "a", encoding="utf-8") as fh:
         fh.write('{"id": "x", "task": "classification", "text": 3}\n')
+    with pytest.raises(IntegrityError, match="differs from"):  # changed after the gate's record
+        read_reference(tmp_path, DriftPolicy())
+    seal_splits(tmp_path)
     with pytest.raises(InputError) as exc:
         read_reference(tmp_path, DriftPolicy())
     assert exc.value.line == 31 and exc.value.field == "text"
