@@ -11,6 +11,7 @@
       pipeline/  state.json (digest-keyed stage records of a gate-run)
       drift/     drift reports
       logs/      library output (transformers, Prefect, ...) kept off the console
+      cache/     per-example model outputs, lm-eval items, diagnostics (keyed by content digests)
 
 Every other module asks this one for a path; none joins ``"runs"`` or ``"data"`` itself. Names
 that come from a user (a run id, a registry name) are names: :func:`check_name` refuses path
@@ -103,6 +104,12 @@ def policy_dir(workdir: str | Path) -> Path:
 
 def logs_dir(workdir: str | Path) -> Path:
     return Path(workdir) / "logs"
+
+
+def cache_dir(workdir: str | Path, kind: str) -> Path:
+    """Derived, re-computable results keyed by content digests (``predictions``, ``regression``,
+    ``intruder``, ``lm_eval``): deleting the folder only costs time."""
+    return Path(workdir) / "cache" / check_name(kind, "cache kind")
 
 
 # -- runs -----------------------------------------------------------------------------------------

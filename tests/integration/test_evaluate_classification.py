@@ -46,7 +46,9 @@ def _workdir(tmp_path: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_classification_run(stories260k: Path, tmp_path: Path, quick_lora_config: Any) -> None:
+def test_classification_run(
+    stories260k: Path, tmp_path: Path, quick_lora_config: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from tunegate.evaluation.run import decide_run, evaluate_run
     from tunegate.policy.schema import policy_from_mapping
     from tunegate.training.train import train_run
@@ -70,14 +72,54 @@ def test_classification_run(stories260k: Path, tmp_path: Path, quick_lora_config
     acc = ev.metrics["accuracy"]
     assert acc.tuned == pytest.approx(tuned_cm["counts"][0][0] / 16 + tuned_cm["counts"][1][1] / 16)
     assert ev.mcnemar.b + ev.mcnemar.c <= 16
+    # every baseline, base model first; the TF-IDF + logistic regression one is trained on train.jsonl
+    assert ev.baselines is not None
+    names = [b.name for b in ev.baselines]
+    assert names == ["base_model", "tfidf_logreg"]
+    tfidf = ev.baselines[1]
+    assert not tfidf.skipped and set(tfidf.per_class) == {"happy", "sad"}
+    assert tfidf.metrics["macro_f1"].tuned == ev.metrics["macro_f1"].tuned  # same tuned outputs
+    assert ev.provenance["device"] == "cpu"
     decision = decide_run(wd, policy=policy)
     by = {c.name: c for c in decision.checks}
     assert by["max_regression_drop"].passed and "no regression tasks" in by["max_regression_drop"].message
     assert by["max_invalid_output_rate"].passed
-    lcb = ev.metrics["macro_f1"].ci_low
-    # A few CPU steps may or may not beat the baseline on 16 items; the gate must follow the
-    # interval either way (strictly above 0), and say why when it fails.
-    assert by["min_improvement_lcb"].passed == (lcb > 0.0)
-    assert decision.verdict == ("pass" if lcb > 0.0 else "fail")
-    if decision.verdict == "fail":
-        assert decision.reasons == [f"min_improvement_lcb: {by['min_improvement_lcb'].message}"]
+    imp = by["min_improvement_lcb"]
+    strongest = max(ev.baselines, key=lambda b: (b.metrics["macro_f1"].baseline, -names.index(b.name)))
+    assert imp.figures["compared_with"] == strongest.name
+    lcb = strongest.metrics["macro_f1"].ci_low
+    # A few CPU steps may or may not beat the strongest baseline on 16 items; the gate must follow
+    # the interval either way (strictly above 0), and say why when it fails.
+    assert imp.passed == (lcb > 0.0)
+    per_class_ok = by["min_per_class_f1"].passed and by["max_per_class_drop"].passed
+    assert decision.verdict == ("pass" if lcb > 0.0 and per_class_ok else "fail")
+    for c in decision.checks:
+        if c.blocking:
+            assert c.name in {"min_improvement_lcb", "min_per_class_f1", "max_per_class_drop"}, c
+
+    # A policy change that moves thresholds and statistics only: re-evaluating loads no model
+    # (every per-example output comes from the cache) and re-deciding follows the new thresholds.
+    import tunegate.training.model_io as model_io
+
+    def no_model(*a: Any, **k: Any) -> Any:
+        raise AssertionError("a model was loaded although every output is cached")
+
+    monkeypatch.setattr(model_io, "load_base_model", no_model)
+    monkeypatch.setattr(model_io, "load_run_model", no_model)
+    moved = policy_from_mapping(
+        {
+            "evaluation": {
+                "regression_tasks": [],
+                "bootstrap_samples": 200,
+                "confidence": 0.9,
+                "intruder_top_k": 4,
+            },
+            "checks": {"min_improvement_lcb": -1.0, "min_per_class_f1": None, "max_per_class_drop": None},
+        }
+    )
+    ev2 = evaluate_run(wd, policy=moved)
+    assert ev2.provenance["cached_outputs"] == {"base_model": True, "tfidf_logreg": True, "tuned": True}
+    assert ev2.metrics["macro_f1"].tuned == ev.metrics["macro_f1"].tuned
+    assert ev2.metrics["macro_f1"].confidence == 0.9
+    d2 = decide_run(wd, policy=moved)
+    assert {c.name: c.passed for c in d2.checks}["min_improvement_lcb"]

@@ -17,6 +17,40 @@ from pydantic import BaseModel, ConfigDict, Field
 #: Fields that do not change any score (speed or location only); left out of the config digest.
 OPERATIONAL_FIELDS = frozenset({"batch_size", "bertscore_batch_size", "regression_batch_size", "shared_dir"})
 
+#: Fields that change a model's per-example hold-out outputs or scores. Only these key the
+#: per-example cache (``WORKDIR/cache/predictions``): a change of the statistics (resamples,
+#: confidence), of the diagnostics or of any gate threshold re-uses the cached outputs, so it
+#: re-decides in seconds without loading a model.
+PREDICTION_FIELDS = frozenset(
+    {
+        "classification_mode",
+        "prompt_style",
+        "classification_template",
+        "instruction_template",
+        "instruction_template_no_input",
+        "max_new_tokens",
+        "max_input_tokens",
+        "stop_on_bos",
+        "generation_metrics",
+        "bertscore_model",
+        "bertscore_num_layers",
+        "bertscore_rescale",
+        "bertscore_baseline_path",
+    }
+)
+
+#: Fields that change the lm-eval per-item results (they key the regression cache).
+REGRESSION_FIELDS = frozenset(
+    {
+        "regression_tasks",
+        "regression_limit",
+        "regression_num_fewshot",
+        "regression_overlong",
+        "task_dir",
+        "seed",
+    }
+)
+
 DEFAULT_CLASSIFICATION_TEMPLATE = "Text: {text}\nLabel:"
 DEFAULT_INSTRUCTION_TEMPLATE = "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
 DEFAULT_INSTRUCTION_TEMPLATE_NO_INPUT = "### Instruction:\n{instruction}\n\n### Response:\n"
@@ -65,6 +99,14 @@ class EvaluationPolicy(BaseModel):
     bertscore_baseline_path: str | None = Field(None, description="Baseline .tsv when rescaling.")
     bertscore_batch_size: int = Field(64, ge=1)
 
+    # -- baselines -------------------------------------------------------------------------------
+    classification_baselines: list[Literal["tfidf_logreg"]] = Field(
+        ["tfidf_logreg"],
+        description="Extra baselines trained on the same train split for classification runs "
+        "(scikit-learn TF-IDF word+char n-grams + logistic regression, seconds on CPU). The gate's "
+        "improvement check compares with the strongest baseline; [] = the base model only.",
+    )
+
     # -- statistics ----------------------------------------------------------------------------
     bootstrap_samples: int = Field(2000, ge=100, le=200_000, description="Paired bootstrap resamples.")
     confidence: float = Field(0.95, gt=0.5, lt=1.0, description="Two-sided interval level.")
@@ -80,6 +122,13 @@ class EvaluationPolicy(BaseModel):
         None, ge=1, description="Items per task; anything but null is flagged in the evidence and report."
     )
     regression_num_fewshot: int | None = Field(None, ge=0)
+    regression_overlong: Literal["skip", "truncate_context"] = Field(
+        "skip",
+        description="Items longer than the model's context window: 'skip' leaves the item out for "
+        "base and tuned; 'truncate_context' keeps it with its context left-truncated (lm-eval's own "
+        "rule). An item whose answer alone exceeds the window is skipped under either rule. Both are "
+        "counted in the evidence and the gate's regression_limit_disclosed check treats them like a limit.",
+    )
     regression_batch_size: int = Field(16, ge=1)
     task_dir: str | None = Field(None, description="Task YAML folder; null = gates/lm_eval_tasks.")
     shared_dir: str | None = Field(
@@ -97,6 +146,14 @@ class EvaluationPolicy(BaseModel):
 
     # -- human evaluation ----------------------------------------------------------------------
     human_sample_size: int = Field(60, ge=50, le=100, description="Items exported for human review.")
+
+    def prediction_digest_payload(self) -> dict[str, Any]:
+        """The fields that change per-example hold-out outputs (the per-example cache key)."""
+        return {k: v for k, v in self.model_dump(mode="json").items() if k in PREDICTION_FIELDS}
+
+    def regression_digest_payload(self) -> dict[str, Any]:
+        """The fields that change lm-eval per-item results (the regression cache key)."""
+        return {k: v for k, v in self.model_dump(mode="json").items() if k in REGRESSION_FIELDS}
 
     def score_digest_payload(self) -> dict[str, Any]:
         """The fields that change scores (used in the baseline cache key)."""

@@ -56,6 +56,35 @@ class MetricComparison(_Frozen):
     n: int
 
 
+class ClassDelta(_Frozen):
+    """One class's F1 on a baseline and the tuned model, with the paired-bootstrap interval of the delta."""
+
+    support: int
+    baseline_f1: float
+    tuned_f1: float
+    delta: float
+    ci_low: float
+    ci_high: float
+
+
+class BaselineEvidence(_Frozen):
+    """The tuned model compared with one baseline on the same hold-out items.
+
+    ``name`` is ``base_model`` (the untouched base; for an encoder its head is untrained),
+    ``tfidf_logreg`` (scikit-learn TF-IDF + logistic regression trained on the same train split)
+    or ``production`` (the model currently promoted under this name in the registry). A baseline
+    that could not be scored has ``skipped`` and a reason, and no figures.
+    """
+
+    name: str
+    description: str = ""
+    skipped: bool = False
+    reason: str | None = None
+    source: dict[str, str] = Field({}, description="Digests / ids that identify this baseline.")
+    metrics: dict[str, MetricComparison] = {}
+    per_class: dict[str, ClassDelta] = Field({}, description="Label -> F1 delta (classification only).")
+
+
 class McNemarEvidence(_Frozen):
     b: int
     c: int
@@ -82,6 +111,12 @@ class RegressionTaskEvidence(_Frozen):
     n: int = 0
     n_available: int | None = None
     limit: int | None = None
+    n_overlong: int = Field(0, description="Items over the model's context, handled by `overlong_rule`.")
+    overlong_rule: str | None = Field(
+        None, description="skip or truncate_context (evaluation.regression_overlong)."
+    )
+    overlong_doc_ids: list[int] = Field([], description="doc_ids of the over-long items (first 50).")
+    context_length: int | None = None
     task_hash: str | None = None
     data_sha256: dict[str, str] = {}
 
@@ -125,6 +160,9 @@ class Evidence(_Frozen):
     metrics: dict[str, MetricComparison] = {}
     mcnemar: McNemarEvidence | None = None
     classification: dict[str, Any] | None = Field(None, description="Per-class P/R/F1 and confusion.")
+    baselines: list[BaselineEvidence] | None = Field(
+        None, description="Every baseline the tuned model was compared with (base model first)."
+    )
     regression: list[RegressionTaskEvidence] | None = None
     intruder: IntruderEvidence | None = None
     human: HumanEvidence | None = None

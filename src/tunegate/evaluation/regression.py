@@ -6,6 +6,19 @@ the loaded ``PeftModel``; a full fine-tune as is) with ``lm_eval.simple_evaluate
 paired-bootstrap interval, like the hold-out metrics. Every task records its lm-eval version, a
 hash of the config actually run and of the items' ``doc_hash`` values, the item counts, and the
 ``limit`` if one was used (the gate's ``regression_limit_disclosed`` check flags it).
+
+Items longer than the model's context window are handled by an explicit rule
+(``evaluation.regression_overlong``) instead of lm-eval's bare ``AssertionError`` (an answer
+longer than the window) or its silent left-truncation (a context that does not fit):
+
+* ``skip`` (default): every request of such an item is left unscored and the item is dropped
+  from the per-item results of both models;
+* ``truncate_context``: an item whose context does not fit is kept with its context
+  left-truncated (lm-eval's own rule); an item whose *answer* alone exceeds the window cannot be
+  scored and is skipped.
+
+Either way the items are counted, their ``doc_id``s recorded, and the gate's
+``regression_limit_disclosed`` check treats them like a ``limit`` (a partial benchmark).
 """
 
 from __future__ import annotations
@@ -53,6 +66,9 @@ class TaskRun:
     limit: int | None
     task_hash: str
     higher_is_better: bool = True
+    overlong_skipped: list[int] = field(default_factory=list)
+    overlong_truncated: list[int] = field(default_factory=list)
+    context_length: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -152,11 +168,53 @@ def resolve_tasks(policy: EvaluationPolicy, cache_dir: Path) -> list[TaskSpec]:
     return specs
 
 
-def _lm_for(model: Any, tokenizer: Any, batch_size: int) -> Any:
+def _lm_for(model: Any, tokenizer: Any, batch_size: int, overlong_rule: str = "skip") -> Any:
+    """lm-eval's HF model over an already loaded model, with the over-long rule applied."""
     from lm_eval.models.huggingface import HFLM
 
+    class WindowedHFLM(HFLM):  # type: ignore[misc]
+        """HFLM that applies ``overlong_rule`` before lm-eval sees an item that does not fit."""
+
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            #: task -> doc_id -> "skipped" | "truncated"
+            self.overlong: dict[str, dict[int, str]] = {}
+
+        def _pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+            if context == "":  # lm-eval's rule for an empty context
+                cont = self.tok_encode(continuation, add_special_tokens=False)
+                if self.prefix_token_id != cont[0]:
+                    return [self.prefix_token_id], cont
+                return cont[:1], cont[1:]
+            return self._encode_pair(context, continuation)  # type: ignore[no-any-return]
+
+        def loglikelihood(self, requests: list[Any], disable_tqdm: bool = False) -> list[tuple[float, bool]]:
+            window = int(self.max_length)
+            status: dict[tuple[str, int], str] = {}
+            for req in requests:
+                ctx, cont = self._pair(*req.args)
+                key = (str(req.task_name), int(req.doc_id))
+                if len(cont) > window:
+                    status[key] = "skipped"  # the answer alone does not fit: cannot be scored
+                elif len(ctx) + len(cont) > window + 1 and status.get(key) != "skipped":
+                    status[key] = "skipped" if overlong_rule == "skip" else "truncated"
+            for (task, doc), how in status.items():
+                self.overlong.setdefault(task, {})[doc] = how
+            keep = [
+                i
+                for i, r in enumerate(requests)
+                if status.get((str(r.task_name), int(r.doc_id))) != "skipped"
+            ]
+            # a skipped item's requests are never run; its placeholder result is dropped later
+            out: list[tuple[float, bool]] = [(0.0, False)] * len(requests)
+            if keep:
+                done = super().loglikelihood([requests[i] for i in keep], disable_tqdm=disable_tqdm)
+                for i, res in zip(keep, done, strict=True):
+                    out[i] = res
+            return out
+
     device = str(next(model.parameters()).device)
-    return HFLM(pretrained=model, tokenizer=tokenizer, device=device, batch_size=batch_size)
+    return WindowedHFLM(pretrained=model, tokenizer=tokenizer, device=device, batch_size=batch_size)
 
 
 def run_tasks(
@@ -173,7 +231,7 @@ def run_tasks(
             out[s.name] = s.skip_reason
     if not runnable:
         return out
-    lm = _lm_for(model, tokenizer, policy.regression_batch_size)
+    lm = _lm_for(model, tokenizer, policy.regression_batch_size, policy.regression_overlong)
     tm = TaskManager(include_defaults=any(s.config is None for s in runnable))
     for spec in runnable:
         task_arg: Any = spec.config if spec.config is not None else spec.name
@@ -197,16 +255,25 @@ def run_tasks(
         if res is None or spec.name not in res.get("samples", {}):
             out[spec.name] = "lm-eval returned no samples"
             continue
-        out[spec.name] = _task_run(spec, res, policy)
+        overlong = lm.overlong.pop(spec.name, {})
+        out[spec.name] = _task_run(spec, res, policy, overlong, int(lm.max_length))
     return out
 
 
-def _task_run(spec: TaskSpec, res: dict[str, Any], policy: EvaluationPolicy) -> TaskRun:
+def _task_run(
+    spec: TaskSpec,
+    res: dict[str, Any],
+    policy: EvaluationPolicy,
+    overlong: dict[int, str] | None = None,
+    context_length: int | None = None,
+) -> TaskRun:
     samples = res["samples"][spec.name]
     rows = [s for s in samples if s.get("filter", "none") == spec.filter] or samples
     if spec.metric not in rows[0]:
         raise StageError(f"lm-eval task {spec.name} has no per-item metric {spec.metric!r}")
-    items = {int(s["doc_id"]): float(s[spec.metric]) for s in rows}
+    overlong = overlong or {}
+    skipped = sorted(d for d, how in overlong.items() if how == "skipped")
+    items = {int(s["doc_id"]): float(s[spec.metric]) for s in rows if int(s["doc_id"]) not in set(skipped)}
     doc_hashes = sorted(str(s.get("doc_hash", "")) for s in rows)
     n_info = res.get("n-samples", {}).get(spec.name, {})
     hib = res.get("higher_is_better", {}).get(spec.name, {}).get(spec.metric, True)
@@ -221,6 +288,9 @@ def _task_run(spec: TaskSpec, res: dict[str, Any], policy: EvaluationPolicy) -> 
         limit=policy.regression_limit,
         task_hash=task_hash,
         higher_is_better=bool(hib),
+        overlong_skipped=skipped,
+        overlong_truncated=sorted(d for d, how in overlong.items() if how == "truncated"),
+        context_length=context_length,
     )
 
 
@@ -256,6 +326,12 @@ def compare_tasks(
             )
             continue
         ids = sorted(set(b.items) & set(t.items))
+        over = sorted(
+            set(b.overlong_skipped)
+            | set(t.overlong_skipped)
+            | set(b.overlong_truncated)
+            | set(t.overlong_truncated)
+        )
         bs = np.array([b.items[i] for i in ids])
         ts = np.array([t.items[i] for i in ids])
         iv = paired_mean_bootstrap(
@@ -276,6 +352,10 @@ def compare_tasks(
                 n=len(ids),
                 n_available=t.n_available,
                 limit=t.limit,
+                n_overlong=len(over),
+                overlong_rule=policy.regression_overlong if over else None,
+                overlong_doc_ids=over[:50],
+                context_length=t.context_length,
                 task_hash=t.task_hash,
                 data_sha256=spec.data_sha256,
             )

@@ -17,14 +17,15 @@ import numpy as np
 
 from tunegate.errors import ConfigError, StageError
 from tunegate.evaluation.config import EvaluationPolicy
-from tunegate.evaluation.evidence import McNemarEvidence, MetricComparison
+from tunegate.evaluation.evidence import BaselineEvidence, ClassDelta, McNemarEvidence, MetricComparison
 from tunegate.evaluation.metrics import (
     classification_report,
     confusion_batch,
     confusion_matrix,
     get_metric,
+    per_class,
 )
-from tunegate.evaluation.stats import mcnemar, paired_bootstrap, paired_mean_bootstrap
+from tunegate.evaluation.stats import mcnemar, paired_bootstrap_columns, paired_mean_bootstrap
 from tunegate.records import Record
 
 
@@ -151,6 +152,7 @@ class Comparison:
     classification: dict[str, Any] | None = None
     confusion_tuned: np.ndarray | None = None
     confusion_baseline: np.ndarray | None = None
+    per_class: dict[str, ClassDelta] = field(default_factory=dict)
 
 
 def compare_classification(
@@ -160,7 +162,10 @@ def compare_classification(
     labels: Sequence[str],
     policy: EvaluationPolicy,
 ) -> Comparison:
-    """Every classification metric on both models, with paired-bootstrap intervals of the delta."""
+    """Every classification metric and every label's F1 on both models, with paired-bootstrap
+    intervals of the delta. One resampling pass: each resample's two confusion matrices are built
+    once and every metric and per-class F1 is read from them (same indices, same seed as
+    :func:`paired_bootstrap`, so each interval equals the one-metric-at-a-time interval)."""
     if baseline.pred is None or tuned.pred is None:
         raise StageError("classification comparison needs label predictions for both models")
     yt = np.asarray(y_true, dtype=np.int64)
@@ -168,41 +173,71 @@ def compare_classification(
     tp = np.asarray(tuned.pred, dtype=np.int64)
     n_labels = len(labels)
     names = list(dict.fromkeys([*policy.classification_metrics, "accuracy", "invalid_output_rate"]))
-    out: dict[str, MetricComparison] = {}
-    for name in names:
-        m = get_metric(name)
+    metrics = [get_metric(name) for name in names]
+    for m in metrics:
         if m.kind != "classification" or m.from_confusion is None:
-            raise ConfigError(f"metric {name!r} is a {m.kind} metric; it cannot score label predictions")
-        fn = m.from_confusion
+            raise ConfigError(f"metric {m.name!r} is a {m.kind} metric; it cannot score label predictions")
 
-        def stat(idx: np.ndarray, fn: Any = fn) -> np.ndarray:
-            cb = confusion_batch(yt, bp, n_labels, idx)
-            ct = confusion_batch(yt, tp, n_labels, idx)
-            return np.asarray(fn(ct) - fn(cb), dtype=np.float64)
+    def stat(idx: np.ndarray) -> np.ndarray:
+        cb = confusion_batch(yt, bp, n_labels, idx)
+        ct = confusion_batch(yt, tp, n_labels, idx)
+        cols = [np.asarray(m.from_confusion(ct) - m.from_confusion(cb)) for m in metrics]  # type: ignore[misc]
+        f1 = per_class(ct)["f1"] - per_class(cb)["f1"]
+        return np.column_stack([*cols, f1])
 
-        iv = paired_bootstrap(
-            stat,
-            len(yt),
-            resamples=policy.bootstrap_samples,
-            confidence=policy.confidence,
-            seed=policy.seed,
-        )
-        out[name] = MetricComparison(
-            name=name,
+    cells = n_labels * (n_labels + 1)
+    intervals = paired_bootstrap_columns(
+        stat,
+        len(yt),
+        resamples=policy.bootstrap_samples,
+        confidence=policy.confidence,
+        seed=policy.seed,
+        chunk=max(1, min(2_000_000 // max(len(yt), 1), 4_000_000 // cells)),
+    )
+    cm_b = confusion_matrix(yt, bp, n_labels)
+    cm_t = confusion_matrix(yt, tp, n_labels)
+    out: dict[str, MetricComparison] = {}
+    for m, iv in zip(metrics, intervals, strict=False):
+        assert m.from_confusion is not None
+        out[m.name] = MetricComparison(
+            name=m.name,
             higher_is_better=m.higher_is_better,
-            baseline=float(fn(confusion_matrix(yt, bp, n_labels))),
-            tuned=float(fn(confusion_matrix(yt, tp, n_labels))),
+            baseline=float(m.from_confusion(cm_b)),
+            tuned=float(m.from_confusion(cm_t)),
             delta=iv.delta,
             ci_low=iv.low,
             ci_high=iv.high,
             confidence=iv.confidence,
             n=iv.n,
         )
+    pc_b, pc_t = per_class(cm_b), per_class(cm_t)
+    deltas = {
+        lab: ClassDelta(
+            support=int(pc_t["support"][j]),
+            baseline_f1=float(pc_b["f1"][j]),
+            tuned_f1=float(pc_t["f1"][j]),
+            delta=iv.delta,
+            ci_low=iv.low,
+            ci_high=iv.high,
+        )
+        for j, (lab, iv) in enumerate(zip(labels, intervals[len(metrics) :], strict=True))
+    }
     mc = mcnemar(bp == yt, tp == yt)
-    cm_b = confusion_matrix(yt, bp, n_labels)
-    cm_t = confusion_matrix(yt, tp, n_labels)
     report = {"baseline": classification_report(cm_b, labels), "tuned": classification_report(cm_t, labels)}
-    return Comparison(out, McNemarEvidence(**mc.to_dict()), report, cm_t, cm_b)
+    return Comparison(out, McNemarEvidence(**mc.to_dict()), report, cm_t, cm_b, deltas)
+
+
+def baseline_evidence(
+    name: str, description: str, comp: Comparison, source: dict[str, str] | None = None
+) -> BaselineEvidence:
+    """One baseline's comparison as it goes into the evidence."""
+    return BaselineEvidence(
+        name=name,
+        description=description,
+        source=source or {},
+        metrics=comp.metrics,
+        per_class=comp.per_class,
+    )
 
 
 def compare_generation(baseline: Predictions, tuned: Predictions, policy: EvaluationPolicy) -> Comparison:

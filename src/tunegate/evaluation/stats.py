@@ -71,6 +71,37 @@ def paired_bootstrap(
     return Interval(point, lo, hi, confidence, resamples, n)
 
 
+def paired_bootstrap_columns(
+    statistic: Callable[[np.ndarray], np.ndarray],
+    n: int,
+    *,
+    resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    chunk: int | None = None,
+) -> list[Interval]:
+    """Like :func:`paired_bootstrap` for ``K`` statistics at once: ``statistic(idx)`` returns ``[B, K]``.
+
+    The same resampled indices serve every column (the stream :func:`paired_bootstrap` draws with
+    the same seed), so the expensive part (e.g. resampled confusion matrices) is computed once for
+    all metrics and all classes.
+    """
+    if n <= 0:
+        raise ValueError("paired_bootstrap needs at least one item")
+    point = np.asarray(statistic(np.arange(n, dtype=np.int64)[None, :]), dtype=np.float64)[0]
+    idx = resample_indices(n, resamples, seed)
+    deltas = np.empty((resamples, point.shape[0]), dtype=np.float64)
+    chunk = chunk or max(1, 2_000_000 // max(n, 1))
+    for start in range(0, resamples, chunk):
+        deltas[start : start + chunk] = statistic(idx[start : start + chunk])
+    alpha = (1.0 - confidence) / 2.0
+    lo, hi = np.quantile(deltas, [alpha, 1.0 - alpha], axis=0, method="linear")
+    return [
+        Interval(float(point[k]), float(lo[k]), float(hi[k]), confidence, resamples, n)
+        for k in range(point.shape[0])
+    ]
+
+
 def paired_mean_bootstrap(
     baseline: np.ndarray, tuned: np.ndarray, *, resamples: int = 2000, confidence: float = 0.95, seed: int = 0
 ) -> Interval:

@@ -168,17 +168,52 @@ def _improvement_bound(m: MetricComparison) -> float:
     return m.ci_low if m.higher_is_better else -m.ci_high
 
 
+def baseline_candidates(evidence: Evidence, metric: str) -> list[tuple[str, MetricComparison]]:
+    """(baseline name, comparison of ``metric``) for every scored baseline, base model first."""
+    out: list[tuple[str, MetricComparison]] = []
+    if evidence.baselines is not None:
+        for b in evidence.baselines:
+            m = None if b.skipped else b.metrics.get(metric)
+            if m is not None:
+                out.append((b.name, m))
+    if not any(name == "base_model" for name, _ in out) and metric in evidence.metrics:
+        out.insert(0, ("base_model", evidence.metrics[metric]))
+    return out
+
+
+def strongest_baseline(evidence: Evidence, metric: str) -> tuple[str, MetricComparison] | None:
+    """The baseline with the best ``metric`` (ties: the earlier one, base model first)."""
+    cands = baseline_candidates(evidence, metric)
+    if not cands:
+        return None
+    best = cands[0]
+    for name, m in cands[1:]:
+        better = m.baseline > best[1].baseline if m.higher_is_better else m.baseline < best[1].baseline
+        if better:
+            best = (name, m)
+    return best
+
+
 @CHECKS.register("min_improvement_lcb")
 def min_improvement_lcb(policy: GatePolicy, evidence: Evidence) -> GateCheckResult:
     name = "min_improvement_lcb"
     metric = primary_metric_name(policy, evidence)
-    m = evidence.metrics.get(metric)
     need = policy.checks.min_improvement_lcb
-    if m is None:
+    if policy.checks.improvement_baseline == "base_model":
+        picked = ("base_model", evidence.metrics[metric]) if metric in evidence.metrics else None
+    else:
+        picked = strongest_baseline(evidence, metric)
+    if picked is None:
         return _r(name, False, f"primary metric {metric} was not measured", metric=metric, required=need)
+    which, m = picked
     lcb = _improvement_bound(m)
+    others = {
+        b: {"baseline": c.baseline, "improvement_lcb": _improvement_bound(c)}
+        for b, c in baseline_candidates(evidence, metric)
+    }
     figures: dict[str, Any] = {
         "metric": metric,
+        "compared_with": which,
         "baseline": m.baseline,
         "tuned": m.tuned,
         "delta": m.delta,
@@ -188,10 +223,12 @@ def min_improvement_lcb(policy: GatePolicy, evidence: Evidence) -> GateCheckResu
         "improvement_lcb": lcb,
         "required": need,
         "n": m.n,
+        "baselines": others,
     }
     pct = round(m.confidence * 100)
+    picked_by = "strongest baseline" if policy.checks.improvement_baseline == "strongest" else "baseline"
     text = (
-        f"{metric}: baseline {_fmt(m.baseline)} -> tuned {_fmt(m.tuned)}, delta {m.delta:+.4f} "
+        f"{metric} vs {picked_by} {which}: {_fmt(m.baseline)} -> tuned {_fmt(m.tuned)}, delta {m.delta:+.4f} "
         f"({pct}% CI [{m.ci_low:+.4f}, {m.ci_high:+.4f}], n={m.n}); improvement lower bound {lcb:+.4f}"
     )
     # Strictly above: with the default threshold 0 the improvement must be significant at the
@@ -199,6 +236,103 @@ def min_improvement_lcb(policy: GatePolicy, evidence: Evidence) -> GateCheckResu
     if lcb > need:
         return _r(name, True, f"{text} > {need}", **figures)
     return _r(name, False, f"{text}, not above required {need}", **figures)
+
+
+def _not_classification(name: str, evidence: Evidence) -> GateCheckResult | None:
+    if evidence.task != "classification":
+        return _r(name, True, f"not applicable: a {evidence.task} run has no classes", applicable=False)
+    return None
+
+
+@CHECKS.register("min_per_class_f1")
+def min_per_class_f1(policy: GatePolicy, evidence: Evidence) -> GateCheckResult:
+    """Every label's tuned F1 at or above the floor: a good macro-F1 must not hide a dead class."""
+    name = "min_per_class_f1"
+    floor = policy.checks.min_per_class_f1
+    na = _not_classification(name, evidence)
+    if na is not None:
+        return na
+    if floor is None:
+        return _r(name, True, "off (checks.min_per_class_f1: null)", floor=None)
+    per = ((evidence.classification or {}).get("tuned") or {}).get("per_class")
+    if not per:
+        return _r(name, False, "the evidence has no per-class figures for the tuned model", floor=floor)
+    failing = {
+        lab: {"f1": float(v["f1"]), "support": int(v.get("support", 0))}
+        for lab, v in sorted(per.items(), key=lambda kv: (float(kv[1]["f1"]), kv[0]))
+        if float(v["f1"]) < floor and int(v.get("support", 0)) > 0
+    }
+    figures: dict[str, Any] = {"floor": floor, "n_classes": len(per), "failing": failing}
+    if failing:
+        listed = ", ".join(f"{k} {v['f1']:.2f} (n={v['support']})" for k, v in failing.items())
+        return _r(name, False, f"{len(failing)} of {len(per)} classes below F1 {floor}: {listed}", **figures)
+    worst = min(per.items(), key=lambda kv: (float(kv[1]["f1"]), kv[0]))
+    return _r(
+        name,
+        True,
+        f"every class has F1 >= {floor} (lowest: {worst[0]} {float(worst[1]['f1']):.2f})",
+        **figures,
+    )
+
+
+@CHECKS.register("max_per_class_drop")
+def max_per_class_drop(policy: GatePolicy, evidence: Evidence) -> GateCheckResult:
+    """No label's F1 drops versus the strongest baseline by more than allowed (paired intervals)."""
+    name = "max_per_class_drop"
+    cfg = policy.checks
+    na = _not_classification(name, evidence)
+    if na is not None:
+        return na
+    if cfg.max_per_class_drop is None:
+        return _r(name, True, "off (checks.max_per_class_drop: null)", allowed_drop=None)
+    metric = primary_metric_name(policy, evidence)
+    picked = strongest_baseline(evidence, metric) if cfg.improvement_baseline == "strongest" else None
+    which = picked[0] if picked is not None else "base_model"
+    entry = next((b for b in evidence.baselines or [] if b.name == which and not b.skipped), None)
+    if entry is None or not entry.per_class:
+        return _r(name, False, f"the evidence has no per-class deltas versus {which}", compared_with=which)
+    allowed = cfg.max_per_class_drop
+    bound = cfg.per_class_drop_bound
+    failing: dict[str, Any] = {}
+    for lab, d in sorted(entry.per_class.items()):
+        read = {"lower": d.ci_low, "point": d.delta, "upper": d.ci_high}[bound]
+        drop = max(0.0, -read)
+        if drop > allowed:
+            failing[lab] = {
+                "baseline_f1": d.baseline_f1,
+                "tuned_f1": d.tuned_f1,
+                "delta": d.delta,
+                "ci_low": d.ci_low,
+                "ci_high": d.ci_high,
+                "support": d.support,
+                "drop": drop,
+            }
+    failing = dict(sorted(failing.items(), key=lambda kv: (-kv[1]["drop"], kv[0])))
+    figures: dict[str, Any] = {
+        "compared_with": which,
+        "bound": bound,
+        "allowed_drop": allowed,
+        "n_classes": len(entry.per_class),
+        "failing": failing,
+    }
+    if failing:
+        listed = ", ".join(
+            f"{k} {v['baseline_f1']:.2f} -> {v['tuned_f1']:.2f} "
+            f"(CI [{v['ci_low']:+.2f}, {v['ci_high']:+.2f}])"
+            for k, v in failing.items()
+        )
+        return _r(
+            name,
+            False,
+            f"{len(failing)} class(es) drop more than {allowed} F1 versus {which} ({bound} bound): {listed}",
+            **figures,
+        )
+    return _r(
+        name,
+        True,
+        f"no class drops more than {allowed} F1 versus {which} ({bound} bound of the paired interval)",
+        **figures,
+    )
 
 
 @CHECKS.register("max_regression_drop")
@@ -209,6 +343,27 @@ def max_regression_drop(policy: GatePolicy, evidence: Evidence) -> GateCheckResu
         return _r(name, False, "the general-capability regression was not run")
     if not evidence.regression:
         return _r(name, True, "no regression tasks are configured", tasks={})
+    if evidence.model_kind == "seq_cls":
+        tasks = [t.task for t in evidence.regression]
+        if cfg.regression_causal_only:
+            return _r(
+                name,
+                True,
+                f"not applicable: the regression tasks ({', '.join(tasks)}) need a causal LM and this "
+                "run is a sequence-classification model (checks.regression_causal_only: true)",
+                "warning",
+                applicable=False,
+                tasks=tasks,
+            )
+        return _r(
+            name,
+            False,
+            f"the regression tasks ({', '.join(tasks)}) need a causal LM and were not evaluated on this "
+            "sequence-classification model; set checks.regression_causal_only: true to treat them as "
+            "not applicable to encoders, or evaluation.regression_tasks: [] to run none",
+            applicable=False,
+            tasks=tasks,
+        )
     rows: dict[str, Any] = {}
     problems = []
     for t in evidence.regression:
@@ -250,26 +405,41 @@ def max_regression_drop(policy: GatePolicy, evidence: Evidence) -> GateCheckResu
 
 @CHECKS.register("regression_limit_disclosed")
 def regression_limit_disclosed(policy: GatePolicy, evidence: Evidence) -> GateCheckResult:
-    """lm-eval's ``limit`` makes a partial benchmark; never silent, and blocking unless allowed."""
+    """lm-eval's ``limit`` and over-long items left out or truncated both make a partial benchmark;
+    never silent, and blocking unless the policy allows it."""
     name = "regression_limit_disclosed"
     if evidence.regression is None:
         return _r(name, False, "the general-capability regression was not run")
     limited = {
-        t.task: {"limit": t.limit, "n": t.n, "n_available": t.n_available}
+        t.task: {
+            "limit": t.limit,
+            "n": t.n,
+            "n_available": t.n_available,
+            "n_overlong": t.n_overlong,
+            "overlong_rule": t.overlong_rule if t.n_overlong else None,
+            "context_length": t.context_length if t.n_overlong else None,
+        }
         for t in evidence.regression
-        if t.limit is not None
+        if t.limit is not None or t.n_overlong
     }
     if not limited:
         return _r(name, True, "every regression task ran on its full item set", limited={})
-    text = ", ".join(
-        f"{k} on {v['n']} of {v['n_available']} items (limit={v['limit']})" for k, v in limited.items()
-    )
+    parts = []
+    for k, v in limited.items():
+        bits = []
+        if v["limit"] is not None:
+            bits.append(f"limit={v['limit']}")
+        if v["n_overlong"]:
+            how = "left out" if v["overlong_rule"] == "skip" else "context-truncated or left out"
+            bits.append(f"{v['n_overlong']} item(s) over the {v['context_length']}-token context {how}")
+        parts.append(f"{k} on {v['n']} of {v['n_available']} items ({'; '.join(bits)})")
+    text = ", ".join(parts)
     if policy.checks.allow_regression_limit:
-        return _r(name, True, f"limit used and allowed by the policy: {text}", "warning", limited=limited)
+        return _r(name, True, f"partial benchmark allowed by the policy: {text}", "warning", limited=limited)
     return _r(
         name,
         False,
-        f"limit used (partial benchmark) and the policy does not allow it: {text}",
+        f"partial benchmark and the policy does not allow it (checks.allow_regression_limit): {text}",
         limited=limited,
     )
 

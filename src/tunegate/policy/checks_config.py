@@ -17,6 +17,8 @@ DEFAULT_CHECKS: tuple[str, ...] = (
     "holdout_manifest_verified",
     "min_absolute_metric",
     "min_improvement_lcb",
+    "min_per_class_f1",
+    "max_per_class_drop",
     "max_regression_drop",
     "regression_limit_disclosed",
     "max_invalid_output_rate",
@@ -38,6 +40,36 @@ class GateChecksPolicy(BaseModel):
     )
     min_improvement_lcb: float = Field(
         0.0, description="The lower bound of the primary metric's delta interval must be strictly above this."
+    )
+    improvement_baseline: Literal["strongest", "base_model"] = Field(
+        "strongest",
+        description="Which baseline min_improvement_lcb compares with: the strongest one in the evidence "
+        "(base model, TF-IDF + logistic regression, the production model) or the base model only.",
+    )
+    min_per_class_f1: float | None = Field(
+        0.2,
+        ge=0.0,
+        le=1.0,
+        description="Classification: every label's tuned F1 must be at least this; null = off.",
+    )
+    max_per_class_drop: float | None = Field(
+        0.05,
+        ge=0.0,
+        le=1.0,
+        description="Classification: no label's F1 may drop by more than this versus the strongest "
+        "baseline (read from `per_class_drop_bound` of its paired interval); null = off.",
+    )
+    per_class_drop_bound: Literal["lower", "point", "upper"] = Field(
+        "upper",
+        description="Which end of a label's F1-delta interval the drop is read from. 'upper' (default) "
+        "fails a label only when even the interval's best end shows the drop: with many labels and "
+        "small per-label supports, 'lower' would fail on noise; 'point' reads the estimate alone.",
+    )
+    regression_causal_only: bool = Field(
+        True,
+        description="The regression tasks are causal-LM tasks: for a sequence-classification (encoder) "
+        "run max_regression_drop reports 'not applicable' (a warning) instead of failing. false = "
+        "an encoder run fails the check because its regression was not evaluated.",
     )
     max_regression_drop: float = Field(0.05, ge=0.0, le=1.0, description="Default maximum drop per task.")
     max_regression_drop_per_task: dict[str, float] = Field({}, description="Task -> maximum allowed drop.")

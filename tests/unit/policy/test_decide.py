@@ -21,6 +21,51 @@ from tunegate.provenance import pretty_json
 GOLDEN = Path(__file__).resolve().parents[2] / "golden"
 
 
+def _mc(
+    name: str, baseline: float, tuned: float, lo: float, hi: float, hib: bool = True
+) -> dict[str, object]:
+    return {
+        "name": name,
+        "higher_is_better": hib,
+        "baseline": baseline,
+        "tuned": tuned,
+        "delta": round(tuned - baseline, 6),
+        "ci_low": lo,
+        "ci_high": hi,
+        "confidence": 0.95,
+        "n": 200,
+    }
+
+
+def _cd(support: int, b: float, t: float, lo: float, hi: float) -> dict[str, object]:
+    return {
+        "support": support,
+        "baseline_f1": b,
+        "tuned_f1": t,
+        "delta": round(t - b, 6),
+        "ci_low": lo,
+        "ci_high": hi,
+    }
+
+
+PER_CLASS_TUNED = {
+    "billing": {"precision": 0.8, "recall": 0.8, "f1": 0.8, "support": 100},
+    "refund": {"precision": 0.76, "recall": 0.76, "f1": 0.76, "support": 100},
+}
+BASELINES = [
+    {
+        "name": "base_model",
+        "metrics": {"macro_f1": _mc("macro_f1", 0.41, 0.78, 0.3, 0.44)},
+        "per_class": {"billing": _cd(100, 0.4, 0.8, 0.3, 0.5), "refund": _cd(100, 0.42, 0.76, 0.25, 0.45)},
+    },
+    {
+        "name": "tfidf_logreg",
+        "metrics": {"macro_f1": _mc("macro_f1", 0.7, 0.78, 0.02, 0.14)},
+        "per_class": {"billing": _cd(100, 0.7, 0.8, 0.0, 0.2), "refund": _cd(100, 0.7, 0.76, -0.05, 0.17)},
+    },
+]
+
+
 def _evidence(**over: object) -> Evidence:
     base: dict[str, object] = {
         "run_id": "20260101T000000Z-lora-abc123",
@@ -60,6 +105,8 @@ def _evidence(**over: object) -> Evidence:
                 "n": 200,
             },
         },
+        "classification": {"tuned": {"per_class": PER_CLASS_TUNED}},
+        "baselines": BASELINES,
         "regression": [
             {
                 "task": "tunegate_piqa",
@@ -124,6 +171,92 @@ CASES = {
         _evidence,
         {"checks": {"min_absolute": {"macro_f1": 0.9}, "max_intruder_dimensions": 2}},
     ),
+    "fail_per_class_floor_and_drop": (
+        lambda: _evidence(
+            classification={
+                "tuned": {
+                    "per_class": {
+                        **PER_CLASS_TUNED,
+                        "shopping_list": {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 20},
+                        "account_blocked": {"precision": 0.1, "recall": 0.07, "f1": 0.08, "support": 20},
+                    }
+                }
+            },
+            baselines=[
+                BASELINES[0],
+                {
+                    **BASELINES[1],
+                    "per_class": {
+                        **BASELINES[1]["per_class"],  # type: ignore[dict-item]
+                        "shopping_list": _cd(20, 0.85, 0.0, -0.97, -0.7),
+                        "account_blocked": _cd(20, 0.6, 0.08, -0.75, -0.3),
+                    },
+                },
+            ],
+        ),
+        {},
+    ),
+    "fail_strongest_baseline_is_production": (
+        lambda: _evidence(
+            baselines=[
+                *BASELINES,
+                {
+                    "name": "production",
+                    "source": {"registry_name": "intent", "version": "3"},
+                    "metrics": {"macro_f1": _mc("macro_f1", 0.79, 0.78, -0.04, 0.02)},
+                    "per_class": {
+                        "billing": _cd(100, 0.8, 0.8, -0.05, 0.05),
+                        "refund": _cd(100, 0.78, 0.76, -0.06, 0.03),
+                    },
+                },
+            ]
+        ),
+        {},
+    ),
+    "pass_encoder_regression_not_applicable": (
+        lambda: _evidence(
+            model_kind="seq_cls",
+            regression=[
+                {
+                    "task": "tunegate_piqa",
+                    "skipped": True,
+                    "reason": "lm-eval tasks need a causal LM; this run is seq_cls",
+                }
+            ],
+        ),
+        {},
+    ),
+    "fail_regression_overlong_items": (
+        lambda: _evidence(
+            task="instruction",
+            primary_metric="rouge_l",
+            classification=None,
+            baselines=None,
+            metrics={
+                "rouge_l": _mc("rouge_l", 0.2, 0.3, 0.05, 0.15),
+                "empty_output_rate": _mc("empty_output_rate", 0.0, 0.0, 0.0, 0.0, hib=False),
+            },
+            regression=[
+                {
+                    "task": "tunegate_piqa",
+                    "metric": "acc",
+                    "baseline": 0.55,
+                    "tuned": 0.55,
+                    "delta": 0.0,
+                    "ci_low": -0.01,
+                    "ci_high": 0.01,
+                    "confidence": 0.95,
+                    "n": 1830,
+                    "n_available": 1838,
+                    "n_overlong": 8,
+                    "overlong_rule": "skip",
+                    "overlong_doc_ids": [3, 17, 99, 120, 400, 777, 1001, 1500],
+                    "context_length": 512,
+                }
+            ],
+        ),
+        {},
+    ),
 }
 
 
@@ -151,7 +284,75 @@ def test_pass_case_reads_the_lower_bound() -> None:
     d = decide(policy_from_mapping({}), _evidence())
     assert d.verdict == "pass", d.reasons
     assert [c.name for c in d.checks] == list(policy_from_mapping({}).checks.enabled)
-    assert _by_name(d)["min_improvement_lcb"].figures["improvement_lcb"] == 0.3  # type: ignore[attr-defined]
+    # the strongest baseline (TF-IDF + logistic regression, 0.70) decides, not the base model (0.41)
+    imp = _by_name(d)["min_improvement_lcb"]
+    assert imp.figures["compared_with"] == "tfidf_logreg"  # type: ignore[attr-defined]
+    assert imp.figures["improvement_lcb"] == 0.02  # type: ignore[attr-defined]
+    assert "vs strongest baseline tfidf_logreg" in imp.message  # type: ignore[attr-defined]
+    base_only = decide(policy_from_mapping({"checks": {"improvement_baseline": "base_model"}}), _evidence())
+    assert _by_name(base_only)["min_improvement_lcb"].figures["improvement_lcb"] == 0.3  # type: ignore[attr-defined]
+
+
+def test_evidence_without_baselines_list_uses_the_base_model_metrics() -> None:
+    ev = _evidence(baselines=None)
+    imp = _by_name(decide(policy_from_mapping({}), ev))["min_improvement_lcb"]
+    assert imp.passed and imp.figures["compared_with"] == "base_model"  # type: ignore[attr-defined]
+
+
+def test_per_class_checks_name_the_failing_classes() -> None:
+    make, _ = CASES["fail_per_class_floor_and_drop"]
+    d = decide(policy_from_mapping({}), make())
+    by = _by_name(d)
+    floor, drop = by["min_per_class_f1"], by["max_per_class_drop"]
+    assert not floor.passed and list(floor.figures["failing"]) == ["shopping_list", "account_blocked"]  # type: ignore[attr-defined]
+    assert "shopping_list 0.00 (n=20)" in floor.message  # type: ignore[attr-defined]
+    assert not drop.passed and set(drop.figures["failing"]) == {"shopping_list", "account_blocked"}  # type: ignore[attr-defined]
+    assert drop.figures["compared_with"] == "tfidf_logreg"  # type: ignore[attr-defined]
+    assert any("shopping_list" in r for r in d.reasons)
+    # a refund drop inside its interval's reach is not a failure with the default (upper) bound ...
+    assert "refund" not in drop.figures["failing"]  # type: ignore[attr-defined]
+    # ... but it is when the policy reads the lower bound (refund's lower bound -0.05 is not > 0.05 drop;
+    # billing's is 0.0): only the two dead classes and nothing else
+    strict = decide(policy_from_mapping({"checks": {"per_class_drop_bound": "lower"}}), make())
+    assert set(_by_name(strict)["max_per_class_drop"].figures["failing"]) == {
+        "shopping_list",
+        "account_blocked",
+    }  # type: ignore[attr-defined]
+    # the policy can turn both off, and then they pass saying so
+    off = decide(
+        policy_from_mapping({"checks": {"min_per_class_f1": None, "max_per_class_drop": None}}), make()
+    )
+    assert _by_name(off)["min_per_class_f1"].passed and "off" in _by_name(off)["min_per_class_f1"].message  # type: ignore[attr-defined]
+    assert _by_name(off)["max_per_class_drop"].passed  # type: ignore[attr-defined]
+
+
+def test_per_class_checks_fail_closed_without_per_class_evidence() -> None:
+    d = _by_name(decide(policy_from_mapping({}), _evidence(classification=None, baselines=None)))
+    assert not d["min_per_class_f1"].passed and not d["max_per_class_drop"].passed  # type: ignore[attr-defined]
+
+
+def test_encoder_regression_not_applicable_only_when_policy_says_so() -> None:
+    make, _ = CASES["pass_encoder_regression_not_applicable"]
+    d = decide(policy_from_mapping({}), make())
+    reg = _by_name(d)["max_regression_drop"]
+    assert d.verdict == "pass", d.reasons
+    assert reg.passed and reg.severity == "warning" and "not applicable" in reg.message  # type: ignore[attr-defined]
+    strict = decide(policy_from_mapping({"checks": {"regression_causal_only": False}}), make())
+    reg = _by_name(strict)["max_regression_drop"]
+    assert not reg.passed and "checks.regression_causal_only: true" in reg.message  # type: ignore[attr-defined]
+    # a causal run whose regression was skipped still fails: no silent pass
+    causal = decide(policy_from_mapping({}), make().model_copy(update={"model_kind": "causal"}))
+    assert not _by_name(causal)["max_regression_drop"].passed  # type: ignore[attr-defined]
+
+
+def test_overlong_items_are_treated_like_a_limit() -> None:
+    make, _ = CASES["fail_regression_overlong_items"]
+    d = _by_name(decide(policy_from_mapping({}), make()))
+    lim = d["regression_limit_disclosed"]
+    assert not lim.passed and "8 item(s) over the 512-token context left out" in lim.message  # type: ignore[attr-defined]
+    allowed = decide(policy_from_mapping({"checks": {"allow_regression_limit": True}}), make())
+    assert _by_name(allowed)["regression_limit_disclosed"].passed
+    assert any("partial benchmark" in w for w in allowed.warnings)
 
 
 def test_positive_point_estimate_with_negative_lower_bound_fails() -> None:
@@ -166,7 +367,7 @@ def test_positive_point_estimate_with_negative_lower_bound_fails() -> None:
         "confidence": 0.95,
         "n": 40,
     }
-    ev = _evidence(metrics={**_evidence().model_dump()["metrics"], "macro_f1": m})
+    ev = _evidence(metrics={**_evidence().model_dump()["metrics"], "macro_f1": m}, baselines=None)
     d = decide(policy_from_mapping({}), ev)
     assert d.verdict == "fail"
     assert any(r.startswith("min_improvement_lcb:") for r in d.reasons)
@@ -244,7 +445,7 @@ def test_limit_allowed_is_a_warning_not_silent() -> None:
     )
     d = decide(policy_from_mapping({"checks": {"allow_regression_limit": True}}), ev)
     assert d.verdict == "pass"
-    assert any("limit used" in w for w in d.warnings)
+    assert any("partial benchmark" in w and "limit=30" in w for w in d.warnings)
 
 
 def test_lower_is_better_primary_metric_uses_upper_bound() -> None:
