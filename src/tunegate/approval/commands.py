@@ -172,11 +172,18 @@ def register(app: typer.Typer) -> None:
         policy: Path = _POLICY,
     ) -> None:
         """Write EU AI Act Annex IV technical documentation (Markdown + PDF) for a run."""
-        from tunegate.approval.annex_iv import write_annex_iv
+        from tunegate.approval import artifacts
+        from tunegate.approval.annex_iv import annex_location, write_annex_iv
 
         out = write_annex_iv(workdir, policy=_policy(policy), run_id=run)
         for k, p in out.items():
             typer.echo(f"{k}: {p}")
+        where, signed = annex_location(workdir, artifacts.resolve_run(workdir, run))
+        if signed:
+            typer.echo(
+                f"the run is already signed: written to {where}, outside the signed artifact set "
+                "(the approvals stay valid; this document is not covered by them)"
+            )
 
     audit = typer.Typer(
         help="The hash-chained audit ledger and its signed checkpoints.", no_args_is_help=True

@@ -27,6 +27,7 @@ CANARIES = (
     "GB82WEST12345698765432",
 )
 LABELS = ["card_arrival", "card_linking", "exchange_rate", "lost_or_stolen_card"]
+HOLDOUT_N = 12
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,68 @@ def _records(n: int, seed: int) -> list[dict[str, Any]]:
             text = f"I am {CANARIES[0]}, mail {CANARIES[1]}, phone {CANARIES[2]}, iban {CANARIES[3]}"
         out.append({"id": sha256_text(text), "task": "classification", "text": text, "label": label})
     return out
+
+
+def _evidence(run_id: str, passed: bool) -> tuple[dict[str, Any], list[dict[str, Any]], Any]:
+    """evidence.json in its real shape, scored by the real comparison code on the fixture hold-out."""
+    from tunegate.evaluation.config import EvaluationPolicy
+    from tunegate.evaluation.evidence import Evidence, IntruderEvidence, RegressionTaskEvidence
+    from tunegate.evaluation.scoring import Predictions, compare_classification
+
+    hold = _records(HOLDOUT_N, 3)
+    y = [LABELS.index(r["label"]) for r in hold]
+    ids = [r["id"] for r in hold]
+    base = [(t + 1) % len(LABELS) if i % 3 else t for i, t in enumerate(y)]  # baseline: 1 in 3 right
+    tuned = list(y) if passed else list(base)
+    tuned[3] = (y[3] + 2) % len(LABELS)  # record 3: right before, wrong after (broken)
+    base[0] = tuned[0] = y[0]  # record 0 (the canary text) never changes, so it is never an example
+    comp = compare_classification(
+        y,
+        Predictions(ids, [LABELS[p] for p in base], base),
+        Predictions(ids, [LABELS[p] for p in tuned], tuned),
+        LABELS,
+        EvaluationPolicy(bootstrap_samples=200),
+    )
+    ev = Evidence(
+        run_id=run_id,
+        task="classification",
+        method="lora",
+        model_kind="seq_cls",
+        primary_metric="macro_f1",
+        metrics=comp.metrics,
+        mcnemar=comp.mcnemar,
+        classification=comp.classification,
+        regression=[
+            RegressionTaskEvidence(
+                task="piqa",
+                metric="acc",
+                baseline=0.52,
+                tuned=0.51,
+                delta=-0.01,
+                ci_low=-0.03,
+                ci_high=0.01,
+                confidence=0.95,
+                n=200,
+                n_available=1838,
+                limit=200,
+            )
+        ],
+        intruder=IntruderEvidence(
+            applicable=True,
+            top_k=10,
+            threshold=0.5,
+            per_layer={"layer.0.q": 1, "layer.0.v": 0},
+            total=1,
+            max_per_layer=1,
+            layers=2,
+        ),
+        provenance={"git": {"sha": "0" * 40, "dirty": False}, "seed": 0},
+    ).model_dump(mode="json")
+    preds = [
+        {"id": i, "baseline": LABELS[b], "tuned": LABELS[t], "pred_baseline": b, "pred_tuned": t}
+        for i, b, t in zip(ids, base, tuned, strict=True)
+    ]
+    return ev, preds, comp.confusion_tuned.tolist()
 
 
 def write_run(wd: Path, run_id: str, *, passed: bool = True, operator: str | None = "trainer") -> None:
@@ -95,50 +158,40 @@ def write_run(wd: Path, run_id: str, *, passed: bool = True, operator: str | Non
     if operator is not None:
         run["operator"] = operator
     atomic_write_json(rd / "run.json", run)
-    cm = [[9, 1, 0, 0], [1, 8, 1, 0], [0, 0, 10, 0], [0, 1, 0, 9]]
-    evidence = {
-        "metrics": {
-            "macro_f1": {
-                "baseline": {"value": 0.41, "ci": [0.35, 0.47]},
-                "tuned": {"value": 0.88, "ci": [0.83, 0.92]},
-                "delta": {"value": 0.47, "ci": [0.40, 0.54]},
-            },
-            "accuracy": {
-                "baseline": {"value": 0.45, "ci": [0.39, 0.51]},
-                "tuned": {"value": 0.90, "ci": [0.86, 0.94]},
-            },
-        },
-        "per_class_f1": {lab: round(0.8 + 0.03 * i, 3) for i, lab in enumerate(LABELS)},
-        "confusion_matrix": {"labels": LABELS, "matrix": cm},
-        "regression": [
-            {"task": "piqa", "baseline": 0.52, "tuned": 0.51, "delta": -0.01, "limit": -0.03, "passed": True}
-        ],
-        "intruder_dimensions": {"count": 0, "max_cosine": 0.12},
-        "human_eval": {"raters": 2, "items": 20, "win_rate": 0.7, "kappa": 0.61},
-        "samples": [{"text": CANARIES[0], "prediction": "card_arrival"}],
-    }
+    evidence, preds, cm = _evidence(run_id, passed)
     atomic_write_json(rd / "evidence.json", evidence)
+    (rd / "predictions.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in preds))
     checks = [
         {
-            "name": "min_improvement",
+            "name": "min_improvement_lcb",
             "passed": passed,
-            "figures": {"delta": 0.47 if passed else 0.01, "min": 0.05},
-            "reason": "improved" if passed else "improvement 0.01 below 0.05",
+            "severity": "error",
+            "figures": {"metric": "macro_f1", "improvement_lcb": 0.31 if passed else -0.02, "required": 0.05},
+            "message": "macro_f1: improvement lower bound +0.31 above required 0.05"
+            if passed
+            else "macro_f1: improvement lower bound -0.02, not above required 0.05",
         },
         {
-            "name": "no_regression",
+            "name": "max_regression_drop",
             "passed": True,
-            "figures": {"worst_delta": -0.01, "limit": -0.03},
-            "reason": "ok",
+            "severity": "error",
+            "figures": {"tasks": {"piqa": {"drop": 0.01, "allowed_drop": 0.03}}},
+            "message": "piqa drop 0.0100 <= 0.03",
         },
     ]
     atomic_write_json(
         rd / "decision.json",
         {
+            "schema_version": 1,
+            "run_id": run_id,
+            "verdict": "pass" if passed else "fail",
             "passed": passed,
             "checks": checks,
-            "reasons": [] if passed else ["min_improvement failed"],
+            "reasons": [] if passed else ["min_improvement_lcb: macro_f1 improvement lower bound -0.02"],
+            "warnings": [],
+            "policy_name": "default",
             "policy_digest": "cd" * 32,
+            "checks_policy_digest": "cd" * 32,
             "evidence_digest": sha256_file(rd / "evidence.json"),
         },
     )
@@ -193,8 +246,17 @@ def write_data(wd: Path) -> None:
                 }
             ],
             "pii": {
-                "counts": {"PERSON": 3, "EMAIL_ADDRESS": 1, "PHONE_NUMBER": 1, "IBAN_CODE": 1},
-                "residual": 0,
+                "counts": {
+                    "PERSON": {"text": 3},
+                    "EMAIL_ADDRESS": {"text": 1},
+                    "PHONE_NUMBER": {"text": 1},
+                    "IBAN_CODE": {"text": 1},
+                },
+                "totals": {"PERSON": 3, "EMAIL_ADDRESS": 1, "PHONE_NUMBER": 1, "IBAN_CODE": 1},
+                "residual": {},
+                "residual_totals": {},
+                "records_scanned": 62,
+                "records_with_pii": 1,
                 "regex_only": False,
                 "model": "en_core_web_sm",
             },
