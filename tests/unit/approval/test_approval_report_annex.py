@@ -173,3 +173,45 @@ def test_annex_iv_html_shows_the_run_evidence(workdir: Path, policy) -> None:  #
     section3 = html[html.index('id="point-3"') : html.index('id="point-4"')]
     with_evidence = section3[: section3.index("<h3>human evaluation")]  # no human sample here
     assert "not available" not in with_evidence and "intruder" in with_evidence
+
+
+def test_imported_human_ratings_appear_in_the_report(workdir: Path, policy) -> None:  # type: ignore[no-untyped-def]
+    import csv
+
+    from tunegate.evaluation.human import export_human_sample, import_human_ratings
+    from tunegate.evaluation.scoring import Predictions
+    from tunegate.provenance import atomic_write_json
+    from tunegate.records import load_records
+
+    rd = workdir / "runs/run-a"
+    recs = load_records(workdir / "data/holdout.jsonl")
+    preds = {r["id"]: r for r in map(json.loads, (rd / "predictions.jsonl").read_text().splitlines())}
+    ids = [r.id for r in recs]
+    base = Predictions(ids, [preds[i]["baseline"] for i in ids])
+    tuned = Predictions(ids, [preds[i]["tuned"] for i in ids])
+    paths = export_human_sample(recs, base, tuned, rd / "human", n=8, seed=0)
+    write_report(workdir, policy=policy, run_id="run-a")
+    html = (rd / "report.html").read_text()
+    section = html[html.index('id="human-eval"') : html.index('id="training"')]
+    assert "8 item(s) for blind review" in section and "Awaiting ratings" in section
+    rows = list(csv.DictReader(paths["csv"].open(newline="")))
+    files = []
+    for rater, flip in (("alice", False), ("bob", True)):
+        p = workdir / f"{rater}.csv"
+        with p.open("w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            w.writeheader()
+            for k, row in enumerate(rows):
+                pref = "tie" if (flip and k == 0) else "A"
+                w.writerow({**row, "rater": rater, "preference": pref})
+        files.append(p)
+    hum = import_human_ratings(files, paths["key"])
+    atomic_write_json(rd / "human" / "human_evidence.json", hum.model_dump(mode="json"))
+    write_report(workdir, policy=policy, run_id="run-a")
+    html = (rd / "report.html").read_text()
+    section = html[html.index('id="human-eval"') : html.index('id="training"')]
+    assert "16 rating(s) by 2 rater(s) on 8 item(s)" in section
+    assert f"{100 * hum.tuned_win_rate:.1f}%" in section and f"{100 * hum.tie_rate:.1f}%" in section
+    assert f"{hum.cohen_kappa_mean:.3f}" in section and "not available" not in section
+    ev = json.loads((rd / "report_evidence.json").read_text())
+    assert ev["human_eval"]["ratings"]["n_raters"] == 2
