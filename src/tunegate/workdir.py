@@ -82,6 +82,11 @@ def approvals_dir(workdir: str | Path, run_id: str) -> Path:
     return run_dir(workdir, run_id) / "approvals"
 
 
+def annex_dir(workdir: str | Path, run_id: str) -> Path:
+    """Annex IV documents of a run written after it was signed (outside the signed set)."""
+    return Path(workdir) / "annex_iv" / check_name(run_id, "run id")
+
+
 def baselines_dir(workdir: str | Path) -> Path:
     return Path(workdir) / "baselines"
 

@@ -66,7 +66,10 @@ def test_edited_pin_snapshot_is_refused(env: Env) -> None:
 def test_other_policy_without_reason_exits_2(env: Env, tmp_path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
     pin_policy(env.wd, env.policy)
     other = tmp_path / "other.yaml"
-    other.write_text(f"approval:\n  approvers_dir: {env.reviewers.approvers}\n  min_approvals: 1\n")
+    other.write_text(
+        "checks:\n  allow_regression_limit: true\n"
+        f"approval:\n  approvers_dir: {env.reviewers.approvers}\n  min_approvals: 1\n"
+    )
     for cmd in (["verify"], ["report"], ["decide"], ["audit", "verify"]):
         with pytest.raises(SystemExit) as exc:
             main([*cmd, str(env.wd), "--policy", str(other)])
@@ -82,7 +85,10 @@ def test_ledgered_change_is_the_only_way(env: Env, tmp_path) -> None:  # type: i
 
     pin_policy(env.wd, env.policy)
     other = tmp_path / "other.yaml"
-    other.write_text(f"approval:\n  approvers_dir: {env.reviewers.approvers}\n  min_approvals: 1\n")
+    other.write_text(
+        "checks:\n  allow_regression_limit: true\n"
+        f"approval:\n  approvers_dir: {env.reviewers.approvers}\n  min_approvals: 1\n"
+    )
     new = resolve_policy(env.wd, other, change_reason="pilot with one reviewer")
     ev = [e for e in ledger.read_entries(env.wd) if e["stage"] == "policy_change"]
     assert ev[-1]["details"]["previous_policy_digest"] == env.policy.digest()

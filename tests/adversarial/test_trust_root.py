@@ -45,7 +45,7 @@ def test_cwd_keys_are_never_trusted_by_a_relative_policy(
     gates = tmp_path / "gates"
     shutil.copytree(env.reviewers.approvers, gates / "approvers")
     pfile = gates / "policy.yaml"
-    pfile.write_text("approval:\n  approvers_dir: approvers\n")
+    pfile.write_text("checks:\n  allow_regression_limit: true\napproval:\n  approvers_dir: approvers\n")
     pol = load_policy(pfile)
     keys = _attacker_cwd(tmp_path / "evil")
     monkeypatch.chdir(tmp_path / "evil")

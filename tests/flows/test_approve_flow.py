@@ -46,7 +46,9 @@ def test_approve_flow_pauses_then_promotes(tmp_path: Path) -> None:
     write_data(wd)
     write_run(wd, "run-a", policy=make_policy(approvers))  # decided under the policy the flow uses
     policy_yaml = tmp_path / "policy.yaml"
-    policy_yaml.write_text(f"approval:\n  approvers_dir: {approvers}\n")
+    policy_yaml.write_text(
+        f"checks:\n  allow_regression_limit: true\napproval:\n  approvers_dir: {approvers}\n"
+    )
     policy = make_policy(approvers)
 
     with prefect_test_harness(server_startup_timeout=120):

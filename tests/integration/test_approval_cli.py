@@ -38,7 +38,10 @@ def test_cli_full_approval_path_and_tampering(tmp_path: Path, capsys: pytest.Cap
         assert code == 0, out
         shutil.copy(keys / f"{name}.pub", approvers)
     policy = tmp_path / "policy.yaml"
-    policy.write_text(f"approval:\n  approvers_dir: {approvers}\n  min_approvals: 2\n")
+    policy.write_text(
+        "checks:\n  allow_regression_limit: true\n"
+        f"approval:\n  approvers_dir: {approvers}\n  min_approvals: 2\n"
+    )
     p = ["--policy", str(policy)]
     code, out = _tg(capsys, "sign", wd, "--key", keys / "alice.key", "--decision", "approve", *p)
     assert code == 1 and "required artifacts are missing" in out and "report.html" in out

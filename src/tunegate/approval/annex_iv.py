@@ -25,7 +25,7 @@ from tunegate.approval.checkpoint import latest_checkpoint, write_checkpoint
 from tunegate.errors import InputError
 from tunegate.policy.schema import GatePolicy
 from tunegate.provenance import atomic_write_bytes, atomic_write_text, sha256_file
-from tunegate.workdir import workdir_lock
+from tunegate.workdir import annex_dir, approvals_dir, data_report_path, workdir_lock
 
 HUMAN_FILE = "annex_iv_human.yaml"
 #: field -> (Annex IV point, what to write)
@@ -93,6 +93,50 @@ def missing_human_fields(workdir: str | Path) -> list[str]:
     return [k for k in HUMAN_FIELDS if is_placeholder(fields.get(k))]
 
 
+ANNEX_FILES = ("annex_iv.md", "annex_iv.html", "annex_iv.pdf")
+
+
+def _pii_rows(card: dict[str, Any] | None) -> Any:
+    if not card:
+        return None
+    return {
+        "model": card.get("model"),
+        "records scanned": card.get("records_scanned"),
+        "records with PII": card.get("records_with_pii"),
+        "anonymized (entity: count)": {e["entity"]: e["anonymized"] for e in card["entities"]},
+        "residual after re-scan": card.get("total_residual"),
+    }
+
+
+def _data_checks(data_report: dict[str, Any]) -> Any:
+    checks = data_report.get("checks")
+    if not isinstance(checks, list):
+        return None
+    return [
+        {"check": c.get("name"), "passed": c.get("passed"), "finding": str(c.get("message", ""))[:300]}
+        for c in checks
+        if isinstance(c, dict)
+    ]
+
+
+def _no_layers(it: dict[str, Any] | None) -> Any:
+    return {k: v for k, v in it.items() if k != "top_layers" and v is not None} if it else None
+
+
+def is_signed(workdir: str | Path, run_id: str) -> bool:
+    """True when the run carries at least one approval: its covered file set is then frozen."""
+    adir = approvals_dir(workdir, run_id)
+    return adir.is_dir() and any(adir.glob("*.dsse.json"))
+
+
+def annex_location(workdir: str | Path, run_id: str) -> tuple[Path, bool]:
+    """Where ``annex-iv`` writes: into the run (signed with it) until the run is signed; after
+    that into ``WORKDIR/annex_iv/<run_id>/``, outside the signed set, so approvals stay valid."""
+    if is_signed(workdir, run_id):
+        return annex_dir(workdir, run_id), True
+    return artifacts.run_dir(workdir, run_id), False
+
+
 def build_annex_iv(workdir: str | Path, run_id: str, policy: GatePolicy) -> dict[str, Any]:
     """The document's content as data: points 1-9, each a list of (label, value, source)."""
     wd = Path(workdir)
@@ -100,7 +144,7 @@ def build_annex_iv(workdir: str | Path, run_id: str, policy: GatePolicy) -> dict
     run = artifacts.read_json(rd / "run.json") or {}
     evidence = artifacts.read_json(rd / "evidence.json") or {}
     decision = artifacts.read_json(rd / "decision.json") or {}
-    data_report = artifacts.read_json(wd / "data" / "data_report.json") or {}
+    data_report = artifacts.read_json(data_report_path(wd)) or {}
     human = read_human_fields(wd)
     entries = ledger.read_entries(wd)
     lrep = ledger.verify_ledger(wd)
@@ -120,14 +164,42 @@ def build_annex_iv(workdir: str | Path, run_id: str, policy: GatePolicy) -> dict
     def a(label: str, value: Any) -> dict[str, Any]:
         return {"label": label, "value": value, "human": False}
 
+    from tunegate.approval import report as R
+
     digests = {
         rel: sha256_file(wd / rel)
         for rel in artifacts.covered_files(wd, run_id)
-        if not rel.endswith(("annex_iv.md", "annex_iv.pdf"))
+        if not rel.endswith(ANNEX_FILES)
     }
-    base = run.get("base_model") if isinstance(run, dict) else None
-    metrics = evidence.get("metrics") if isinstance(evidence, dict) else None
-    checks = decision.get("checks") if isinstance(decision, dict) else None
+    base_rec = run.get("base_model") if isinstance(run, dict) else None
+    base = (
+        {
+            "name": Path(str(base_rec.get("name") or base_rec.get("path") or "")).name,
+            "digest": base_rec.get("digest"),
+        }
+        if isinstance(base_rec, dict)
+        else base_rec
+    )
+    metrics = R.metric_rows(evidence.get("metrics")) or None
+    cls = R._classification(rd, evidence) if isinstance(evidence, dict) else None
+    per_class = (
+        [
+            {k: r[k] for k in ("label", "support", "f1_baseline", "f1_tuned", "delta_f1")}
+            for r in cls["per_class"]
+        ]
+        if cls
+        else None
+    )
+    checks = (
+        [{k: c[k] for k in ("name", "status", "message")} for c in R._gate_checks(decision)]
+        if isinstance(decision, dict) and decision.get("checks")
+        else None
+    )
+    report_files = {
+        rel: d
+        for rel, d in sorted(digests.items())
+        if rel.rsplit("/", 1)[-1] in ("report.html", "report.pdf")
+    }
     pts: list[dict[str, Any]] = [
         {
             "n": 1,
@@ -138,7 +210,10 @@ def build_annex_iv(workdir: str | Path, run_id: str, policy: GatePolicy) -> dict
                 a("system version (run id)", run_id),
                 a("base model", base),
                 a("fine-tuning method", run.get("method")),
-                a("software versions", run.get("versions")),
+                a(
+                    "software versions",
+                    run.get("versions") or (evidence.get("provenance") or {}).get("versions"),
+                ),
                 a("tunegate version", __version__),
                 a("hardware / device", run.get("device")),
             ],
@@ -162,9 +237,13 @@ def build_annex_iv(workdir: str | Path, run_id: str, policy: GatePolicy) -> dict
                     },
                 ),
                 a("data provenance (sources, sha256, rows)", data_report.get("sources")),
-                a("data sizes", data_report.get("sizes")),
-                a("anonymization report (entity types and counts)", data_report.get("pii")),
-                a("data validation (Great Expectations)", data_report.get("gx")),
+                a(
+                    "data sizes",
+                    {k: v for k, v in (data_report.get("sizes") or {}).items() if not isinstance(v, dict)}
+                    or None,
+                ),
+                a("anonymization report (entity types and counts)", _pii_rows(R._pii_card(data_report))),
+                a("data validation (data gate checks)", _data_checks(data_report)),
                 a("label agreement", data_report.get("agreement")),
                 a("hold-out manifest sha256", data_report.get("holdout_manifest_sha256")),
                 h("dpia_reference"),
@@ -179,8 +258,11 @@ def build_annex_iv(workdir: str | Path, run_id: str, policy: GatePolicy) -> dict
             "title": "Monitoring, functioning and control",
             "items": [
                 a("performance: baseline vs tuned", metrics),
-                a("per-class F1", evidence.get("per_class_f1")),
-                a("regression tasks", evidence.get("regression")),
+                a("per-class F1", per_class),
+                a("regression tasks", R._regression(evidence)),
+                a("forgetting diagnostics (intruder dimensions)", _no_layers(R._intruder(evidence))),
+                a("human evaluation", R._human(rd, evidence)),
+                a("approval report (the reviewer's evidence)", report_files or None),
                 h("known_limitations"),
             ],
         },
@@ -197,7 +279,12 @@ def build_annex_iv(workdir: str | Path, run_id: str, policy: GatePolicy) -> dict
                         "checks": policy.checks.model_dump(mode="json"),
                     },
                 ),
-                a("gate decision", {"passed": decision.get("passed"), "reasons": decision.get("reasons")}),
+                a(
+                    "gate decision",
+                    {"verdict": decision.get("verdict"), "reasons": decision.get("reasons")}
+                    if decision
+                    else None,
+                ),
             ],
         },
         {"n": 5, "title": "Risk management system (Art. 9)", "items": [h("risk_management")]},
@@ -244,7 +331,9 @@ def build_annex_iv(workdir: str | Path, run_id: str, policy: GatePolicy) -> dict
 
 
 def write_annex_iv(workdir: str | Path, *, policy: GatePolicy, run_id: str | None = None) -> dict[str, Path]:
-    """Write ``runs/<id>/annex_iv.md`` and ``annex_iv.pdf`` (and the human-field template if absent)."""
+    """Write ``annex_iv.md``, ``annex_iv.html`` and ``annex_iv.pdf`` (and the human-field template
+    if absent) where :func:`annex_location` says: into ``runs/<id>/`` before signing, beside the
+    run (``annex_iv/<id>/``) after it, so a signed run's covered files never change."""
     wd = Path(workdir)
     rid = artifacts.resolve_run(wd, run_id)
     with workdir_lock(wd, stage="annex-iv"):
@@ -256,10 +345,28 @@ def _write_annex_iv(wd: Path, rid: str, policy: GatePolicy) -> dict[str, Path]:
 
     from tunegate.approval.report import render_pdf
 
+    out_dir, signed = annex_location(wd, rid)
     hf = wd / HUMAN_FILE
+    template = None
     if not hf.exists():
-        atomic_write_text(hf, human_template())
+        if signed:  # annex_iv_human.yaml is covered: creating it now would invalidate the approvals
+            template = out_dir / HUMAN_FILE
+            atomic_write_text(template, human_template())
+        else:
+            atomic_write_text(hf, human_template())
     doc = build_annex_iv(wd, rid, policy)
+    doc["signed_note"] = (
+        f"Run {rid} is already signed: this document is written to {out_dir.relative_to(wd).as_posix()}/, "
+        "outside the signed artifact set, so the approvals stay valid. It is not covered by them."
+        if signed
+        else None
+    )
+    doc["template_note"] = (
+        f"{HUMAN_FILE} does not exist and is part of the signed set; a template was written to "
+        f"{template.relative_to(wd).as_posix()} instead."
+        if template is not None
+        else None
+    )
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("tunegate", "templates"),
         autoescape=False,
@@ -277,18 +384,22 @@ def _write_annex_iv(wd: Path, rid: str, policy: GatePolicy) -> dict[str, Path]:
         lstrip_blocks=True,
     )
     html_env.filters["yamlish"] = env.filters["yamlish"]
-    html = html_env.get_template("annex_iv.html.j2").render(doc=doc)
-    rd = artifacts.run_dir(wd, rid)
+    html = html_env.get_template("annex_iv.html.j2").render(doc=doc, na="not available")
     out = {
-        "markdown": atomic_write_text(rd / "annex_iv.md", md),
-        "pdf": atomic_write_bytes(rd / "annex_iv.pdf", render_pdf(html)),
+        "markdown": atomic_write_text(out_dir / "annex_iv.md", md),
+        "html": atomic_write_text(out_dir / "annex_iv.html", html),
+        "pdf": atomic_write_bytes(out_dir / "annex_iv.pdf", render_pdf(html)),
     }
     ledger.append_event(
         wd,
         "annex-iv",
         outputs={p.relative_to(wd).as_posix(): sha256_file(p) for p in out.values()},
         config_digest=policy.digest(),
-        details={"run_id": rid, "missing_human_fields": doc["missing_human_fields"]},
+        details={
+            "run_id": rid,
+            "missing_human_fields": doc["missing_human_fields"],
+            "outside_signed_set": signed,
+        },
     )
     write_checkpoint(wd, "annex-iv", key_rel=policy.approval.checkpoint_key)
     return out

@@ -219,11 +219,18 @@ def register(app: typer.Typer) -> None:
         policy_change_reason: str = _REASON,
     ) -> None:
         """Write EU AI Act Annex IV technical documentation (Markdown + PDF) for a run."""
-        from tunegate.approval.annex_iv import write_annex_iv
+        from tunegate.approval import artifacts
+        from tunegate.approval.annex_iv import annex_location, write_annex_iv
 
         out = write_annex_iv(workdir, policy=_policy(workdir, policy, policy_change_reason), run_id=run)
         for k, p in out.items():
             typer.echo(f"{k}: {p}")
+        where, signed = annex_location(workdir, artifacts.resolve_run(workdir, run))
+        if signed:
+            typer.echo(
+                f"the run is already signed: written to {where}, outside the signed artifact set "
+                "(the approvals stay valid; this document is not covered by them)"
+            )
 
     audit = typer.Typer(
         help="The hash-chained audit ledger and its signed checkpoints.", no_args_is_help=True
@@ -271,7 +278,7 @@ def register(app: typer.Typer) -> None:
         """
         from tunegate.approval.audit import repair_audit_trail
 
-        res = repair_audit_trail(workdir, policy=_policy(policy))
+        res = repair_audit_trail(workdir, policy=_policy(workdir, policy))
         if res.event is None:
             typer.echo("nothing to repair: no torn final line")
             return

@@ -6,9 +6,12 @@ item, so reviewers never see it. The side is drawn per item from a seeded genera
 is stratified by label (classification), by ``group`` when records have one, else by reference
 length tercile, with proportional allocation (at least one item per stratum).
 
-Import reads a CSV with columns ``rater,item,preference`` (``A``, ``B`` or ``tie``), unblinds it
-with the key, and reports win rates plus inter-rater agreement: Fleiss' kappa over items rated by
-the same number of raters, and the mean pairwise Cohen's kappa (scikit-learn).
+The exported CSV is also the rating form: each reviewer fills ``rater`` (their name) and
+``preference`` (``A``, ``B`` or ``tie``) in a copy and sends it back; import reads one or more such
+files (any CSV with at least the columns ``rater,item,preference``; rows whose preference is
+still empty are items not rated yet). Import unblinds with the key and reports win rates plus
+inter-rater agreement: Fleiss' kappa over items rated by the same number of raters, and the
+mean pairwise Cohen's kappa (scikit-learn). A UTF-8 byte-order mark (Excel) is accepted.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import numpy as np
 from tunegate.errors import InputError
 from tunegate.evaluation.evidence import HumanEvidence
 from tunegate.evaluation.scoring import Predictions
-from tunegate.provenance import atomic_write_json, atomic_write_text, sha256_file
+from tunegate.provenance import atomic_write_json, atomic_write_text, digest_json, sha256_file
 from tunegate.records import Record
 
 PREFERENCES = ("a", "b", "tie")
@@ -98,6 +101,7 @@ def export_human_sample(
         key[item] = {"record_id": r.id, "a": "tuned" if tuned_is_a else "baseline"}
         rows.append(
             {
+                "rater": "",
                 "item": item,
                 "input": input_of(r) if input_of else r.prompt_text(),
                 "reference": r.target_text(),
@@ -135,9 +139,9 @@ def _html(rows: list[dict[str, str]]) -> str:
         "background:#f6f6f6;padding:.5em}.ab{display:grid;grid-template-columns:1fr 1fr;gap:1em}"
         "section{border-bottom:1px solid #ccc;padding-bottom:1em}</style></head><body>"
         "<h1>Blind A/B review</h1><p>For each item, say which output is better: A, B or tie. Record "
-        "answers in human_eval.csv (columns rater,item,preference). The order is random per item.</p>"
-        + "".join(body)
-        + "</body></html>\n"
+        "answers in a copy of human_eval.csv: your name in <b>rater</b> and A, B or tie in "
+        "<b>preference</b>, then return it for <code>tunegate human-import</code>. The order is "
+        "random per item.</p>" + "".join(body) + "</body></html>\n"
     )
 
 
@@ -159,31 +163,83 @@ def fleiss_kappa(counts: np.ndarray) -> float | None:
 
 
 def read_ratings(path: str | Path) -> list[tuple[str, str, str]]:
-    p = Path(path)
+    """``(rater, item, preference)`` per rated row of one ratings CSV; unrated rows are skipped."""
+    return [(r, i, pref) for r, i, pref, _ in _rated_rows(Path(path))]
+
+
+def _rated_rows(p: Path) -> list[tuple[str, str, str, int]]:
     if not p.is_file():
         raise InputError("ratings file not found", path=p)
-    out = []
-    with open(p, encoding="utf-8", newline="") as fh:
+    out: list[tuple[str, str, str, int]] = []
+    with open(p, encoding="utf-8-sig", newline="") as fh:
         reader = csv.DictReader(fh)
-        missing = {"rater", "item", "preference"} - set(reader.fieldnames or [])
+        fields = [f.strip().lower() for f in (reader.fieldnames or [])]
+        missing = {"rater", "item", "preference"} - set(fields)
         if missing:
-            raise InputError(f"missing column(s) {sorted(missing)}", path=p, line=1)
-        for line, row in enumerate(reader, start=2):
-            pref = (row["preference"] or "").strip().lower()
+            raise InputError(
+                f"missing column(s) {sorted(missing)}; found {fields}",
+                path=p,
+                line=1,
+                hint="use the human_eval.csv that `tunegate human-export` wrote: fill rater and preference",
+            )
+        reader.fieldnames = fields
+        for row in reader:
+            line = reader.line_num  # physical line (a quoted field may span several)
+            pref = (row.get("preference") or "").strip().lower()
+            if not pref:
+                continue  # not rated (yet)
             if pref not in PREFERENCES:
                 raise InputError(
                     f"preference must be A, B or tie; got {pref!r}", path=p, line=line, field="preference"
                 )
-            rater, item = (row["rater"] or "").strip(), (row["item"] or "").strip()
-            if not rater or not item:
-                raise InputError("rater and item must be non-empty", path=p, line=line)
-            out.append((rater, item, pref))
+            rater, item = (row.get("rater") or "").strip(), (row.get("item") or "").strip()
+            if not rater:
+                raise InputError(
+                    "rater is empty: write the reviewer's name in this column",
+                    path=p,
+                    line=line,
+                    field="rater",
+                )
+            if not item:
+                raise InputError("item is empty", path=p, line=line, field="item")
+            out.append((rater, item, pref, line))
     return out
 
 
-def import_human_ratings(ratings_csv: str | Path, key_json: str | Path) -> HumanEvidence:
-    """Unblind the ratings and summarize them with inter-rater agreement."""
-    ratings = read_ratings(ratings_csv)
+def _read_all(paths: Sequence[Path]) -> list[tuple[str, str, str, Path, int]]:
+    rows: list[tuple[str, str, str, Path, int]] = []
+    seen: dict[tuple[str, str], tuple[Path, int]] = {}
+    for p in paths:
+        for rater, item, pref, line in _rated_rows(p):
+            if (rater, item) in seen:
+                first = seen[(rater, item)]
+                raise InputError(
+                    f"rater {rater!r} rated {item!r} twice (first in {first[0].name} line {first[1]})",
+                    path=p,
+                    field="item",
+                )
+            seen[(rater, item)] = (p, line)
+            rows.append((rater, item, pref, p, line))
+    if not rows:
+        raise InputError(
+            "no ratings: every preference cell is empty",
+            path=paths[0],
+            hint="fill preference (A, B or tie) and rater in the exported human_eval.csv",
+        )
+    return rows
+
+
+def import_human_ratings(
+    ratings_csv: str | Path | Sequence[str | Path], key_json: str | Path
+) -> HumanEvidence:
+    """Unblind the ratings (one CSV, or one per reviewer) and summarize them with agreement."""
+    paths = [Path(ratings_csv)] if isinstance(ratings_csv, (str, Path)) else [Path(p) for p in ratings_csv]
+    if not paths:
+        raise InputError("no ratings file given")
+    for p in paths:
+        if not p.is_file():
+            raise InputError("ratings file not found", path=p)
+    rows = _read_all(paths)
     key_path = Path(key_json)
     if not key_path.is_file():
         raise InputError(
@@ -191,11 +247,11 @@ def import_human_ratings(ratings_csv: str | Path, key_json: str | Path) -> Human
         )
     key = json.loads(key_path.read_text(encoding="utf-8"))["items"]
     unblinded: dict[tuple[str, str], str] = {}
-    for line, (rater, item, pref) in enumerate(ratings, start=2):
+    for rater, item, pref, path, line in rows:
         if item not in key:
             raise InputError(
                 f"unknown item {item!r} (not in the exported sample)",
-                path=ratings_csv,
+                path=path,
                 line=line,
                 field="item",
             )
@@ -235,5 +291,7 @@ def import_human_ratings(ratings_csv: str | Path, key_json: str | Path) -> Human
         tie_rate=counts["tie"] / total,
         fleiss_kappa=fleiss_kappa(full) if len(full) else None,
         cohen_kappa_mean=float(np.mean(cohen)) if cohen else None,
-        ratings_sha256=sha256_file(ratings_csv),
+        ratings_sha256=sha256_file(paths[0])
+        if len(paths) == 1
+        else digest_json([sha256_file(p) for p in paths]),
     )

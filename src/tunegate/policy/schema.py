@@ -11,8 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from tunegate.approval.config import ApprovalPolicy
 from tunegate.data.config import DataPolicy
@@ -22,6 +21,7 @@ from tunegate.evaluation.config import EvaluationPolicy
 from tunegate.pii.config import PIIPolicy
 from tunegate.policy.checks_config import GateChecksPolicy
 from tunegate.provenance import digest_json
+from tunegate.yamlio import read_yaml_mapping, validate_mapping
 
 POLICY_SCHEMA_VERSION = 1
 #: The policy shipped with the package; ``gates/default.yaml`` in the repo is the same file.
@@ -54,14 +54,6 @@ class GatePolicy(BaseModel):
         return self._source_dir
 
 
-def _format_validation_error(path: Path, exc: ValidationError) -> str:
-    lines = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "<root>"
-        lines.append(f"  {loc}: {err['msg']}")
-    return f"{path}: the policy is invalid:\n" + "\n".join(lines)
-
-
 def policy_from_mapping(data: Any, *, source: str = "<policy>") -> GatePolicy:
     if data is None:
         data = {}
@@ -73,25 +65,13 @@ def policy_from_mapping(data: Any, *, source: str = "<policy>") -> GatePolicy:
             f"{source}: policy version {version!r} is not supported (this tunegate reads version "
             f"{POLICY_SCHEMA_VERSION})"
         )
-    try:
-        return GatePolicy.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(_format_validation_error(Path(source), exc)) from None
+    return validate_mapping(GatePolicy, data, source=source, what="policy")
 
 
 def load_policy(path: str | Path | None = None) -> GatePolicy:
     """Load and validate a policy file (default: the shipped ``gates/default.yaml``)."""
     p = Path(path) if path is not None else DEFAULT_POLICY_PATH
-    if not p.exists():
-        raise ConfigError(f"{p}: policy file not found", hint="pass --policy gates/default.yaml")
-    if not p.is_file():
-        raise ConfigError(f"{p}: the policy path is not a file", hint="pass --policy FILE.yaml")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{p}:{where} is not valid YAML") from None
+    data = read_yaml_mapping(p, what="policy", hint="pass --policy FILE.yaml (see gates/default.yaml)")
     policy = policy_from_mapping(data, source=str(p))
     policy._source_dir = p.resolve().parent
     return policy

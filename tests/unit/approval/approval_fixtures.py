@@ -27,6 +27,7 @@ CANARIES = (
     "GB82WEST12345698765432",
 )
 LABELS = ["card_arrival", "card_linking", "exchange_rate", "lost_or_stolen_card"]
+HOLDOUT_N = 12
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,77 @@ def _records(n: int, seed: int) -> list[dict[str, Any]]:
             text = f"I am {CANARIES[0]}, mail {CANARIES[1]}, phone {CANARIES[2]}, iban {CANARIES[3]}"
         out.append({"id": sha256_text(text), "task": "classification", "text": text, "label": label})
     return out
+
+
+def _evidence(run_id: str, passed: bool) -> tuple[dict[str, Any], list[dict[str, Any]], Any]:
+    """evidence.json in its real shape, scored by the real comparison code on the fixture hold-out."""
+    from tunegate.evaluation.config import EvaluationPolicy
+    from tunegate.evaluation.evidence import Evidence, IntruderEvidence, RegressionTaskEvidence
+    from tunegate.evaluation.scoring import Predictions, baseline_evidence, compare_classification
+
+    hold = _records(HOLDOUT_N, 3)
+    y = [LABELS.index(r["label"]) for r in hold]
+    ids = [r["id"] for r in hold]
+    base = [(t + 1) % len(LABELS) if i % 3 else t for i, t in enumerate(y)]  # baseline: 1 in 3 right
+    tuned = list(y) if passed else list(base)
+    tuned[3] = (y[3] + 2) % len(LABELS)  # record 3: right before, wrong after (broken)
+    base[0] = tuned[0] = y[0]  # record 0 (the canary text) never changes, so it is never an example
+    comp = compare_classification(
+        y,
+        Predictions(ids, [LABELS[p] for p in base], base),
+        Predictions(ids, [LABELS[p] for p in tuned], tuned),
+        LABELS,
+        EvaluationPolicy(bootstrap_samples=200),
+    )
+    ev = Evidence(
+        run_id=run_id,
+        task="classification",
+        method="lora",
+        model_kind="seq_cls",
+        primary_metric="macro_f1",
+        inputs={"holdout_sha256": "a" * 64},
+        data_gate={
+            "verdict": "pass",
+            "residual_pii": {"PERSON": 0},
+            "residual_ok": True,
+            "regex_only": False,
+        },
+        holdout={"verified": True, "manifest_sha256": "c" * 64, "n_records": HOLDOUT_N},
+        metrics=comp.metrics,
+        baselines=[baseline_evidence("base_model", "the untouched base model", comp)],
+        mcnemar=comp.mcnemar,
+        classification=comp.classification,
+        regression=[
+            RegressionTaskEvidence(
+                task="piqa",
+                metric="acc",
+                baseline=0.52,
+                tuned=0.51,
+                delta=-0.01,
+                ci_low=-0.03,
+                ci_high=0.01,
+                confidence=0.95,
+                n=200,
+                n_available=1838,
+                limit=200,
+            )
+        ],
+        intruder=IntruderEvidence(
+            applicable=True,
+            top_k=10,
+            threshold=0.5,
+            per_layer={"layer.0.q": 1, "layer.0.v": 0},
+            total=1,
+            max_per_layer=1,
+            layers=2,
+        ),
+        provenance={"git": {"sha": "0" * 40, "dirty": False}, "seed": 0},
+    ).model_dump(mode="json")
+    preds = [
+        {"id": i, "baseline": LABELS[b], "tuned": LABELS[t], "pred_baseline": b, "pred_tuned": t}
+        for i, b, t in zip(ids, base, tuned, strict=True)
+    ]
+    return ev, preds, comp.confusion_tuned.tolist()
 
 
 def write_run(
@@ -102,8 +174,9 @@ def write_run(
     if operator is not None:
         run["operator"] = operator
     atomic_write_json(rd / "run.json", run)
-    cm = [[9, 1, 0, 0], [1, 8, 1, 0], [0, 0, 10, 0], [0, 1, 0, 9]]
-    atomic_write_json(rd / "evidence.json", make_evidence(run_id, passed=passed))
+    evidence, preds, cm = _evidence(run_id, passed)
+    atomic_write_json(rd / "evidence.json", evidence)
+    (rd / "predictions.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in preds))
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -233,8 +306,17 @@ def write_data(wd: Path) -> None:
                 }
             ],
             "pii": {
-                "counts": {"PERSON": 3, "EMAIL_ADDRESS": 1, "PHONE_NUMBER": 1, "IBAN_CODE": 1},
-                "residual": 0,
+                "counts": {
+                    "PERSON": {"text": 3},
+                    "EMAIL_ADDRESS": {"text": 1},
+                    "PHONE_NUMBER": {"text": 1},
+                    "IBAN_CODE": {"text": 1},
+                },
+                "totals": {"PERSON": 3, "EMAIL_ADDRESS": 1, "PHONE_NUMBER": 1, "IBAN_CODE": 1},
+                "residual": {},
+                "residual_totals": {},
+                "records_scanned": 62,
+                "records_with_pii": 1,
                 "regex_only": False,
                 "model": "en_core_web_sm",
             },
@@ -254,4 +336,8 @@ def write_data(wd: Path) -> None:
 
 def make_policy(approvers: Path, **approval: Any) -> GatePolicy:
     top = {k: approval.pop(k) for k in ("high_risk",) if k in approval}
-    return policy_from_mapping({**top, "approval": {"approvers_dir": str(approvers), **approval}})
+    # the fixture's regression run is a disclosed partial run (200 of 1838 PIQA items)
+    checks = {"allow_regression_limit": True}
+    return policy_from_mapping(
+        {**top, "checks": checks, "approval": {"approvers_dir": str(approvers), **approval}}
+    )

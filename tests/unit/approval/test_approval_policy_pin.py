@@ -38,7 +38,9 @@ def pinned_wd(workdir: Path, reviewers: Reviewers, tmp_path: Path) -> tuple[Path
     """The fixture workdir, with a policy file whose approvers dir is relative to its own folder."""
     gates = tmp_path / "gates"
     shutil.copytree(reviewers.approvers, gates / "approvers")
-    pfile = _policy_file(gates, "approval:\n  approvers_dir: approvers\n")
+    pfile = _policy_file(
+        gates, "checks:\n  allow_regression_limit: true\napproval:\n  approvers_dir: approvers\n"
+    )
     pol = load_policy(pfile)
     pin_policy(workdir, pol)  # what prepare does
     for rid in ("run-a", "run-b"):
@@ -59,7 +61,10 @@ def test_pin_is_used_when_policy_is_omitted(pinned_wd: tuple[Path, Path]) -> Non
 
 def test_different_policy_needs_a_ledgered_reason(pinned_wd: tuple[Path, Path], tmp_path: Path) -> None:
     wd, pfile = pinned_wd
-    other = _policy_file(tmp_path / "other", "approval:\n  approvers_dir: /x\n  min_approvals: 1\n")
+    other = _policy_file(
+        tmp_path / "other",
+        "checks:\n  allow_regression_limit: true\napproval:\n  approvers_dir: /x\n  min_approvals: 1\n",
+    )
     old, new = load_policy(pfile).digest(), load_policy(other).digest()
     with pytest.raises(ConfigError) as exc:
         resolve_policy(wd, other)
@@ -95,7 +100,11 @@ def test_pinned_policy_cannot_be_swapped_silently(
         shutil.rmtree(wd / "policy")  # fall back to the shipped default? no: the ledger remembers
     else:  # a consistent snapshot + pin of another policy, written outside tunegate
         other = load_policy(
-            _policy_file(tmp_path / "o", "approval:\n  approvers_dir: /x\n  min_approvals: 1\n")
+            _policy_file(
+                tmp_path / "o",
+                "checks:\n  allow_regression_limit: true\n"
+                "approval:\n  approvers_dir: /x\n  min_approvals: 1\n",
+            )
         )
         from tunegate.provenance import canonical_json
 

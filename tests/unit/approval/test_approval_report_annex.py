@@ -17,6 +17,10 @@ from tunegate.approval.report import CSP, write_report
 from tunegate.approval.sign import ApprovalRefusedError, sign_run
 
 SECTIONS = (
+    "brief",
+    "per-class",
+    "examples",
+    "training",
     "data-card",
     "split-manifest",
     "training-config",
@@ -37,15 +41,40 @@ def test_report_is_self_contained_with_all_sections(workdir: Path) -> None:
         assert f'id="{s}"' in html
     assert CSP in html
     assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", html, re.I)
-    imgs = re.findall(r'<img id="(plot-[a-z]+)" alt="[^"]*" src="([^"]+)"', html)
-    assert {i for i, _ in imgs} == {"plot-loss", "plot-metrics", "plot-confusion"}
-    assert all(src.startswith("data:image/png;base64,") and len(src) > 1000 for _, src in imgs)
-    assert "macro_f1" in html and "0.88" in html and "PERSON" in html and "piqa" in html
+    imgs = dict(re.findall(r'<img id="(plot-[a-z-]+)" alt="[^"]*" src="([^"]+)"', html))
+    assert set(imgs) == {"plot-loss", "plot-metrics", "plot-confusion", "plot-confusion-baseline"}
+    assert all(src.startswith("data:image/png;base64,") and len(src) > 1000 for src in imgs.values())
     ev = json.loads((workdir / "runs/run-a/report_evidence.json").read_text())
+    evidence = json.loads((workdir / "runs/run-a/evidence.json").read_text())
     rows = {r["metric"]: r for r in ev["metrics"]}
-    assert ev["run_id"] == "run-a" and rows["macro_f1"]["tuned"] == pytest.approx(0.88)
-    assert rows["accuracy"]["delta"] == pytest.approx(0.45)
+    m = evidence["metrics"]["macro_f1"]
+    assert ev["run_id"] == "run-a" and ev["format"] == "tunegate-report-evidence/v2"
+    assert (rows["macro_f1"]["ci_low"], rows["macro_f1"]["ci_high"]) == (m["ci_low"], m["ci_high"])
+    assert ev["brief"]["primary"]["metric"] == "macro_f1" and ev["brief"]["verdict"] == "pass"
+    assert ev["mcnemar"] == evidence["mcnemar"] and ev["mcnemar"] is not None
+    per_class = evidence["classification"]["tuned"]["per_class"]
+    assert ev["per_class_f1"] == {lab: v["f1"] for lab, v in per_class.items()}
+    assert ev["forgetting"]["total"] == 1 and ev["vram_plan"] is not None
+    assert ev["data_card"]["pii"]["total_anonymized"] == 6
     assert "runs/run-a/adapter/adapter_model.safetensors" in ev["artifact_digests"]
+    # page 1: the verdict, the primary metric with its interval, PII counts, what is signed
+    brief = html[html.index('id="brief"') : html.index('id="metrics"')]
+    assert "GATE PASSED" in brief and f"{m['baseline']:.4f} → {m['tuned']:.4f}" in brief
+    assert f"[{m['ci_low']:+.4f}, {m['ci_high']:+.4f}]" in brief
+    assert "PERSON 3" in brief and "tunegate sign WORKDIR --run run-a" in brief
+    assert "piqa" in brief and "ran on 200 of 1838 items" in brief  # regression limit warning
+    # examples whose prediction changed come from the hold-out and predictions.jsonl
+    assert ev["examples"]["n_fixed"] >= 1 and ev["examples"]["n_broken"] == 1
+
+
+def test_sections_with_evidence_never_say_not_available(workdir: Path) -> None:
+    """Every section whose evidence exists renders it (the old report said "not available")."""
+    html = (workdir / "runs/run-a/report.html").read_text()
+    sections = dict(re.findall(r'<section id="([a-z0-9-]+)">(.*?)</section>', html, re.S))
+    assert len(sections) >= 15
+    # human evaluation is the only section with no evidence in this workdir
+    bad = {k for k, body in sections.items() if "not available" in body and k != "human-eval"}
+    assert not bad, bad
 
 
 def test_missing_optional_sections_render_not_available(workdir: Path, policy) -> None:  # type: ignore[no-untyped-def]
@@ -56,7 +85,7 @@ def test_missing_optional_sections_render_not_available(workdir: Path, policy) -
     redecide(workdir, "run-a", policy)  # the report renders only the decision decide() makes
     write_report(workdir, policy=policy, run_id="run-a")
     html = (workdir / "runs/run-a/report.html").read_text()
-    assert html.count("not available") >= 6
+    assert html.count("not available") >= 5
     assert 'id="plot-confusion"' not in html
 
 
@@ -110,3 +139,81 @@ def test_high_risk_refuses_approval_until_human_fields_filled(
     write_annex_iv(workdir, policy=pol, run_id="run-a")
     write_report(workdir, policy=pol, run_id="run-a")
     sign_run(workdir, reviewers.keys["alice"], "approve", policy=pol, run_id="run-a")
+
+
+def test_annex_iv_after_signing_keeps_the_approvals_valid(
+    workdir: Path, reviewers: Reviewers, policy
+) -> None:  # type: ignore[no-untyped-def]
+    from tunegate.approval.verify import verify_run
+
+    assert not (workdir / "annex_iv_human.yaml").exists()
+    for who in ("alice", "bob"):
+        sign_run(workdir, reviewers.keys[who], "approve", policy=policy, run_id="run-a")
+    before = sorted(p.relative_to(workdir) for p in (workdir / "runs/run-a").rglob("*"))
+    out = write_annex_iv(workdir, policy=policy, run_id="run-a")
+    # written beside the run, not into it; the covered human-field file is not created either
+    assert {p.parent for p in out.values()} == {workdir / "annex_iv" / "run-a"}
+    assert set(out) == {"markdown", "html", "pdf"}
+    assert sorted(p.relative_to(workdir) for p in (workdir / "runs/run-a").rglob("*")) == before
+    assert not (workdir / "annex_iv_human.yaml").exists()
+    assert (workdir / "annex_iv/run-a/annex_iv_human.yaml").is_file()
+    md = out["markdown"].read_text()
+    assert "already signed" in md and "outside the signed artifact set" in md
+    res = verify_run(workdir, policy=policy, run_id="run-a")
+    assert res.approved, res.reasons
+
+
+def test_annex_iv_html_shows_the_run_evidence(workdir: Path, policy) -> None:  # type: ignore[no-untyped-def]
+    out = write_annex_iv(workdir, policy=policy, run_id="run-a")
+    assert out["markdown"].parent == workdir / "runs/run-a"
+    html = out["html"].read_text()
+    assert "default-src 'none'" in html and not re.search(r"(?:src|href)\s*=\s*[\"']?https?:", html)
+    ev = json.loads((workdir / "runs/run-a/evidence.json").read_text())
+    for lab in ev["classification"]["tuned"]["labels"]:
+        assert lab in html  # per-class F1 from evidence.classification
+    assert "PERSON" in html and "runs/run-a/report.pdf" in html and "macro_f1" in html
+    section3 = html[html.index('id="point-3"') : html.index('id="point-4"')]
+    with_evidence = section3[: section3.index("<h3>human evaluation")]  # no human sample here
+    assert "not available" not in with_evidence and "intruder" in with_evidence
+
+
+def test_imported_human_ratings_appear_in_the_report(workdir: Path, policy) -> None:  # type: ignore[no-untyped-def]
+    import csv
+
+    from tunegate.evaluation.human import export_human_sample, import_human_ratings
+    from tunegate.evaluation.scoring import Predictions
+    from tunegate.provenance import atomic_write_json
+    from tunegate.records import load_records
+
+    rd = workdir / "runs/run-a"
+    recs = load_records(workdir / "data/holdout.jsonl")
+    preds = {r["id"]: r for r in map(json.loads, (rd / "predictions.jsonl").read_text().splitlines())}
+    ids = [r.id for r in recs]
+    base = Predictions(ids, [preds[i]["baseline"] for i in ids])
+    tuned = Predictions(ids, [preds[i]["tuned"] for i in ids])
+    paths = export_human_sample(recs, base, tuned, rd / "human", n=8, seed=0)
+    write_report(workdir, policy=policy, run_id="run-a")
+    html = (rd / "report.html").read_text()
+    section = html[html.index('id="human-eval"') : html.index('id="training"')]
+    assert "8 item(s) for blind review" in section and "Awaiting ratings" in section
+    rows = list(csv.DictReader(paths["csv"].open(newline="")))
+    files = []
+    for rater, flip in (("alice", False), ("bob", True)):
+        p = workdir / f"{rater}.csv"
+        with p.open("w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            w.writeheader()
+            for k, row in enumerate(rows):
+                pref = "tie" if (flip and k == 0) else "A"
+                w.writerow({**row, "rater": rater, "preference": pref})
+        files.append(p)
+    hum = import_human_ratings(files, paths["key"])
+    atomic_write_json(rd / "human" / "human_evidence.json", hum.model_dump(mode="json"))
+    write_report(workdir, policy=policy, run_id="run-a")
+    html = (rd / "report.html").read_text()
+    section = html[html.index('id="human-eval"') : html.index('id="training"')]
+    assert "16 rating(s) by 2 rater(s) on 8 item(s)" in section
+    assert f"{100 * hum.tuned_win_rate:.1f}%" in section and f"{100 * hum.tie_rate:.1f}%" in section
+    assert f"{hum.cohen_kappa_mean:.3f}" in section and "not available" not in section
+    ev = json.loads((rd / "report_evidence.json").read_text())
+    assert ev["human_eval"]["ratings"]["n_raters"] == 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -85,3 +86,47 @@ def test_bad_preference_names_line_and_field(tmp_path: Path) -> None:
     p.write_text("rater,item,preference\nr1,item-001,maybe\n")
     with pytest.raises(InputError, match=r"line 2.*preference"):
         import_human_ratings(p, tmp_path / "key.json")
+
+
+def _fill(src: Path, dst: Path, rater: str, choose: Any) -> None:
+    """What a reviewer does with the exported CSV: write their name and a preference per row."""
+    with src.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        fields, rows = list(reader.fieldnames or []), list(reader)
+    with dst.open("w", newline="", encoding="utf-8-sig") as fh:  # as Excel saves "CSV UTF-8"
+        w = csv.DictWriter(fh, fieldnames=fields)
+        w.writeheader()
+        for i, row in enumerate(rows):
+            pref = choose(i, row)
+            w.writerow({**row, "rater": rater if pref else "", "preference": pref})
+
+
+def test_exported_csv_is_the_rating_form(tmp_path: Path) -> None:
+    """human-export's CSV, filled in by two reviewers, imports as is (it used to lack 'rater')."""
+    recs = _recs(60)
+    ids = [r.id for r in recs]
+    base = Predictions(ids, [f"base {i}\nsecond line" for i in range(60)])
+    tuned = Predictions(ids, [f"tuned {i}" for i in range(60)])
+    paths = export_human_sample(recs, base, tuned, tmp_path / "out", n=20, seed=0)
+    header = paths["csv"].read_text().splitlines()[0].split(",")
+    assert header[:2] == ["rater", "item"] and "preference" in header
+    a, b = tmp_path / "alice.csv", tmp_path / "bob.csv"
+
+    def tuned_side(i: int, row: dict[str, str]) -> str:
+        return "A" if row["output_a"].startswith("tuned") else "B"
+
+    _fill(paths["csv"], a, "alice", tuned_side)
+    # bob agrees except on the first two items (tie), and leaves the last item unrated
+    _fill(paths["csv"], b, "bob", lambda i, row: "" if i == 19 else ("tie" if i < 2 else tuned_side(i, row)))
+    ev = import_human_ratings([a, b], paths["key"])
+    assert (ev.n_items, ev.n_raters, ev.n_ratings) == (20, 2, 39)
+    assert ev.tuned_win_rate == pytest.approx(37 / 39) and ev.tie_rate == pytest.approx(2 / 39)
+    assert ev.cohen_kappa_mean is not None and ev.fleiss_kappa is not None
+    # the untouched export has no ratings yet: said so, not "missing column"
+    with pytest.raises(InputError, match="no ratings"):
+        import_human_ratings(paths["csv"], paths["key"])
+    # a rated row without a rater names its line and field
+    bad = tmp_path / "bad.csv"
+    bad.write_text("rater,item,preference\nalice,item-001,A\n,item-002,B\n")
+    with pytest.raises(InputError, match=r"line 3.*rater"):
+        import_human_ratings(bad, paths["key"])
