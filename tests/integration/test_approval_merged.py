@@ -28,7 +28,8 @@ def test_promote_merged_real_adapter(tmp_path: Path, stories260k: Path) -> None:
 
     wd = tmp_path / "wd"
     write_data(wd)
-    write_run(wd, "run-a")
+    approvers = tmp_path / "approvers"
+    write_run(wd, "run-a", policy=make_policy(approvers))  # decided under the policy used below
     adapter = wd / "runs/run-a/adapter"
     shutil.rmtree(adapter)
     torch.manual_seed(0)
@@ -40,7 +41,6 @@ def test_promote_merged_real_adapter(tmp_path: Path, stories260k: Path) -> None:
     run = json.loads((wd / "runs/run-a/run.json").read_text())
     run["base_model"]["path"] = str(stories260k)
     (wd / "runs/run-a/run.json").write_text(json.dumps(run))
-    approvers = tmp_path / "approvers"
     approvers.mkdir()
     policy = make_policy(approvers)
     write_report(wd, policy=policy, run_id="run-a")
