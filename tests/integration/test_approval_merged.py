@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "approval"))
-from approval_fixtures import make_policy, write_data, write_run
+from approval_fixtures import make_policy, refresh_evidence, write_data, write_run
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_shared]
 
@@ -43,6 +43,7 @@ def test_promote_merged_real_adapter(tmp_path: Path, stories260k: Path) -> None:
     (wd / "runs/run-a/run.json").write_text(json.dumps(run))
     approvers.mkdir()
     policy = make_policy(approvers)
+    refresh_evidence(wd, "run-a", policy)  # the evidence names the weights it scored: these ones
     write_report(wd, policy=policy, run_id="run-a")
     for name in ("alice", "bob"):
         priv, pub = generate_keypair(name, tmp_path / "keys")

@@ -18,7 +18,7 @@ from typing import Any
 from tunegate import ledger
 from tunegate.approval.checkpoint import write_checkpoint
 from tunegate.policy.schema import GatePolicy, policy_from_mapping
-from tunegate.provenance import atomic_write_json, sha256_file, sha256_text
+from tunegate.provenance import atomic_write_json, digest_json, sha256_file, sha256_text, sha256_tree
 
 CANARIES = (
     "Zebulon Quartzfeather",
@@ -103,7 +103,12 @@ def write_run(
         run["operator"] = operator
     atomic_write_json(rd / "run.json", run)
     cm = [[9, 1, 0, 0], [1, 8, 1, 0], [0, 0, 10, 0], [0, 1, 0, 9]]
-    atomic_write_json(rd / "evidence.json", make_evidence(run_id, passed=passed))
+    ev = make_evidence(run_id, passed=passed)
+    ev["inputs"] = {  # what `tunegate evaluate` records: the weights and hold-out it scored
+        "tuned_artifact_digest": digest_json(sha256_tree(rd / "adapter")),
+        "holdout_manifest_sha256": sha256_file(wd / "data" / "holdout.manifest.json"),
+    }
+    atomic_write_json(rd / "evidence.json", ev)
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -121,6 +126,17 @@ def write_run(
             details={"run_id": run_id},
         )
         write_checkpoint(wd, stage)
+    redecide(wd, run_id, policy)
+
+
+def refresh_evidence(wd: Path, run_id: str, policy: GatePolicy) -> None:
+    """After a test replaced the weights: record the new weights in evidence.json and decide again."""
+    import json
+
+    path = wd / "runs" / run_id / "evidence.json"
+    ev = json.loads(path.read_text(encoding="utf-8"))
+    ev["inputs"]["tuned_artifact_digest"] = digest_json(sha256_tree(wd / "runs" / run_id / "adapter"))
+    atomic_write_json(path, ev)
     redecide(wd, run_id, policy)
 
 
