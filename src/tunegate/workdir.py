@@ -3,7 +3,7 @@
 ::
 
     WORKDIR/
-      policy/    policy.yaml (the pinned policy snapshot) policy.json (its digest record)
+      policy/    policy.json (the pinned policy, canonical JSON) pin.json (its digest, source, trust root)
       data/      train.jsonl validation.jsonl holdout.jsonl holdout.manifest.json data_report.{json,md}
       runs/<run_id>/   run.json config.json adapter/|model/ evidence.json decision.json report.* approvals/
       baselines/<digest>/   cached baseline scores (base model + hold-out + eval config)

@@ -100,3 +100,34 @@ def test_forgery_after_signing_is_refused_at_verify_and_promote(signed: Env) -> 
 def test_genuine_decision_is_accepted(env: Env) -> None:
     assert verified_decision(env.wd, "run-a", env.policy).passed
     assert not verified_decision(env.wd, "run-b", env.policy).passed
+
+
+def test_transplanted_passing_run_is_refused(env: Env) -> None:
+    """run-a's passing evidence and decision copied over failed run-b: self-consistent, but the
+    ledger's `decide` event for run-b recorded a different decision."""
+    import shutil
+
+    for n in ("evidence.json", "decision.json"):
+        shutil.copy2(env.wd / "runs/run-a" / n, env.wd / "runs/run-b" / n)
+    with pytest.raises(IntegrityError, match="transplanted"):
+        verified_decision(env.wd, "run-b", env.policy)
+    # even with the run id edited to match, the ledger's `decide` event for run-b disagrees
+    for n in ("evidence.json", "decision.json"):
+        p = env.wd / "runs/run-b" / n
+        p.write_text(p.read_text().replace('"run-a"', '"run-b"'))
+    with pytest.raises(IntegrityError, match=r"ledger|weights"):
+        verified_decision(env.wd, "run-b", env.policy)
+    with pytest.raises(IntegrityError):
+        sign_run(env.wd, env.key("alice"), "approve", policy=env.policy, run_id="run-b")
+
+
+def test_weights_swapped_after_evaluation_are_refused(env: Env) -> None:
+    """The evidence names the weights it scored; other weights cannot ride on its decision."""
+    w = env.wd / "runs/run-a/adapter/adapter_model.safetensors"
+    w.write_bytes(b"\0" * 4096)
+    with pytest.raises(IntegrityError, match="weights were replaced after evaluation"):
+        verified_decision(env.wd, "run-a", env.policy)
+    with pytest.raises(IntegrityError, match="weights were replaced"):
+        write_report(env.wd, policy=env.policy, run_id="run-a")
+    with pytest.raises(IntegrityError, match="weights were replaced"):
+        sign_run(env.wd, env.key("alice"), "approve", policy=env.policy, run_id="run-a")

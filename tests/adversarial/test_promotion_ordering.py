@@ -15,7 +15,8 @@ from adv_support import Env
 from tunegate import ledger
 from tunegate.approval import promote as promote_mod
 from tunegate.approval.audit import audit_workdir
-from tunegate.approval.promote import promote
+from tunegate.approval.promote import load_from_registry, promote
+from tunegate.errors import IntegrityError
 
 
 class Crash(RuntimeError):
@@ -71,6 +72,21 @@ def test_crash_leaves_no_unledgered_version(signed: Env, monkeypatch: pytest.Mon
     rep = audit_workdir(signed.wd, policy=signed.policy)
     assert rep.ok, rep.problems
     assert any("was started but not recorded as finished" in n for n in rep.notes)
+    # the next promotion completes the interrupted one (or, before the rename, starts afresh)
+    e = promote(signed.wd, reg, policy=signed.policy, run_id="run-a")
+    assert e.version == 1 and _versions(reg) == ["v1"]
+    assert load_from_registry(reg, e.name, policy=signed.policy).version == 1
+    rep = audit_workdir(signed.wd, policy=signed.policy)
+    assert rep.ok and not rep.notes, (rep.problems, rep.notes)
+
+
+def test_edited_head_is_still_refused(signed: Env) -> None:
+    """Recovery never applies to a registry whose HEAD was rewound by hand."""
+    reg = signed.tmp / "registry"
+    e = promote(signed.wd, reg, policy=signed.policy, run_id="run-a")
+    (reg / e.name / "HEAD.json").unlink()
+    with pytest.raises(IntegrityError, match="registry head was edited"):
+        promote(signed.wd, reg, policy=signed.policy, run_id="run-a")
 
 
 def test_crash_before_rename_allows_a_clean_retry(signed: Env, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "approval"))
-from approval_fixtures import make_policy, write_data, write_run
+from approval_fixtures import make_policy, refresh_evidence, write_data, write_run
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_shared]
 
@@ -28,7 +28,8 @@ def test_promote_merged_real_adapter(tmp_path: Path, stories260k: Path) -> None:
 
     wd = tmp_path / "wd"
     write_data(wd)
-    write_run(wd, "run-a")
+    approvers = tmp_path / "approvers"
+    write_run(wd, "run-a", policy=make_policy(approvers))  # decided under the policy used below
     adapter = wd / "runs/run-a/adapter"
     shutil.rmtree(adapter)
     torch.manual_seed(0)
@@ -40,9 +41,9 @@ def test_promote_merged_real_adapter(tmp_path: Path, stories260k: Path) -> None:
     run = json.loads((wd / "runs/run-a/run.json").read_text())
     run["base_model"]["path"] = str(stories260k)
     (wd / "runs/run-a/run.json").write_text(json.dumps(run))
-    approvers = tmp_path / "approvers"
     approvers.mkdir()
     policy = make_policy(approvers)
+    refresh_evidence(wd, "run-a", policy)  # the evidence names the weights it scored: these ones
     write_report(wd, policy=policy, run_id="run-a")
     for name in ("alice", "bob"):
         priv, pub = generate_keypair(name, tmp_path / "keys")

@@ -64,7 +64,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("browser")
     wd = root / "wd"
     write_data(wd)
-    write_run(wd, "run-a")
+    write_run(wd, "run-a", policy=make_policy(root / "approvers"))  # decided under the report's policy
     (root / "approvers").mkdir()
     write_report(wd, policy=make_policy(root / "approvers"), run_id="run-a")
     return wd / "runs/run-a/report.html"

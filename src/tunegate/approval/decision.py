@@ -40,6 +40,34 @@ def _first_difference(stored: Any, recomputed: Any, path: str = "") -> str:
     return f"{path.rstrip('.') or 'decision'}: stored {s}, recomputed {r}"
 
 
+def check_evidence_inputs(wd: Path, run_id: str, inputs: dict[str, str], epath: Path) -> None:
+    """The evidence names the weights and hold-out manifest it scored (``tunegate evaluate``
+    records both); when it does, they must be the ones in the workdir now."""
+    from tunegate.provenance import digest_json, sha256_tree
+    from tunegate.workdir import manifest_path, run_dir
+
+    rd = run_dir(wd, run_id)
+    want = inputs.get("tuned_artifact_digest")
+    if want:
+        artifact = next((rd / d for d in ("adapter", "model") if (rd / d).is_dir()), None)
+        have = digest_json(sha256_tree(artifact)) if artifact is not None else ""
+        if have != want:
+            raise IntegrityError(
+                f"{epath}: the evidence scored weights with digest {want[:16]}…, the run's weights now have "
+                f"{have[:16] or 'none'}…: the weights were replaced after evaluation",
+                hint="re-run `tunegate evaluate` and `tunegate decide`",
+            )
+    manifest = inputs.get("holdout_manifest_sha256")
+    if manifest:
+        mp = manifest_path(wd)
+        have = sha256_file(mp) if mp.is_file() else ""
+        if have != manifest:
+            raise IntegrityError(
+                f"{epath}: the evidence was scored on hold-out manifest {manifest[:16]}…, the workdir's is "
+                f"{have[:16] or 'missing'}…"
+            )
+
+
 def verified_decision(workdir: str | Path, run_id: str, policy: GatePolicy) -> Any:
     """Recompute the run's decision from (policy, evidence); return it when the stored
     ``decision.json`` and the ledger's ``decide`` event agree with it, else raise IntegrityError."""
@@ -58,6 +86,12 @@ def verified_decision(workdir: str | Path, run_id: str, policy: GatePolicy) -> A
         evidence = load_evidence(epath)
     except InputError as exc:
         raise IntegrityError(f"the decision cannot be recomputed: {exc.message}") from None
+    if evidence.run_id != run_id:
+        raise IntegrityError(
+            f"{epath}: the evidence is about run {evidence.run_id!r}, not {run_id!r}: "
+            "evidence was transplanted"
+        )
+    check_evidence_inputs(wd, run_id, evidence.inputs, epath)
     recomputed = decide(policy, evidence)
     try:
         stored = json.loads(dpath.read_text(encoding="utf-8"))

@@ -36,7 +36,7 @@ from filelock import FileLock, Timeout
 
 from tunegate import ledger
 from tunegate.approval import artifacts
-from tunegate.approval.checkpoint import write_checkpoint
+from tunegate.approval.checkpoint import read_ledger, write_checkpoint
 from tunegate.approval.sign import ApprovalRefusedError, approvals_dir, registry_head_digest, registry_name
 from tunegate.approval.verify import VerifyResult, verify_run
 from tunegate.errors import DependencyError, IntegrityError, LockError
@@ -170,6 +170,15 @@ def _promote_locked(
         else None
     )
     if head != latest:
+        # a crash between the rename and HEAD? finish it when the same approvals still verify
+        check = verify_run(wd, policy=policy, run_id=rid, approvers_dir=approvers_dir, registry_head=head)
+        finished = (
+            _finish_interrupted(wd, rid, reg, reg_name, versions, head)
+            if check.approved and check.approval_digest == latest
+            else None
+        )
+        if finished is not None:
+            return finished
         raise IntegrityError(
             f"{reg}/HEAD.json names approval {str(head)[:16]}, but the newest entry "
             f"v{versions[-1] if versions else 0} holds {str(latest)[:16]}: the registry head was edited"
@@ -269,22 +278,7 @@ def _promote_locked(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     _make_read_only(final)
-    atomic_write_json(
-        reg / "HEAD.json", {"version": version, "approval_digest": result.approval_digest, "run_id": rid}
-    )
-    with open(reg / "history.jsonl", "a", encoding="utf-8") as fh:
-        fh.write(
-            canonical_json(
-                {
-                    "version": version,
-                    "run_id": rid,
-                    "approval_digest": result.approval_digest,
-                    "previous_approval_digest": head,
-                    "time": manifest["time"],
-                }
-            )
-            + "\n"
-        )
+    _publish(reg, version, rid, result.approval_digest, head, str(manifest["time"]))
     return RegistryEntry(
         reg_name,
         version,
@@ -295,6 +289,71 @@ def _promote_locked(
         final / merged_rel if merged_rel else None,
         manifest,
     )
+
+
+def _finish_interrupted(
+    wd: Path, rid: str, reg: Path, reg_name: str, versions: list[int], head: str | None
+) -> RegistryEntry | None:
+    """Complete a promotion of ``rid`` that crashed after its version was renamed into place but
+    before ``HEAD.json`` moved: only when this workdir's ledger holds its unfinished intent, HEAD
+    still names the version before it, and the version's files match its manifest."""
+    if not versions:
+        return None
+    version = versions[-1]
+    entry = reg / f"v{version}"
+    manifest = json.loads((entry / "manifest.json").read_text(encoding="utf-8"))
+    entries = read_ledger(wd)
+    done = any(
+        e.get("stage") == "promote"
+        and (e.get("details") or {}).get("name") == reg_name
+        and (e.get("details") or {}).get("version") == version
+        for e in entries
+    )
+    intent = any(
+        e.get("stage") == "promote_intent"
+        and (e.get("details") or {}).get("name") == reg_name
+        and (e.get("details") or {}).get("version") == version
+        and (e.get("details") or {}).get("run_id") == rid == manifest.get("run_id")
+        and (e.get("details") or {}).get("approval_digest") == manifest.get("approval_digest")
+        for e in entries
+    )
+    if done or not intent or manifest.get("previous_approval_digest") != head:
+        return None
+    artifacts.check_tree(entry)
+    files = {k: v for k, v in sha256_tree(entry).items() if k != "manifest.json"}
+    if files != manifest.get("files"):
+        raise IntegrityError(f"{entry}: an interrupted promotion left files that differ from its manifest")
+    _make_read_only(entry)
+    _publish(reg, version, rid, str(manifest["approval_digest"]), head, str(manifest["time"]))
+    merged = manifest.get("merged")
+    return RegistryEntry(
+        reg_name,
+        version,
+        entry,
+        rid,
+        str(manifest["approval_digest"]),
+        entry / manifest["weights"],
+        entry / merged if merged else None,
+        manifest,
+    )
+
+
+def _publish(reg: Path, version: int, rid: str, approval: str, previous: str | None, time: str) -> None:
+    """Move HEAD to ``version`` and append it to history.jsonl (after the version is in place)."""
+    atomic_write_json(reg / "HEAD.json", {"version": version, "approval_digest": approval, "run_id": rid})
+    with open(reg / "history.jsonl", "a", encoding="utf-8") as fh:
+        fh.write(
+            canonical_json(
+                {
+                    "version": version,
+                    "run_id": rid,
+                    "approval_digest": approval,
+                    "previous_approval_digest": previous,
+                    "time": time,
+                }
+            )
+            + "\n"
+        )
 
 
 def load_from_registry(

@@ -18,7 +18,7 @@ from typing import Any
 from tunegate import ledger
 from tunegate.approval.checkpoint import write_checkpoint
 from tunegate.policy.schema import GatePolicy, policy_from_mapping
-from tunegate.provenance import atomic_write_json, sha256_file, sha256_text
+from tunegate.provenance import atomic_write_json, digest_json, sha256_file, sha256_text, sha256_tree
 
 CANARIES = (
     "Zebulon Quartzfeather",
@@ -175,6 +175,10 @@ def write_run(
         run["operator"] = operator
     atomic_write_json(rd / "run.json", run)
     evidence, preds, cm = _evidence(run_id, passed)
+    evidence["inputs"] = {  # what `tunegate evaluate` records: the weights and hold-out it scored
+        "tuned_artifact_digest": digest_json(sha256_tree(rd / "adapter")),
+        "holdout_manifest_sha256": sha256_file(wd / "data" / "holdout.manifest.json"),
+    }
     atomic_write_json(rd / "evidence.json", evidence)
     (rd / "predictions.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in preds))
     import matplotlib
@@ -194,6 +198,17 @@ def write_run(
             details={"run_id": run_id},
         )
         write_checkpoint(wd, stage)
+    redecide(wd, run_id, policy)
+
+
+def refresh_evidence(wd: Path, run_id: str, policy: GatePolicy) -> None:
+    """After a test replaced the weights: record the new weights in evidence.json and decide again."""
+    import json
+
+    path = wd / "runs" / run_id / "evidence.json"
+    ev = json.loads(path.read_text(encoding="utf-8"))
+    ev["inputs"]["tuned_artifact_digest"] = digest_json(sha256_tree(wd / "runs" / run_id / "adapter"))
+    atomic_write_json(path, ev)
     redecide(wd, run_id, policy)
 
 
