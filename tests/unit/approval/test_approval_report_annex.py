@@ -183,10 +183,11 @@ def test_imported_human_ratings_appear_in_the_report(workdir: Path, policy) -> N
     from tunegate.evaluation.human import export_human_sample, import_human_ratings
     from tunegate.evaluation.scoring import Predictions
     from tunegate.provenance import atomic_write_json
-    from tunegate.records import load_records
+    from tunegate.records import Record
 
     rd = workdir / "runs/run-a"
-    recs = load_records(workdir / "data/holdout.jsonl")
+    lines = (workdir / "data/holdout.jsonl").read_text().splitlines()
+    recs = [Record.model_validate_json(line) for line in lines]
     preds = {r["id"]: r for r in map(json.loads, (rd / "predictions.jsonl").read_text().splitlines())}
     ids = [r.id for r in recs]
     base = Predictions(ids, [preds[i]["baseline"] for i in ids])
