@@ -1,0 +1,220 @@
+"""Fault injection: kill a real ``tunegate`` process at its write points (issue 10, item 3).
+
+Each write point (every atomic file replace, every append to the ledger, the checkpoints file)
+is named (:func:`tunegate.provenance.fault_point`). A clean run lists them
+(``TUNEGATE_FAULT_LOG``); then, for each point, a fresh copy of the workdir runs the same
+command with ``TUNEGATE_FAULT_AT=<point>`` and dies there with status 137, as under SIGKILL.
+After each crash, the documented recovery is applied (``tunegate audit verify``; on a torn tail
+``tunegate audit repair``) and the command is run again. It must either complete or refuse with
+one clear error (exit 1 or 2, no traceback); and afterwards nothing acknowledged is lost (the
+ledger entries before the crash are a prefix of the entries after), the audit trail verifies,
+and, for promote, every registry version has its ledger event.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from _safety_helpers import REPO, Result, assert_clean_error, run_tunegate
+
+from tunegate import ledger
+from tunegate.approval.checkpoint import verify_checkpoints
+
+sys.path.insert(0, str(REPO / "tests" / "unit" / "approval"))
+from approval_fixtures import write_data, write_run
+
+pytestmark = pytest.mark.slow
+
+#: Crash points where today's promote.py leaves a registry version that has no ledger event
+#: (or a HEAD that no longer matches the newest version), so that the next run refuses as if the
+#: registry had been tampered with. Reported to the owner of approval/promote.py (issue 10,
+#: item 8: "promotion must be ordered so that a crash leaves no registry version without its
+#: ledger event"); strict: this test fails as soon as the ordering is fixed, to be removed then.
+PROMOTE_ORDERING_GAPS = {
+    "atomic:HEAD.json:before-replace",
+    "atomic:HEAD.json:after-replace",
+    "ledger:promote:before-write",
+    "ledger:promote:mid-write",
+}
+
+
+def _points(log: Path) -> list[str]:
+    return [line for line in log.read_text().splitlines() if line] if log.exists() else []
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A reported run, two reviewer keys and a 2-of-n policy (the approval tests' generator)."""
+    from tunegate.approval.keys import generate_keypair
+
+    root = tmp_path_factory.mktemp("faults")
+    wd = root / "wd"
+    write_data(wd)
+    write_run(wd, "run-a")
+    (root / "approvers").mkdir()
+    for name in ("alice", "bob"):
+        _, pub = generate_keypair(name, root / "keys")
+        shutil.copy(pub, root / "approvers" / pub.name)
+    (root / "policy.yaml").write_text(
+        f"approval:\n  approvers_dir: {root / 'approvers'}\n  min_approvals: 2\n", encoding="utf-8"
+    )
+    res = run_tunegate("report", wd, "--policy", root / "policy.yaml", cwd=root)
+    assert res.code == 0, str(res)
+    return root
+
+
+def _copy(template: Path, dst: Path) -> Path:
+    shutil.copytree(template, dst, symlinks=True)
+    policy = dst / "policy.yaml"
+    policy.write_text(policy.read_text().replace(str(template), str(dst)))
+    return dst
+
+
+def _sign(root: Path, who: str) -> list[str | Path]:
+    return [
+        "sign", root / "wd", "--key", root / "keys" / f"{who}.key", "--decision", "approve",
+        "--registry", root / "reg", "--policy", root / "policy.yaml",
+    ]  # fmt: skip
+
+
+def _promote(root: Path) -> list[str | Path]:
+    return ["promote", root / "wd", "--registry", root / "reg", "--policy", root / "policy.yaml"]
+
+
+def _recover(root: Path, wd: Path) -> None:
+    """The documented recovery after a crash: audit verify; a torn tail -> audit repair."""
+    res = run_tunegate("audit", "verify", wd, "--policy", root / "policy.yaml", cwd=root)
+    if res.code != 0:
+        assert_clean_error(res, 2, contains=["torn final line", "audit repair"])
+        fixed = run_tunegate("audit", "repair", wd, "--policy", root / "policy.yaml", cwd=root)
+        assert fixed.code == 0 and "removed torn line" in fixed.out, str(fixed)
+
+
+def _assert_completed_or_refused(res: Result) -> None:
+    if res.code != 0:
+        assert res.code in (1, 2), str(res)
+        assert_clean_error(res, res.code)
+    assert "Traceback" not in res.err
+
+
+def _stages(wd: Path) -> list[str]:
+    return [str(e["stage"]) for e in ledger.read_entries(wd)]
+
+
+def _audit_ok(root: Path, wd: Path) -> None:
+    rep = verify_checkpoints(wd)
+    assert rep.ok, rep.problems
+
+
+def _registry_versions_have_ledger_events(root: Path, wd: Path) -> None:
+    reg = root / "reg" / "banking77-intent"
+    versions = sorted(int(p.name[1:]) for p in reg.glob("v*") if p.name[1:].isdigit()) if reg.is_dir() else []
+    ledgered = {e["details"].get("version") for e in ledger.read_entries(wd) if e["stage"] == "promote"}
+    missing = [v for v in versions if v not in ledgered]
+    assert not missing, f"registry versions without a ledger event: {missing}"
+    if versions:
+        head = json.loads((reg / "HEAD.json").read_text())
+        assert head["version"] == versions[-1], f"HEAD names v{head['version']}, newest is v{versions[-1]}"
+
+
+def _crash_each_point(
+    template: Path,
+    tmp_path: Path,
+    command: Callable[[Path], list[str | Path]],
+    check: Callable[[Path, Path], None] | None = None,
+    skip: Callable[[str], bool] = lambda p: False,
+) -> list[str]:
+    """Crash ``command`` at each of its write points in a fresh copy; recover; run it again."""
+    clean = _copy(template, tmp_path / "clean")
+    log = tmp_path / "points.log"
+    res = run_tunegate(*command(clean), cwd=clean, env={"TUNEGATE_FAULT_LOG": str(log)})
+    assert res.code == 0, str(res)
+    points = _points(log)
+    assert points, "the command reached no write point"
+    failures = []
+    for k, point in enumerate(points, start=1):
+        if skip(point):
+            continue
+        root = _copy(template, tmp_path / f"crash{k}")
+        wd = root / "wd"
+        before = ledger.read_entries(wd)
+        crashed = run_tunegate(*command(root), cwd=root, env={"TUNEGATE_FAULT_AT": f"*@{k}"})
+        assert crashed.code == 137, f"{point}: {crashed}"
+        try:
+            _recover(root, wd)
+            again = run_tunegate(*command(root), cwd=root)
+            _assert_completed_or_refused(again)
+            after = ledger.read_entries(wd)
+            assert after[: len(before)] == before, "acknowledged ledger entries were lost"
+            _audit_ok(root, wd)
+            if check is not None:
+                check(root, wd)
+        except AssertionError as exc:
+            failures.append(f"{point}: {str(exc).splitlines()[0]}")
+        shutil.rmtree(root, ignore_errors=True)
+    return failures
+
+
+def _same_path_as_tested_elsewhere(point: str) -> bool:
+    """``*:before-fsync`` runs the code of ``*:before-write`` plus a complete write, which
+    test_ledger_durability kills directly; skipping it keeps this file near 3 minutes."""
+    return point.endswith(":before-fsync")
+
+
+def test_crash_at_each_write_point_of_sign(template: Path, tmp_path: Path) -> None:
+    failures = _crash_each_point(
+        template, tmp_path, command=lambda root: _sign(root, "alice"), skip=_same_path_as_tested_elsewhere
+    )
+    assert not failures, failures
+
+
+@pytest.fixture(scope="module")
+def signed_template(template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = _copy(template, tmp_path_factory.mktemp("signed") / "root")
+    for who in ("alice", "bob"):
+        res = run_tunegate(*_sign(root, who), cwd=root)
+        assert res.code == 0, str(res)
+    return root
+
+
+def test_crash_at_each_write_point_of_promote(signed_template: Path, tmp_path: Path) -> None:
+    failures = _crash_each_point(
+        signed_template,
+        tmp_path,
+        command=_promote,
+        check=_registry_versions_have_ledger_events,
+        skip=_same_path_as_tested_elsewhere,
+    )
+    gaps = {f.split(": ", 1)[0] for f in failures}
+    unexpected = [f for f in failures if f.split(": ", 1)[0] not in PROMOTE_ORDERING_GAPS]
+    assert not unexpected, unexpected
+    if gaps == PROMOTE_ORDERING_GAPS:
+        pytest.xfail(f"promote ordering (approval/promote.py): {sorted(failures)}")
+    assert gaps == PROMOTE_ORDERING_GAPS, f"fixed? update PROMOTE_ORDERING_GAPS: {sorted(failures)}"
+
+
+def test_crash_in_prepare_ledger_append(tmp_path: Path) -> None:
+    """prepare killed in the middle of its ledger append (the data folder is already renamed into
+    place): audit repair removes the torn line, and prepare run again completes or refuses."""
+    from tunegate.demo_data import write_demo_tickets
+
+    data = tmp_path / "tickets.jsonl"
+    write_demo_tickets(data, 200, seed=5)
+    wd = tmp_path / "wd"
+    argv = ["prepare", data, "--task", "classification", "--out", wd]
+    crashed = run_tunegate(*argv, cwd=tmp_path, env={"TUNEGATE_FAULT_AT": "ledger:prepare:mid-write"})
+    assert crashed.code == 137, str(crashed)
+    assert not ledger.verify_ledger(wd).ok and ledger.verify_ledger(wd).torn_tail is not None
+    res = run_tunegate("audit", "repair", wd, cwd=tmp_path)
+    assert res.code == 0, str(res)
+    again = run_tunegate(*argv, cwd=tmp_path)
+    _assert_completed_or_refused(again)
+    assert ledger.verify_ledger(wd).ok
+    assert not list(wd.glob(".data*")), "temp folders were left behind"
+    if again.code in (0, 1):
+        assert "prepare" in _stages(wd)
