@@ -1,7 +1,11 @@
 """The ``tunegate`` command line: a thin typer app over the library.
 
-Exit codes: 0 pass, 1 a gate failed (with reasons), 2 unusable input or configuration.
-Errors print as one readable message, never a traceback (set ``TUNEGATE_DEBUG=1`` for one).
+Exit codes (docs/operations.md): 0 pass; 1 a gate failed or an approval was refused (a result,
+with reasons); 2 the command could not do its work: a usage error, unusable input or
+configuration, an integrity failure, a full disk, or an unexpected internal error; 130
+interrupted. Errors print as one ``error:`` message on stderr, never a traceback: set
+``TUNEGATE_DEBUG=1`` for one. An unexpected exception prints its type and place only, not its
+text, which may quote input data.
 """
 
 from __future__ import annotations
@@ -184,7 +188,7 @@ DEBUG_ENV = "TUNEGATE_DEBUG"
 #: OSError numbers that mean "the machine said no" (disk, permissions, path kinds): a one-line
 #: error naming the path, never a traceback.
 _OS_HINTS = {
-    errno.ENOSPC: "free some disk space and run the command again (nothing was acknowledged)",
+    errno.ENOSPC: "free some disk space and run the command again; nothing was acknowledged",
     errno.EDQUOT: "free some disk space (quota) and run the command again",
     errno.EFBIG: "the file size limit was reached (ulimit -f); raise it and run the command again",
     errno.EROFS: "the file system is read-only",
