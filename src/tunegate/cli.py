@@ -182,7 +182,7 @@ for _module in (
 
 
 #: Exit codes of every command (docs/operations.md repeats this table).
-EXIT_OK, EXIT_GATE_FAILED, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_GATE_FAILED, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2, 130, 141
 DEBUG_ENV = "TUNEGATE_DEBUG"
 
 #: OSError numbers that mean "the machine said no" (disk, permissions, path kinds): a one-line
@@ -258,6 +258,13 @@ def _describe_unexpected(exc: BaseException) -> str:
     )
 
 
+def _broken_pipe() -> int:
+    """stdout was closed early (``tunegate ... | head``): exit like a process ended by SIGPIPE."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_BROKEN_PIPE
+
+
 def run_cli(argv: list[str] | None = None) -> int:
     """Run one command and return its exit code; never raises (except with TUNEGATE_DEBUG set).
 
@@ -285,11 +292,13 @@ def run_cli(argv: list[str] | None = None) -> int:
         _print_error(_describe_usage_error(exc))
         return EXIT_ERROR
     except BrokenPipeError:
-        # stdout closed early (``tunegate ... | head``): not an error of the command
-        with contextlib.suppress(OSError):
-            sys.stderr.flush()
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
+        return _broken_pipe()
+    except SystemExit as exc:
+        # rich and typer turn a broken pipe into exit 1, which means "gate failed" here
+        ctx = exc.__context__
+        if isinstance(ctx, OSError) and ctx.errno == errno.EPIPE:
+            return _broken_pipe()
+        raise
     except OSError as exc:
         if debug:
             raise
