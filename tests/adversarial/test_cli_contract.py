@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -97,6 +98,9 @@ BAD_VALUES = [
     ("plan-gpu-inf", ["plan", "--model", "llama-2-7b", "--gpu-gb", "inf"], 2, ["gpu-gb", "finite"]),
     ("plan-gpu-overflow", ["plan", "--model", "llama-2-7b", "--gpu-gb", "1e400"], 2, ["gpu-gb"]),
     ("plan-gpu-nan", ["plan", "--model", "llama-2-7b", "--gpu-gb", "nan"], 2, ["gpu-gb"]),
+    ("empty-path", ["validate-policy", ""], 2, ["directory"]),
+    ("non-utf8-path", ["validate-policy", os.fsdecode(b"{d}/\xff\xfe.yaml")], 2, ["not found"]),
+    ("set-no-equals", ["train", "{d}/wd", "--model", "x", "--set", "epochs"], 2, ["key=value"]),
     ("audit-verify-missing", ["audit", "verify", "{d}/nowhere"], 2, ["ledger.jsonl"]),
 ]
 
@@ -168,7 +172,6 @@ def test_unexpected_exception_is_one_line_without_input_text(monkeypatch: pytest
 
 def test_closed_stdout_is_not_a_gate_failure(tmp_path: Path) -> None:
     """``tunegate ... | head`` closing the pipe early: exit 141 (as SIGPIPE), never 1 ("gate failed")."""
-    import os
     import subprocess
 
     from _safety_helpers import base_env, tunegate_script
