@@ -43,8 +43,6 @@ def register(app: typer.Typer) -> None:
         from tunegate.policy.schema import load_policy
         from tunegate.prepare import prepare_data
 
-        if out.exists() and not out.is_dir():
-            raise InputError("is not a directory: --out takes the workdir folder", path=out)
         pol = load_policy(policy)
         result = prepare_data(
             data,
