@@ -1,7 +1,11 @@
 """The ``tunegate`` command line: a thin typer app over the library.
 
-Exit codes: 0 pass, 1 a gate failed (with reasons), 2 unusable input or configuration.
-Errors print as one readable message, never a traceback (set ``TUNEGATE_DEBUG=1`` for one).
+Exit codes (docs/operations.md): 0 pass; 1 a gate failed or an approval was refused (a result,
+with reasons); 2 the command could not do its work: a usage error, unusable input or
+configuration, an integrity failure, a full disk, or an unexpected internal error; 130
+interrupted. Errors print as one ``error:`` message on stderr, never a traceback: set
+``TUNEGATE_DEBUG=1`` for one. An unexpected exception prints its type and place only, not its
+text, which may quote input data.
 """
 
 from __future__ import annotations
@@ -178,13 +182,13 @@ for _module in (
 
 
 #: Exit codes of every command (docs/operations.md repeats this table).
-EXIT_OK, EXIT_GATE_FAILED, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_GATE_FAILED, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2, 130, 141
 DEBUG_ENV = "TUNEGATE_DEBUG"
 
 #: OSError numbers that mean "the machine said no" (disk, permissions, path kinds): a one-line
 #: error naming the path, never a traceback.
 _OS_HINTS = {
-    errno.ENOSPC: "free some disk space and run the command again (nothing was acknowledged)",
+    errno.ENOSPC: "free some disk space and run the command again; nothing was acknowledged",
     errno.EDQUOT: "free some disk space (quota) and run the command again",
     errno.EFBIG: "the file size limit was reached (ulimit -f); raise it and run the command again",
     errno.EROFS: "the file system is read-only",
@@ -254,6 +258,13 @@ def _describe_unexpected(exc: BaseException) -> str:
     )
 
 
+def _broken_pipe() -> int:
+    """stdout was closed early (``tunegate ... | head``): exit like a process ended by SIGPIPE."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_BROKEN_PIPE
+
+
 def run_cli(argv: list[str] | None = None) -> int:
     """Run one command and return its exit code; never raises (except with TUNEGATE_DEBUG set).
 
@@ -281,11 +292,13 @@ def run_cli(argv: list[str] | None = None) -> int:
         _print_error(_describe_usage_error(exc))
         return EXIT_ERROR
     except BrokenPipeError:
-        # stdout closed early (``tunegate ... | head``): not an error of the command
-        with contextlib.suppress(OSError):
-            sys.stderr.flush()
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
+        return _broken_pipe()
+    except SystemExit as exc:
+        # rich and typer turn a broken pipe into exit 1, which means "gate failed" here
+        ctx = exc.__context__
+        if isinstance(ctx, OSError) and ctx.errno == errno.EPIPE:
+            return _broken_pipe()
+        raise
     except OSError as exc:
         if debug:
             raise

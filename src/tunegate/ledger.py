@@ -296,7 +296,8 @@ def verify_ledger(workdir: str | Path, *, expect_at_least: int | None = None) ->
             prev,
             tail.line,
             f"entry {tail.line} is a torn final line ({tail.reason}, {tail.size} bytes): an append that "
-            f"never completed; entries 1-{n} verify; run `tunegate audit repair {workdir}` to remove it",
+            f"never completed; {f'entries 1-{n} verify' if n else 'no entry before it'}; "
+            f"run `tunegate audit repair {workdir}` to remove it",
             torn_tail=tail,
         )
     if expect_at_least is not None and n < expect_at_least:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -83,6 +84,12 @@ BAD_VALUES = [
         2,
         ["a_file", "--registry"],
     ),
+    (
+        "prepare-out-file",
+        ["prepare", "{d}/data.jsonl", "--task", "classification", "--out", "{d}/a_file"],
+        2,
+        ["a_file"],
+    ),
     ("merge-out-file", ["merge", "{d}/wd", "--out", "{d}/a_file"], 2, ["a_file", "not a directory"]),
     ("set-overflow", ["train", "{d}/wd", "--model", "x", "--set", "epochs=1e400"], 2, ["epochs", "finite"]),
     ("set-inf", ["train", "{d}/wd", "--model", "x", "--set", "learning_rate=inf"], 2, ["finite"]),
@@ -91,6 +98,9 @@ BAD_VALUES = [
     ("plan-gpu-inf", ["plan", "--model", "llama-2-7b", "--gpu-gb", "inf"], 2, ["gpu-gb", "finite"]),
     ("plan-gpu-overflow", ["plan", "--model", "llama-2-7b", "--gpu-gb", "1e400"], 2, ["gpu-gb"]),
     ("plan-gpu-nan", ["plan", "--model", "llama-2-7b", "--gpu-gb", "nan"], 2, ["gpu-gb"]),
+    ("empty-path", ["validate-policy", ""], 2, ["directory"]),
+    ("non-utf8-path", ["validate-policy", os.fsdecode(b"{d}/\xff\xfe.yaml")], 2, ["not found"]),
+    ("set-no-equals", ["train", "{d}/wd", "--model", "x", "--set", "epochs"], 2, ["key=value"]),
     ("audit-verify-missing", ["audit", "verify", "{d}/nowhere"], 2, ["ledger.jsonl"]),
 ]
 
@@ -158,6 +168,29 @@ def test_unexpected_exception_is_one_line_without_input_text(monkeypatch: pytest
     finally:
         cli.app.registered_commands[:] = [c for c in cli.app.registered_commands if c.callback is not boom]
     assert isinstance(cli.app, typer.Typer)
+
+
+def test_closed_stdout_is_not_a_gate_failure(tmp_path: Path) -> None:
+    """``tunegate ... | head`` closing the pipe early: exit 141 (as SIGPIPE), never 1 ("gate failed")."""
+    import subprocess
+
+    from _safety_helpers import base_env, tunegate_script
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # every write to stdout now fails with EPIPE
+    try:
+        proc = subprocess.run(
+            [tunegate_script(), "--help"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            env=base_env(),
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 141, proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_os_error_names_path_and_hint() -> None:
