@@ -45,7 +45,7 @@ from tunegate.provenance import (
     sha256_file,
     sha256_tree,
 )
-from tunegate.resources import configure_threads, resolve_device
+from tunegate.resources import configure_threads, cpu_stage, resolve_device
 from tunegate.training.checkpoint import (
     RECORD,
     check_record,
@@ -297,7 +297,10 @@ def train_run(
             f"The 'method' parameter of train must be one of {list(METHODS)}. Got {method!r} instead."
         )
     cfg0 = config or TrainConfig.model_validate({})
-    with distributed_context(cfg0.distributed, resolve_device(cfg0.device)) as (ctx, device):
+    device0 = resolve_device(cfg0.device)
+    # A CPU run registers itself so that runs started beside it take a fair share of the cores.
+    slot = cpu_stage() if device0 == "cpu" else contextlib.nullcontext()
+    with slot, distributed_context(cfg0.distributed, device0) as (ctx, device):
         recipe = TrainRecipe(
             Path(workdir),
             model=model,
