@@ -82,11 +82,18 @@ from tunegate.training.distributed import (
     unwrap,
     wrap_model,
 )
-from tunegate.training.methods import apply_method, trainable_parameters
+from tunegate.training.methods import (
+    QuantPlan,
+    apply_method,
+    plan_quantization,
+    quiet_bitsandbytes,
+    trainable_parameters,
+)
 from tunegate.training.model_io import (
     ModelSource,
     detect_kind,
     load_pretrained,
+    load_skeleton,
     load_tokenizer,
     resolve_model,
     write_base_record,
@@ -312,8 +319,10 @@ def train_run(
             resume=resume,
             on_step=on_step,
         )
-        recipe.setup()
-        return recipe.train()
+        # bitsandbytes logs on every quantized forward: silenced for this call (qlora only)
+        with quiet_bitsandbytes() if method == "qlora" else contextlib.nullcontext():
+            recipe.setup()
+            return recipe.train()
 
 
 # -- the recipe's typed pieces ------------------------------------------------------------------------
@@ -444,6 +453,8 @@ class TrainRecipe:
         else:
             self.threads = None
         self._setup_precision()
+        # qlora's layer-by-layer plan is checked before any folder is made (a refusal leaves nothing)
+        self.quant = self._plan_quantization() if self.method == "qlora" else None
         self.resolved = self.cfg.model_dump(mode="json")
         self.fingerprint = self._fingerprint()
         self.start, self.run_dir = self._setup_run_dir()
@@ -490,6 +501,11 @@ class TrainRecipe:
 
         self.dtype = _compute_dtype(self.cfg, self.device)
         self.use_autocast = self.dtype == torch.bfloat16 and self.device.startswith("cuda")
+
+    def _plan_quantization(self) -> QuantPlan:
+        d = self.data
+        skeleton = load_skeleton(self.src.path, kind=d.kind, labels=d.labels)
+        return plan_quantization(self.cfg, skeleton, device=self.device)
 
     def autocast(self) -> Any:
         import torch
@@ -540,7 +556,13 @@ class TrainRecipe:
         # FSDP shards from CPU onto the GPUs (the unsharded model need not fit one GPU).
         load_device = "cpu" if self.ctx.strategy == "fsdp" else self.device
         net = apply_method(
-            loader, self.cfg, method=self.method, kind=d.kind, device=load_device, dtype=self.dtype
+            loader,
+            self.cfg,
+            method=self.method,
+            kind=d.kind,
+            device=load_device,
+            dtype=self.dtype,
+            quant=self.quant,
         )
         self.net = wrap_model(net, self.ctx, device=self.device, method=self.method, bf16=self.use_autocast)
         self.params = [p for p in self.net.parameters() if p.requires_grad]  # after wrapping: FSDP swaps them
@@ -855,6 +877,7 @@ class TrainRecipe:
             "device_setting": self.cfg0.device,
             "cpu_threads": self.threads,
             "precision": str(self.dtype).replace("torch.", ""),
+            "quantization": self.quant.to_json() if self.quant is not None else None,
             **({"distributed": self.ctx.describe()} if self.ctx.active else {}),
             "batching": _batching_label(d.kind, sched.row_capacity),
             "steps": state.step,
