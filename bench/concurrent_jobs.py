@@ -1,6 +1,6 @@
 """Two training processes on one machine: each must finish within 2.5x its solo time.
 
-    python bench/concurrent.py [--steps 40] [--model PATH] [--no-naive] [--out bench/results/concurrent.json]
+    python bench/concurrent_jobs.py [--steps 40] [--model PATH] [--no-naive] [--out bench/results/concurrent.json]
 
 Each job is a real ``tunegate train`` process (stories260k LoRA on the first 96 short
 alpaca_demo records, its own workdir, progress off). Phases, in one run:
@@ -11,6 +11,9 @@ alpaca_demo records, its own workdir, progress off). Phases, in one run:
 3. naive (unless ``--no-naive``): A and B together the way every process ran before the fix:
    ``TUNEGATE_THREADS`` = all cores each, spinning OpenMP threads (``OMP_WAIT_POLICY=ACTIVE``),
    stopped at 6x the solo time.
+
+(Not named ``concurrent.py``: a script in bench/ by that name would shadow the standard library's
+``concurrent`` package for every other script in the folder.)
 
 Reported per job: wall time of the whole process (start-up included, as a user waits for it), the
 training time from run.json, and concurrent / solo ratios; the goal is ratio <= 2.5 for every
