@@ -289,6 +289,12 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=96)
     ap.add_argument("--lr", type=float, default=None)
     ap.add_argument("--device", default="auto")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU threads for every variant (the same for all; 1 = least noise on a shared machine)",
+    )
     ap.add_argument("--no-checkpointing", action="store_true")
     ap.add_argument(
         "--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {','.join(VARIANTS)}"
@@ -297,6 +303,10 @@ def main() -> int:
     ap.add_argument("--workdir", help=argparse.SUPPRESS)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
+    if args.threads < 1:
+        ap.error("--threads must be >= 1")
+    # every variant (a child process) sizes its pool from this, whatever else runs on the machine
+    os.environ["TUNEGATE_THREADS"] = str(args.threads)
     chosen = [v.strip() for v in args.variants.split(",") if v.strip()]
     if not chosen or any(v not in VARIANTS for v in chosen) or "tunegate" not in chosen:
         ap.error(f"--variants must name tunegate and any of {','.join(VARIANTS)}; got {args.variants!r}")
@@ -306,7 +316,7 @@ def main() -> int:
         return 0
 
     from tunegate.provenance import atomic_write_json, package_versions
-    from tunegate.resources import intra_op_threads, resolve_device
+    from tunegate.resources import resolve_device
 
     device = resolve_device(args.device)
     results: dict[str, Any] = {}
@@ -344,7 +354,7 @@ def main() -> int:
         "what": "tunegate's training loop vs plain and strong stock peers (same model, data, settings, run)",
         "device": results["tunegate"]["device"],
         "platform": platform.platform(),
-        "cpu_threads": intra_op_threads() if device == "cpu" else None,
+        "cpu_threads": args.threads if device == "cpu" else None,
         "model": args.model,
         "base_params": base_params,
         "method": args.method,

@@ -436,13 +436,9 @@ class TrainRecipe:
         on_step: Callable[[int, float], None] | None,
     ) -> None:
         self.workdir, self.model_name, self.method, self.cfg0 = workdir, model, method, cfg0
-        self.device, self.ctx, self.progress, self.resume, self.on_step = (
-            device,
-            ctx,
-            progress,
-            resume,
-            on_step,
-        )
+        self.device, self.ctx, self.progress = device, ctx, progress
+        self.resume, self.on_step = resume, on_step
+        self._epoch: tuple[int, list[list[int]]] | None = None  # this epoch's micro-batches
 
     # -- setup ------------------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -649,7 +645,7 @@ class TrainRecipe:
         """The micro-batches (example index lists) of one optimizer step, over all processes."""
         sched = self.schedule
         epoch, within = divmod(step, sched.steps_per_epoch)
-        if getattr(self, "_epoch", (None,))[0] != epoch:
+        if self._epoch is None or self._epoch[0] != epoch:
             batches = micro_batches(
                 self.data.enc_train.examples,
                 batch_size=self.cfg.batch_size,
