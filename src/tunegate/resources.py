@@ -7,8 +7,11 @@ Threads: torch (and OpenMP under it) start one worker per *visible* core, whatev
 is allowed to use. Two training processes on a 2-core machine then run 4 spinning threads on 2
 cores, and each is ~10x slower instead of 2x. :func:`intra_op_threads` sizes the pool from the
 cores this process may really use (CPU affinity and the cgroup v2 ``cpu.max`` quota), divided by
-the number of stages that run at once (``TUNEGATE_CONCURRENT_STAGES``, or the ``concurrent``
-argument), unless ``TUNEGATE_THREADS`` says otherwise. :func:`set_process_defaults` (called when
+the number of stages that run at once, unless ``TUNEGATE_THREADS`` says otherwise. How many run
+at once: the ``concurrent`` argument, else ``TUNEGATE_CONCURRENT_STAGES``, else the number of
+live processes registered by :func:`cpu_stage` (every CPU training run registers itself in a
+per-user folder for its lifetime, so two gate-runs started by one Prefect worker see each
+other without configuration). :func:`set_process_defaults` (called when
 ``tunegate`` is imported, before torch is) makes idle OpenMP threads sleep instead of spin.
 This module imports torch only inside :func:`configure_threads` and :func:`resolve_device`.
 """
@@ -18,6 +21,8 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from tunegate.errors import ConfigError, DependencyError
@@ -28,6 +33,8 @@ LEGACY_THREADS_ENV = "TUNEGATE_CPU_THREADS"
 #: how many stages share this machine right now (a worker running several flows sets it)
 CONCURRENT_ENV = "TUNEGATE_CONCURRENT_STAGES"
 CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+#: where running CPU stages register (one empty file per process id)
+RUNTIME_ENV = "TUNEGATE_RUNTIME_DIR"
 
 
 def set_process_defaults() -> None:
@@ -96,13 +103,60 @@ def _positive_env(name: str) -> int | None:
     return value
 
 
+def _registry() -> Path:
+    base = os.environ.get(RUNTIME_ENV) or tempfile.gettempdir()
+    return Path(base) / f"tunegate-{os.getuid()}" / "cpu-stages"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process with that id: alive
+        return True
+    return True
+
+
+def running_cpu_stages() -> int:
+    """Live processes registered by :func:`cpu_stage` (stale entries of killed ones are removed)."""
+    folder = _registry()
+    live = 0
+    for entry in folder.glob("*") if folder.is_dir() else ():
+        if entry.name.isdigit() and _alive(int(entry.name)):
+            live += 1
+        else:
+            entry.unlink(missing_ok=True)
+    return live
+
+
+@contextlib.contextmanager
+def cpu_stage() -> Iterator[None]:
+    """Register this process as a running CPU stage for the duration of the block."""
+    folder = _registry()
+    me = folder / str(os.getpid())
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        me.touch()
+    except OSError:  # a read-only temp folder only loses the automatic fair share
+        yield
+        return
+    try:
+        yield
+    finally:
+        me.unlink(missing_ok=True)
+
+
 def intra_op_threads(concurrent: int | None = None) -> int:
     """Threads for one process: ``TUNEGATE_THREADS`` if set, else its fair share of the usable
-    cores when ``concurrent`` stages (default ``TUNEGATE_CONCURRENT_STAGES`` or 1) share them."""
+    cores when ``concurrent`` stages share them (default: ``TUNEGATE_CONCURRENT_STAGES``, else
+    the live stages registered by :func:`cpu_stage`, at least 1)."""
     override = _positive_env(THREADS_ENV) or _positive_env(LEGACY_THREADS_ENV)
     if override is not None:
         return override
-    share = concurrent if concurrent is not None else (_positive_env(CONCURRENT_ENV) or 1)
+    share = concurrent if concurrent is not None else _positive_env(CONCURRENT_ENV)
+    if share is None:
+        share = max(1, running_cpu_stages())
     if share < 1:
         raise ConfigError(f"The 'concurrent' parameter must be a positive integer. Got {share!r} instead.")
     return max(1, available_cores() // share)

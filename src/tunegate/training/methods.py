@@ -7,32 +7,127 @@ loaded (bitsandbytes quantization), not only what is wrapped around it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import re
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
-from tunegate.errors import DependencyError
+from tunegate.errors import ConfigError, DependencyError
 from tunegate.training.config import TrainConfig
 
 #: ``loader(**from_pretrained_kwargs) -> PreTrainedModel``
 Loader = Callable[..., Any]
+#: per-call Python warnings about bitsandbytes ops (message regexes); see :func:`quiet_bitsandbytes`
+BNB_NOISE: tuple[str, ...] = (r"bitsandbytes::",)
 
 
-def quantization_config(cfg: TrainConfig, compute_dtype: Any) -> Any:
+#: bitsandbytes 0.50 runs no-grad 4-bit forwards on CPU (validation, evaluation; on CPUs with
+#: AVX512-BF16) through a packed kernel that needs ``out_features`` to be a multiple of 32
+#: ("N must be divisible by block_n") and ``in_features`` a multiple of the quantization block,
+#: 64 (else a reshape of the block scales fails). Found by trying every shape class on bnb 0.50;
+#: ``tests/unit/training/test_qlora_cpu.py`` keeps the rule honest. Training forwards and CUDA
+#: have no such limit.
+CPU_4BIT_OUT_MULTIPLE = 32
+CPU_4BIT_IN_MULTIPLE = 64
+
+
+@dataclass(frozen=True)
+class QuantPlan:
+    """Which linear layers the qlora base keeps unquantized, and why."""
+
+    bits: int
+    #: module names handed to transformers (its own defaults, e.g. the LM head, plus ``not_quantized``)
+    skip_modules: tuple[str, ...] = ()
+    #: layers left in the compute dtype because the CPU 4-bit kernel cannot run them
+    not_quantized: tuple[dict[str, Any], ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "bits": self.bits,
+            "skip_modules": list(self.skip_modules),
+            "not_quantized": [dict(x) for x in self.not_quantized],
+        }
+
+
+def plan_quantization(cfg: TrainConfig, skeleton: Any, *, device: str) -> QuantPlan:
+    """The qlora base's quantization plan for ``skeleton`` (the model on the meta device).
+
+    On CUDA, and for 8-bit, every linear layer transformers quantizes is quantized. For 4-bit
+    on CPU, layers whose shape the CPU kernel cannot run stay unquantized (they still get
+    adapters); if no layer is left to quantize, qlora is refused (``ConfigError``) naming one."""
+    import torch
+    from transformers.quantizers.base import get_keys_to_not_convert
+
+    bits = cfg.quant.bits
+    if bits != 4 or device.startswith("cuda"):
+        return QuantPlan(bits)
+    defaults = set(get_keys_to_not_convert(skeleton))
+    linear = {
+        n: m for n, m in skeleton.named_modules() if isinstance(m, torch.nn.Linear) and n not in defaults
+    }
+    bad: list[dict[str, Any]] = []
+    for name, m in linear.items():
+        if m.out_features % CPU_4BIT_OUT_MULTIPLE:
+            why = f"out_features {m.out_features} is not a multiple of {CPU_4BIT_OUT_MULTIPLE}"
+        elif m.in_features % CPU_4BIT_IN_MULTIPLE:
+            why = f"in_features {m.in_features} is not a multiple of {CPU_4BIT_IN_MULTIPLE}"
+        else:
+            continue
+        bad.append(
+            {"module": name, "in_features": m.in_features, "out_features": m.out_features, "reason": why}
+        )
+    if linear and len(bad) == len(linear):
+        first = bad[0]
+        raise ConfigError(
+            f"4-bit qlora on CPU: no linear layer of this model can be quantized by bitsandbytes' CPU kernel "
+            f"(e.g. {first['module']}: {first['reason']})",
+            hint="use method lora on CPU, quant.bits 8, or a CUDA device",
+        )
+    return QuantPlan(bits, tuple(sorted(defaults | {b["module"] for b in bad})), tuple(bad))
+
+
+def quantization_config(cfg: TrainConfig, compute_dtype: Any, plan: QuantPlan | None = None) -> Any:
     """bitsandbytes config for the frozen qlora base: NF4 + double quantization, or 8-bit."""
     try:
         import bitsandbytes  # noqa: F401
         from transformers import BitsAndBytesConfig
     except ImportError as exc:  # pragma: no cover - bitsandbytes is a dependency
         raise DependencyError(f"qlora needs bitsandbytes ({exc})") from None
+    # transformers matches these as regular expressions: escape the exact module names
+    skip = [re.escape(n) for n in plan.skip_modules] if plan is not None and plan.skip_modules else None
     q = cfg.quant
     if q.bits == 8:
-        return BitsAndBytesConfig(load_in_8bit=True)
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip)
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type=q.quant_type,
         bnb_4bit_use_double_quant=q.double_quant,
         bnb_4bit_compute_dtype=compute_dtype,
+        llm_int8_skip_modules=skip,
     )
+
+
+@contextlib.contextmanager
+def quiet_bitsandbytes() -> Iterator[None]:
+    """bitsandbytes logs "MatMul8bitLt: inputs will be cast ... to float16" on every 8-bit
+    forward on CPU (thousands of lines per run) and torch warns about its 4-bit ops' autograd.
+    Silenced for the block only: its loggers' level and a warnings filter, both restored after."""
+    import logging
+
+    loggers = [logging.getLogger(n) for n in ("bitsandbytes", "transformers.integrations.bitsandbytes")]
+    levels = [lg.level for lg in loggers]
+    with warnings.catch_warnings():
+        for pattern in BNB_NOISE:
+            warnings.filterwarnings("ignore", message=pattern)
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            for lg, level in zip(loggers, levels, strict=True):
+                lg.setLevel(level)
 
 
 def lora_config(cfg: TrainConfig, *, method: str, kind: str) -> Any:
@@ -53,7 +148,16 @@ def lora_config(cfg: TrainConfig, *, method: str, kind: str) -> Any:
     )
 
 
-def apply_method(loader: Loader, cfg: TrainConfig, *, method: str, kind: str, device: str, dtype: Any) -> Any:
+def apply_method(
+    loader: Loader,
+    cfg: TrainConfig,
+    *,
+    method: str,
+    kind: str,
+    device: str,
+    dtype: Any,
+    quant: QuantPlan | None = None,
+) -> Any:
     """Load the base for ``method`` and make exactly the right parameters trainable.
 
     * full: weights in float32 (the optimizer's master copy; bf16 compute comes from autocast);
@@ -77,7 +181,7 @@ def apply_method(loader: Loader, cfg: TrainConfig, *, method: str, kind: str, de
 
     if method == "qlora":
         model = loader(
-            quantization_config=quantization_config(cfg, dtype), device_map={"": device}, dtype=dtype
+            quantization_config=quantization_config(cfg, dtype, quant), device_map={"": device}, dtype=dtype
         )
         model = prepare_model_for_kbit_training(
             model,
@@ -114,3 +218,19 @@ def torch_numel(shape: Any) -> int:
     for s in shape:
         out *= int(s)
     return out
+
+
+def quiet_forward(model: Any) -> Any:
+    """Make every forward (and so every ``generate`` step) of a quantized ``model`` run inside
+    :func:`quiet_bitsandbytes`; returns the model."""
+    import functools
+
+    inner = model.forward
+
+    @functools.wraps(inner)
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        with quiet_bitsandbytes():
+            return inner(*args, **kwargs)
+
+    model.forward = forward
+    return model

@@ -9,6 +9,7 @@ Everything here is offline: a hub id resolves only from the local Hugging Face c
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,6 +156,20 @@ def load_pretrained(path: Path, *, kind: str, labels: list[str] | None = None, *
     return AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
 
 
+def load_skeleton(path: Path, *, kind: str, labels: list[str] | None = None) -> Any:
+    """The model's modules on the meta device (shapes and names, no weights, no memory)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    if kind == "seq_cls":
+        config = AutoConfig.from_pretrained(str(path), **label_maps(labels or []))
+        with torch.device("meta"):
+            return AutoModelForSequenceClassification.from_config(config)
+    config = AutoConfig.from_pretrained(str(path))
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(config)
+
+
 def load_base_model(
     model: str | Path, *, kind: str, labels: list[str] | None = None, device: str = "cpu"
 ) -> LoadedModel:
@@ -229,20 +244,32 @@ def load_run_model(run_dir: str | Path, *, device: str = "cpu", merged: bool = F
             m.to(dev).eval(), tok, kind, labels, run.get("task"), run["base_model"]["path"], method, run_dir
         )
 
-    from peft import PeftModel
-
     folder = run_dir / "adapter"
     base_rec = json.loads((folder / BASE_RECORD).read_text(encoding="utf-8"))["base_model"]
     src = verify_base(base_rec, what=f"the adapter in {folder}")
     kwargs: dict[str, Any] = {"dtype": torch.float32}
-    if method == "qlora" and not merged:
+    quantized = method == "qlora" and not merged
+    if quantized:
         from tunegate.training.config import TrainConfig
-        from tunegate.training.methods import quantization_config
+        from tunegate.training.methods import QuantPlan, quantization_config, quiet_bitsandbytes
 
         cfg = TrainConfig.model_validate(run["config"])
-        kwargs = {"quantization_config": quantization_config(cfg, torch.float32), "device_map": {"": dev}}
-    base = load_pretrained(src.path, kind=kind, labels=labels, **kwargs)
-    model = PeftModel.from_pretrained(base, str(folder))
+        # the layers training kept unquantized (CPU 4-bit kernel limits) stay unquantized here
+        rec = run.get("quantization") or {}
+        plan = QuantPlan(int(rec.get("bits", cfg.quant.bits)), tuple(rec.get("skip_modules") or ()))
+        kwargs = {
+            "quantization_config": quantization_config(cfg, torch.float32, plan),
+            "device_map": {"": dev},
+        }
+    with quiet_bitsandbytes() if quantized else contextlib.nullcontext():
+        from peft import PeftModel
+
+        base = load_pretrained(src.path, kind=kind, labels=labels, **kwargs)
+        model = PeftModel.from_pretrained(base, str(folder))
+    if quantized:
+        from tunegate.training.methods import quiet_forward
+
+        quiet_forward(model)
     if merged:
         model = model.merge_and_unload()
     if method != "qlora" or merged:

@@ -45,7 +45,7 @@ from tunegate.provenance import (
     sha256_file,
     sha256_tree,
 )
-from tunegate.resources import configure_threads, resolve_device
+from tunegate.resources import configure_threads, cpu_stage, resolve_device
 from tunegate.training.checkpoint import (
     RECORD,
     check_record,
@@ -82,11 +82,18 @@ from tunegate.training.distributed import (
     unwrap,
     wrap_model,
 )
-from tunegate.training.methods import apply_method, trainable_parameters
+from tunegate.training.methods import (
+    QuantPlan,
+    apply_method,
+    plan_quantization,
+    quiet_bitsandbytes,
+    trainable_parameters,
+)
 from tunegate.training.model_io import (
     ModelSource,
     detect_kind,
     load_pretrained,
+    load_skeleton,
     load_tokenizer,
     resolve_model,
     write_base_record,
@@ -297,7 +304,10 @@ def train_run(
             f"The 'method' parameter of train must be one of {list(METHODS)}. Got {method!r} instead."
         )
     cfg0 = config or TrainConfig.model_validate({})
-    with distributed_context(cfg0.distributed, resolve_device(cfg0.device)) as (ctx, device):
+    device0 = resolve_device(cfg0.device)
+    # A CPU run registers itself so that runs started beside it take a fair share of the cores.
+    slot = cpu_stage() if device0 == "cpu" else contextlib.nullcontext()
+    with slot, distributed_context(cfg0.distributed, device0) as (ctx, device):
         recipe = TrainRecipe(
             Path(workdir),
             model=model,
@@ -309,8 +319,10 @@ def train_run(
             resume=resume,
             on_step=on_step,
         )
-        recipe.setup()
-        return recipe.train()
+        # bitsandbytes logs on every quantized forward: silenced for this call (qlora only)
+        with quiet_bitsandbytes() if method == "qlora" else contextlib.nullcontext():
+            recipe.setup()
+            return recipe.train()
 
 
 # -- the recipe's typed pieces ------------------------------------------------------------------------
@@ -424,13 +436,9 @@ class TrainRecipe:
         on_step: Callable[[int, float], None] | None,
     ) -> None:
         self.workdir, self.model_name, self.method, self.cfg0 = workdir, model, method, cfg0
-        self.device, self.ctx, self.progress, self.resume, self.on_step = (
-            device,
-            ctx,
-            progress,
-            resume,
-            on_step,
-        )
+        self.device, self.ctx, self.progress = device, ctx, progress
+        self.resume, self.on_step = resume, on_step
+        self._epoch: tuple[int, list[list[int]]] | None = None  # this epoch's micro-batches
 
     # -- setup ------------------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -441,6 +449,8 @@ class TrainRecipe:
         else:
             self.threads = None
         self._setup_precision()
+        # qlora's layer-by-layer plan is checked before any folder is made (a refusal leaves nothing)
+        self.quant = self._plan_quantization() if self.method == "qlora" else None
         self.resolved = self.cfg.model_dump(mode="json")
         self.fingerprint = self._fingerprint()
         self.start, self.run_dir = self._setup_run_dir()
@@ -487,6 +497,11 @@ class TrainRecipe:
 
         self.dtype = _compute_dtype(self.cfg, self.device)
         self.use_autocast = self.dtype == torch.bfloat16 and self.device.startswith("cuda")
+
+    def _plan_quantization(self) -> QuantPlan:
+        d = self.data
+        skeleton = load_skeleton(self.src.path, kind=d.kind, labels=d.labels)
+        return plan_quantization(self.cfg, skeleton, device=self.device)
 
     def autocast(self) -> Any:
         import torch
@@ -537,7 +552,13 @@ class TrainRecipe:
         # FSDP shards from CPU onto the GPUs (the unsharded model need not fit one GPU).
         load_device = "cpu" if self.ctx.strategy == "fsdp" else self.device
         net = apply_method(
-            loader, self.cfg, method=self.method, kind=d.kind, device=load_device, dtype=self.dtype
+            loader,
+            self.cfg,
+            method=self.method,
+            kind=d.kind,
+            device=load_device,
+            dtype=self.dtype,
+            quant=self.quant,
         )
         self.net = wrap_model(net, self.ctx, device=self.device, method=self.method, bf16=self.use_autocast)
         self.params = [p for p in self.net.parameters() if p.requires_grad]  # after wrapping: FSDP swaps them
@@ -624,7 +645,7 @@ class TrainRecipe:
         """The micro-batches (example index lists) of one optimizer step, over all processes."""
         sched = self.schedule
         epoch, within = divmod(step, sched.steps_per_epoch)
-        if getattr(self, "_epoch", (None,))[0] != epoch:
+        if self._epoch is None or self._epoch[0] != epoch:
             batches = micro_batches(
                 self.data.enc_train.examples,
                 batch_size=self.cfg.batch_size,
@@ -852,6 +873,7 @@ class TrainRecipe:
             "device_setting": self.cfg0.device,
             "cpu_threads": self.threads,
             "precision": str(self.dtype).replace("torch.", ""),
+            "quantization": self.quant.to_json() if self.quant is not None else None,
             **({"distributed": self.ctx.describe()} if self.ctx.active else {}),
             "batching": _batching_label(d.kind, sched.row_capacity),
             "steps": state.step,

@@ -87,3 +87,28 @@ def test_affinity_limits_a_fresh_process() -> None:
     }
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["1", "1", "1", "PASSIVE"]
+
+
+def test_running_stages_share_the_cores(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from tunegate.resources import cpu_stage, running_cpu_stages
+
+    for name in ("TUNEGATE_THREADS", "TUNEGATE_CPU_THREADS", "TUNEGATE_CONCURRENT_STAGES"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TUNEGATE_RUNTIME_DIR", str(tmp_path))
+    registry = tmp_path / f"tunegate-{os.getuid()}" / "cpu-stages"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with cpu_stage():
+            assert running_cpu_stages() == 1 and intra_op_threads() == available_cores()
+            (registry / str(dead.pid)).touch()  # a killed run's leftover: not counted, removed
+            (registry / str(other.pid)).touch()  # another live stage
+            assert running_cpu_stages() == 2
+            assert intra_op_threads() == max(1, available_cores() // 2)
+            assert not (registry / str(dead.pid)).exists()
+        assert not (registry / str(os.getpid())).exists()
+    finally:
+        other.kill()
+        other.wait()
+    assert running_cpu_stages() == 0
