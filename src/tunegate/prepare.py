@@ -27,6 +27,7 @@ from typing import Any
 
 from tunegate import ledger
 from tunegate.data.duplicates import find_duplicates
+from tunegate.data.labels import check_labels
 from tunegate.data.results import CheckResult
 from tunegate.data.split import (
     MANIFEST_NAME,
@@ -120,6 +121,11 @@ def prepare_data(
         records = list(
             read_records(src, task, fields=fields, max_line_bytes=max_line_bytes, key=key, dataset=dataset)
         )
+        # labels and closed fields are codes: checked on the raw records, before anything is written
+        label_check = check_labels(records, policy.data, engine.detect)
+        if not label_check.passed:
+            return _refuse(workdir, label_check, task=task, dataset=dataset, src_digest=src_digest,
+                           n_rows=len(records), policy=policy, recovered=recovered)  # fmt: skip
 
         # 3. split first, on raw records
         split = split_records(records, policy.data)
@@ -139,7 +145,7 @@ def prepare_data(
         }
 
         # 5. checks
-        checks: list[CheckResult] = []
+        checks: list[CheckResult] = [label_check]
         gx: dict[str, Any] = {}
         for name in SPLITS:
             if not parts[name]:
@@ -281,6 +287,42 @@ def prepare_data(
         )
     return DataGateReport(
         passed=passed, checks=checks, report=report, data_dir=final, recovered=tuple(recovered)
+    )
+
+
+def _refuse(
+    workdir: Path,
+    check: CheckResult,
+    *,
+    task: str,
+    dataset: str,
+    src_digest: str,
+    n_rows: int,
+    policy: GatePolicy,
+    recovered: Sequence[str],
+) -> DataGateReport:
+    """A gate failure found before any write: nothing is written to ``data/``; the ledger records it."""
+    report = {
+        "schema": REPORT_SCHEMA,
+        "verdict": "fail",
+        "task": task,
+        "sources": [{"name": dataset, "sha256": src_digest, "rows": n_rows}],
+        "policy_name": policy.name,
+        "policy_digest": policy.digest(),
+        "checks": _check_dicts([check]),
+        "blocking": [f"{check.name}: {check.message}"],
+        "outputs": {},
+    }
+    ledger.append_event(
+        workdir,
+        "prepare",
+        inputs={"data": src_digest},
+        outputs={},
+        config_digest=policy.digest(),
+        details={"verdict": "fail", "task": task, "dataset": dataset, "refused": check.name},
+    )
+    return DataGateReport(
+        passed=False, checks=[check], report=report, data_dir=data_dir(workdir), recovered=tuple(recovered)
     )
 
 

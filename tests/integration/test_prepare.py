@@ -225,3 +225,19 @@ def test_frozen_holdout_cannot_be_replaced_silently(tmp_path: Path, canary_data:
     assert event["details"]["refreeze"] == {"reason": "new seed", "replaced_manifest": frozen}
     assert event["outputs"]["data/holdout.manifest.json"] != frozen
     assert verify_ledger(work).ok
+
+
+def test_text_mapped_as_label_fails_and_writes_nothing(tmp_path: Path, canary_data: Path) -> None:
+    """`--field label=text` must not copy raw text into labels, the report or the ledger."""
+    key = {"TUNEGATE_PII_KEY": "integration-test-key-0123456789abcdef"}
+    work = tmp_path / "wd"
+    r = _cli("prepare", str(canary_data), "--task", "classification", "--out", str(work),
+             "--field", "label=text", "--name", "tickets", env=key)  # fmt: skip
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "closed_labels" in r.stdout and "no splits were written" in r.stdout
+    assert not (work / "data").exists() and not list(work.glob(".data*"))
+    event = read_entries(work)[-1]
+    assert event["outputs"] == {} and event["details"]["refused"] == "closed_labels"
+    for value in CANARIES.values():
+        assert value not in r.stdout + r.stderr
+        assert value not in (work / "audit" / "ledger.jsonl").read_text(encoding="utf-8")

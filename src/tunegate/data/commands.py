@@ -81,11 +81,14 @@ def register(app: typer.Typer) -> None:
             )
             table.add_row(c.name, mark, c.message)
         console.print(table)
-        sizes = result.report["sizes"]
-        console.print(
-            f"train {sizes['train']}, validation {sizes['validation']}, hold-out {sizes['holdout']} -> "
-            f"{result.data_dir}"
-        )
+        sizes = result.report.get("sizes")
+        if sizes is None:
+            console.print("no splits were written")
+        else:
+            console.print(
+                f"train {sizes['train']}, validation {sizes['validation']}, hold-out {sizes['holdout']} -> "
+                f"{result.data_dir}"
+            )
         if not result.passed:
             for reason in result.reasons:
                 console.print(f"[red]blocking:[/] {reason}")
