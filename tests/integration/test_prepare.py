@@ -103,7 +103,13 @@ def test_ids_are_keyed_and_no_file_name_is_recorded(prepared: tuple[Path, object
         assert ids and not ids & unkeyed, split  # an id cannot be recomputed from raw content
     report = json.loads((work / "data" / "data_report.json").read_text())
     assert report["sources"] == [
-        {"name": sha256_file(canary_data)[:12], "sha256": sha256_file(canary_data), "rows": len(rows)}
+        {
+            "name": sha256_file(canary_data)[:12],
+            "sha256": sha256_file(canary_data),
+            "rows": len(rows),
+            "format": "jsonl",
+            "encoding": "utf-8",
+        }
     ]
     for path in work.rglob("*"):
         if path.is_file():
@@ -241,3 +247,39 @@ def test_text_mapped_as_label_fails_and_writes_nothing(tmp_path: Path, canary_da
     for value in CANARIES.values():
         assert value not in r.stdout + r.stderr
         assert value not in (work / "audit" / "ledger.jsonl").read_text(encoding="utf-8")
+
+
+OUT_CASES = {
+    # case: (cwd relative to base, --out as typed, workdir relative to base)
+    "relative": (".", "wd", "wd"),
+    "absolute": (".", None, "abs"),
+    "dot_slash": (".", "./x", "x"),
+    "dot_dot": ("sub", "../up", "up"),
+    "spaces": (".", "my work dir", "my work dir"),
+    "symlinked_cwd": ("link", "via-link", "via-link"),
+}
+
+
+def test_out_works_from_any_cwd(
+    tmp_path: Path, canary_data: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`tunegate prepare DATA --task classification --out wd` from any directory (issue 13)."""
+    from tunegate.cli import main
+
+    monkeypatch.setenv("TUNEGATE_PII_KEY", "integration-test-key-0123456789abcdef")
+    base = tmp_path / "base"
+    (base / "sub").mkdir(parents=True)
+    (base / "link").symlink_to(base, target_is_directory=True)
+    for case, (cwd, out, expected) in OUT_CASES.items():
+        monkeypatch.chdir(base / cwd)
+        arg = out if out is not None else str(base / expected)
+        with pytest.raises(SystemExit) as exc:
+            main(["prepare", str(canary_data), "--task", "classification", "--out", arg,
+                  "--field", "group=customer_id"])  # fmt: skip
+        captured = capsys.readouterr()
+        assert exc.value.code == 0, (case, captured.out, captured.err)
+        wd = base / expected
+        assert verify_holdout(wd / "data").counts["total"] > 0, case
+        assert read_split(wd, "train"), case
+        assert not list(wd.glob(".data*")) and not (wd / "data" / wd.name).exists(), case
+        assert verify_ledger(wd).ok, case
