@@ -820,23 +820,19 @@ def read_records(
     *,
     fields: Mapping[str, str] | None = None,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
-    key: bytes | None = None,
+    key: bytes,
     dataset: str | None = None,
     fmt: str | None = None,
 ) -> Iterator[Record]:
     """Stream normalized :class:`Record` objects from any supported input.
 
-    ``key``: the PII key the ids are keyed with (default: :func:`tunegate.pii.keys.load_pii_key`,
-    which fails closed without ``TUNEGATE_PII_KEY``). ``dataset``: the name recorded in each
+    ``key``: the PII key (:func:`tunegate.pii.keys.load_pii_key`) the ids are keyed with; there is
+    no unkeyed ingest. ``dataset``: the name recorded in each
     record's ``source`` (default: the first 12 hex digits of the input's sha256). ``fmt``: see
     :func:`iter_rows`.
     """
     p = Path(path)
     fmap = resolve_field_map(task, fields)
-    if key is None:
-        from tunegate.pii.keys import load_pii_key
-
-        key = load_pii_key()
     if dataset is None:
         dataset = input_digest(p)[:12]
     first = True

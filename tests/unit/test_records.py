@@ -6,7 +6,9 @@ import codecs
 import csv
 import json
 import tracemalloc
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -18,21 +20,21 @@ from tunegate.records import (
     Record,
     content_id,
     iter_rows,
-    read_records,
     record_hash,
     replace_texts,
     text_fields,
     write_records,
 )
+from tunegate.records import read_records as _read_records
 
 KEY = "records-test-key-0123456789abcdef"
 KEY_BYTES = KEY.encode()
 
 
-@pytest.fixture(autouse=True)
-def _pii_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Ids are keyed with the PII key; read_records takes it from the environment."""
-    monkeypatch.setenv("TUNEGATE_PII_KEY", KEY)
+def read_records(*args: Any, **kwargs: Any) -> Iterator[Record]:
+    """``tunegate.records.read_records`` with this module's PII key unless one is given."""
+    kwargs.setdefault("key", KEY_BYTES)
+    return _read_records(*args, **kwargs)
 
 
 ROWS = [
@@ -293,20 +295,12 @@ def test_ids_do_not_reidentify_without_the_key(tmp_path: Path) -> None:
     assert published <= guesses(KEY_BYTES)  # the test can fail: with the key, every record matches
 
 
-def test_ids_are_deterministic_per_key_and_differ_across_keys(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_ids_are_deterministic_per_key_and_differ_across_keys(tmp_path: Path) -> None:
     src = _jsonl(tmp_path, [json.dumps(r) for r in ROWS])
     a = [r.id for r in read_records(src, "classification")]
     assert a == [r.id for r in read_records(src, "classification")]
-    monkeypatch.setenv("TUNEGATE_PII_KEY", "another-key-0123456789abcdef")
-    b = [r.id for r in read_records(src, "classification")]
+    b = [r.id for r in read_records(src, "classification", key=b"another-records-test-key-0123456789abcdef")]
     assert not set(a) & set(b)
-    monkeypatch.delenv("TUNEGATE_PII_KEY")
-    from tunegate.errors import DependencyError
-
-    with pytest.raises(DependencyError, match="TUNEGATE_PII_KEY"):  # no key: no ids at all
-        next(read_records(src, "classification"))
 
 
 def test_source_names_the_dataset_not_the_file(tmp_path: Path) -> None:
