@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,10 +32,12 @@ CANARIES = {
     "pesel": "44051401359",
     "person": "Quentin Zabrowski",
     "ip": "203.0.113.77",
+    "nested_email": "nested.canary.4410@example.com",
+    "int_phone": "2025550143",  # stored as a number in the input
 }
 
 
-def _canary_rows() -> list[dict[str, str]]:
+def _canary_rows() -> list[dict[str, Any]]:
     c = CANARIES
     texts = [
         f"Hello, my name is {c['person']} and my card was declined. Call me on {c['phone']}.",
@@ -42,10 +45,13 @@ def _canary_rows() -> list[dict[str, str]]:
         f"I cannot log in from IP address {c['ip']}. Reach me at {c['email']}.",
     ]
     labels = ["card_issue", "refund", "account_access"]
-    return [
+    rows: list[dict[str, Any]] = [
         {"text": t, "label": lab, "customer_id": f"CAN{i}"}
         for i, (t, lab) in enumerate(zip(texts, labels, strict=True))
     ]
+    # every shape (issue 12): a nested object, a list of strings, a phone stored as an integer
+    rows[0]["meta"] = {"contacts": ["n/a", c["nested_email"]], "callback": int(c["int_phone"])}
+    return rows
 
 
 @pytest.fixture(scope="module")
