@@ -219,22 +219,24 @@ def test_frozen_holdout_cannot_be_replaced_silently(tmp_path: Path, canary_data:
     """The ledger is the source of truth: removing data/ does not unfreeze the hold-out."""
     work = tmp_path / "wd"
     policy = load_policy()
-    reseeded = policy.model_copy(update={"data": policy.data.model_copy(update={"seed": 99})})
     fields = {"group": "customer_id"}
+    more = tmp_path / "more.jsonl"  # other data, same policy: a different hold-out
+    extra = "".join(json.dumps(t) + "\n" for t in generate_tickets(30, seed=99))
+    more.write_text(canary_data.read_text(encoding="utf-8") + extra, encoding="utf-8")
     prepare_data(canary_data, "classification", work, policy=policy, fields=fields)
     frozen = sha256_file(work / "data" / "holdout.manifest.json")
     shutil.rmtree(work / "data")
     with pytest.raises(IntegrityError, match="ledger records a frozen hold-out") as err:
-        prepare_data(canary_data, "classification", work, policy=reseeded, fields=fields)
+        prepare_data(more, "classification", work, policy=policy, fields=fields)
     assert frozen in str(err.value)
     assert not (work / "data").exists() and not list(work.glob(".data*"))  # nothing half-written
     with pytest.raises(InputError, match="--reason"):
-        prepare_data(canary_data, "classification", work, policy=reseeded, fields=fields, refreeze=True)
+        prepare_data(more, "classification", work, policy=policy, fields=fields, refreeze=True)
     prepare_data(
-        canary_data, "classification", work, policy=reseeded, fields=fields, refreeze=True, reason="new seed"
+        more, "classification", work, policy=policy, fields=fields, refreeze=True, reason="more data"
     )
     event = read_entries(work)[-1]
-    assert event["details"]["refreeze"] == {"reason": "new seed", "replaced_manifest": frozen}
+    assert event["details"]["refreeze"] == {"reason": "more data", "replaced_manifest": frozen}
     assert event["outputs"]["data/holdout.manifest.json"] != frozen
     assert verify_ledger(work).ok
 
