@@ -27,6 +27,7 @@ from typing import Any
 
 from tunegate import ledger
 from tunegate.data.duplicates import find_duplicates
+from tunegate.data.labels import check_labels
 from tunegate.data.results import CheckResult
 from tunegate.data.split import (
     MANIFEST_NAME,
@@ -50,7 +51,15 @@ from tunegate.provenance import (
     package_versions,
     sha256_file,
 )
-from tunegate.records import DEFAULT_MAX_LINE_BYTES, Record, input_digest, read_records, write_records
+from tunegate.records import (
+    DEFAULT_MAX_LINE_BYTES,
+    Record,
+    detect_format,
+    input_digest,
+    read_records,
+    text_encoding,
+    write_records,
+)
 from tunegate.workdir import check_name, data_dir, workdir_lock
 
 REPORT_SCHEMA = 1
@@ -92,6 +101,7 @@ def prepare_data(
     pii_key_file: Path | None = None,
     anonymizer: Anonymizer | None = None,
     name: str | None = None,
+    input_format: str | None = None,
 ) -> DataGateReport:
     """Run the data gate on ``data`` and write ``out/data/``. See the module docstring.
 
@@ -103,6 +113,7 @@ def prepare_data(
     one the ledger records for this workdir, even when ``data/`` is gone.
     ``name`` names the dataset in records, reports and the ledger (default: the first 12 hex
     digits of the input's sha256); the input's file name and path are never recorded.
+    ``input_format`` (``--format``) overrides detection by file name, e.g. ``split-pairs``.
     """
     src = Path(data)
     workdir = Path(out).absolute()  # a relative --out must not be joined onto itself below
@@ -121,8 +132,15 @@ def prepare_data(
         src_digest = input_digest(src)
         dataset = check_name(name, "dataset name") if name else src_digest[:12]
         records = list(
-            read_records(src, task, fields=fields, max_line_bytes=max_line_bytes, key=key, dataset=dataset)
-        )
+            read_records(src, task, fields=fields, max_line_bytes=max_line_bytes, key=key, dataset=dataset,
+                         fmt=input_format)
+        )  # fmt: skip
+        source = _source(src, dataset=dataset, digest=src_digest, rows=len(records), fmt=input_format)
+        # labels and closed fields are codes: checked on the raw records, before anything is written
+        label_check = check_labels(records, policy.data, engine.detect)
+        if not label_check.passed:
+            return _refuse(workdir, label_check, task=task, source=source, policy=policy,
+                           recovered=recovered)  # fmt: skip
 
         # 3. split first, on raw records
         split = split_records(records, policy.data)
@@ -142,7 +160,7 @@ def prepare_data(
         }
 
         # 5. checks
-        checks: list[CheckResult] = []
+        checks: list[CheckResult] = [label_check]
         gx: dict[str, Any] = {}
         for name in SPLITS:
             if not parts[name]:
@@ -234,9 +252,7 @@ def prepare_data(
                 outputs[f"data/{name}.jsonl"] = sha256_file(tmp / f"{name}.jsonl")
             outputs[f"data/{MANIFEST_NAME}"] = sha256_file(tmp / MANIFEST_NAME)
             report = _build_report(
-                dataset=dataset,
-                src_digest=src_digest,
-                n_rows=len(records),
+                source=source,
                 task=task,
                 policy=policy,
                 parts=parts,
@@ -284,6 +300,61 @@ def prepare_data(
         )
     return DataGateReport(
         passed=passed, checks=checks, report=report, data_dir=final, recovered=tuple(recovered)
+    )
+
+
+_ENCODING_NOTES = {
+    "utf-8-sig": "starts with a UTF-8 byte-order mark (as Excel's 'CSV UTF-8' writes); read as UTF-8",
+    "utf-16": "is UTF-16 with a byte-order mark (as Excel's 'Unicode text' writes); decoded",
+    "utf-32": "is UTF-32 with a byte-order mark; decoded",
+}
+
+
+def _source(src: Path, *, dataset: str, digest: str, rows: int, fmt: str | None) -> dict[str, Any]:
+    """The report's record of the input: name, digest, rows, format and encoding (never the file name)."""
+    kind = fmt or detect_format(src)
+    out: dict[str, Any] = {"name": dataset, "sha256": digest, "rows": rows, "format": kind}
+    if kind not in ("parquet", "datasets"):
+        out["encoding"] = text_encoding(src)
+        if out["encoding"] in _ENCODING_NOTES:
+            out["note"] = f"the input {_ENCODING_NOTES[out['encoding']]}"
+    return out
+
+
+def _refuse(
+    workdir: Path,
+    check: CheckResult,
+    *,
+    task: str,
+    source: dict[str, Any],
+    policy: GatePolicy,
+    recovered: Sequence[str],
+) -> DataGateReport:
+    """A gate failure found before any write: nothing is written to ``data/``; the ledger records it."""
+    report = {
+        "schema": REPORT_SCHEMA,
+        "verdict": "fail",
+        "task": task,
+        "sources": [source],
+        "policy_name": policy.name,
+        "policy_digest": policy.digest(),
+        "seed": policy.data.seed,
+        "sizes": {"train": 0, "validation": 0, "holdout": 0, "labels": {}},
+        "checks": _check_dicts([check]),
+        "blocking": [f"{check.name}: {check.message}"],
+        "holdout_manifest_sha256": None,
+        "outputs": {},
+    }
+    ledger.append_event(
+        workdir,
+        "prepare",
+        inputs={"data": source["sha256"]},
+        outputs={},
+        config_digest=policy.digest(),
+        details={"verdict": "fail", "task": task, "dataset": source["name"], "refused": check.name},
+    )
+    return DataGateReport(
+        passed=False, checks=[check], report=report, data_dir=data_dir(workdir), recovered=tuple(recovered)
     )
 
 
@@ -337,9 +408,7 @@ def _label_counts(records: Sequence[Record]) -> dict[str, int]:
 
 def _build_report(
     *,
-    dataset: str,
-    src_digest: str,
-    n_rows: int,
+    source: dict[str, Any],
     task: str,
     policy: GatePolicy,
     parts: Mapping[str, Sequence[Record]],
@@ -358,7 +427,7 @@ def _build_report(
         "verdict": "pass" if passed else "fail",
         "task": task,
         # the dataset's name and digest only: a file name may itself hold personal data
-        "sources": [{"name": dataset, "sha256": src_digest, "rows": n_rows}],
+        "sources": [source],
         "policy_name": policy.name,
         "policy_digest": policy.digest(),
         "seed": policy.data.seed,
@@ -393,11 +462,16 @@ def render_data_report_md(report: Mapping[str, Any]) -> str:
         f"(digest `{report['policy_digest'][:16]}`)",
         *(
             f"- dataset `{s['name']}`: {s['rows']} rows, sha256 `{s['sha256'][:16]}`"
+            + (f" ({s['note']})" if s.get("note") else "")
             for s in report["sources"]
         ),
         f"- sizes: train {report['sizes']['train']}, validation {report['sizes']['validation']}, "
         f"hold-out {report['sizes']['holdout']}",
-        f"- hold-out manifest sha256 `{report['holdout_manifest_sha256']}`",
+        (
+            f"- hold-out manifest sha256 `{report['holdout_manifest_sha256']}`"
+            if report.get("holdout_manifest_sha256")
+            else "- no splits were written"
+        ),
         "",
         "## Checks",
         "",

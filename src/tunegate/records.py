@@ -286,9 +286,36 @@ def replace_texts(record: Record, new: Mapping[str, str]) -> Record:
 # Reading: the only ingest path
 # ----------------------------------------------------------------------------------------------
 
-FORMATS = ("jsonl", "json", "csv", "parquet", "datasets")
-_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)
+FORMATS = ("jsonl", "json", "csv", "parquet", "datasets", "split-pairs")
+#: ``--format`` values and what they read (``split-pairs``: CLINC150's layout, see :func:`_iter_split_pairs`).
+FORMAT_HELP = (
+    "jsonl | json (array of objects) | csv | parquet | datasets (save_to_disk folder) | "
+    "split-pairs (a JSON object mapping split names to lists of [text, label] pairs, as CLINC150 ships)"
+)
+_BOMS = (  # longest first: a UTF-32-LE BOM starts with the UTF-16-LE one
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
 MAX_JSON_ARRAY_BYTES = 256 << 20  # a JSON array is parsed whole; larger data belongs in JSONL
+_CONVERT_PAIRS = (
+    'python -c "import json,sys; d=json.load(open(sys.argv[1])); '
+    "[print(json.dumps({'text': t, 'label': l, 'split': s})) for s, ps in d.items() for t, l in ps]\" "
+    "IN.json > OUT.jsonl"
+)
+
+
+def text_encoding(path: str | Path) -> str:
+    """The codec a text input is read with: ``utf-8``, or from its byte-order mark ``utf-8-sig``
+    (Excel's "CSV UTF-8"), ``utf-16`` (Excel's "Unicode text") or ``utf-32``."""
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    for bom, codec in _BOMS:
+        if head.startswith(bom):
+            return codec
+    return "utf-8"
 
 
 def detect_format(path: Path) -> str:
@@ -311,23 +338,33 @@ def detect_format(path: Path) -> str:
     return fmt[suffix]
 
 
-def _check_encoding_prefix(path: Path, head: bytes) -> None:
+def _check_encoding_prefix(path: Path, head: bytes) -> str:
+    """The codec for a text input (see :func:`text_encoding`); UTF-16 without a BOM is refused."""
     if not head:
         raise InputError("the file is empty", path=path, hint="provide at least one record")
-    if head.startswith(_UTF16_BOMS) or (len(head) >= 2 and (head[0] == 0 or head[1] == 0)):
+    for bom, codec in _BOMS:
+        if head.startswith(bom):
+            if len(head) == len(bom) and path.stat().st_size == len(bom):
+                raise InputError("the file is empty (only a byte-order mark)", path=path)
+            return codec
+    if len(head) >= 2 and (head[0] == 0 or head[1] == 0):
         raise InputError(
-            "the file looks UTF-16/UTF-32 encoded; tunegate reads UTF-8 only",
+            "the file looks UTF-16/UTF-32 encoded without a byte-order mark; tunegate cannot tell the "
+            "byte order",
             path=path,
             line=1,
-            hint="convert it, e.g. `iconv -f UTF-16 -t UTF-8 IN > OUT`",
+            hint="save it as UTF-8 (or UTF-16 with a BOM), e.g. `iconv -f UTF-16LE -t UTF-8 IN > OUT`",
         )
-    if head.startswith(codecs.BOM_UTF8):
-        raise InputError(
-            "the file starts with a UTF-8 byte-order mark (BOM)",
-            path=path,
-            line=1,
-            hint="save it as UTF-8 without BOM (e.g. `sed -i '1s/^\\xEF\\xBB\\xBF//' FILE` on a copy)",
-        )
+    return "utf-8"
+
+
+def _mid_bom(path: Path, line: int) -> InputError:
+    return InputError(
+        "starts with a byte-order mark (BOM) in the middle of the file; were files concatenated?",
+        path=path,
+        line=line,
+        hint="remove the BOM at this line (only a BOM at the very start of a file is accepted)",
+    )
 
 
 def _reject_constant(name: str) -> Any:
@@ -386,57 +423,149 @@ def _decode_object(text: str, path: Path, line: int) -> dict[str, Any]:
     return obj
 
 
-def _iter_jsonl(path: Path, max_line_bytes: int) -> Iterator[tuple[int, dict[str, Any]]]:
-    with open(path, "rb") as fh:
-        _check_encoding_prefix(path, fh.read(4))
-        fh.seek(0)
-        line_no = 0
+def _lines(path: Path, codec: str, max_line_bytes: int) -> Iterator[tuple[int, str, bool]]:
+    """``(line_no, text, ends_with_newline)``; a line longer than the cap or not decodable is an error."""
+    line_no = 0
+    if codec.startswith("utf-8"):
+        with open(path, "rb") as fh:
+            if codec == "utf-8-sig":
+                fh.read(len(codecs.BOM_UTF8))
+            while raw := fh.readline(max_line_bytes + 2):
+                line_no += 1
+                if len(raw.rstrip(b"\r\n")) > max_line_bytes:
+                    raise InputError(
+                        f"is longer than the {max_line_bytes}-byte line cap",
+                        path=path,
+                        line=line_no,
+                        hint="split the record or raise the cap (--max-line-bytes)",
+                    )
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise InputError(
+                        f"is not valid UTF-8 (byte {exc.start} of the line)", path=path, line=line_no
+                    ) from None
+                yield line_no, text, raw.endswith(b"\n")
+        return
+    with open(path, encoding=codec, errors="strict", newline="") as tfh:
         while True:
-            raw = fh.readline(max_line_bytes + 2)
-            if not raw:
+            try:
+                text = tfh.readline(max_line_bytes + 2)
+            except UnicodeDecodeError:
+                raise InputError(f"is not valid {codec.upper()}", path=path, line=line_no + 1) from None
+            if not text:
                 break
             line_no += 1
-            if len(raw.rstrip(b"\r\n")) > max_line_bytes:
+            if len(text.rstrip("\r\n").encode("utf-8")) > max_line_bytes:
                 raise InputError(
-                    f"is longer than the {max_line_bytes}-byte line cap",
-                    path=path,
-                    line=line_no,
-                    hint="split the record or raise the cap (--max-line-bytes)",
+                    f"is longer than the {max_line_bytes}-byte line cap", path=path, line=line_no
                 )
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise InputError(
-                    f"is not valid UTF-8 (byte {exc.start} of the line)", path=path, line=line_no
-                ) from None
-            if not text.strip():
-                if not raw.endswith(b"\n") and line_no > 1:
-                    break  # tolerate nothing after the final newline
-                raise InputError("is blank", path=path, line=line_no, hint="remove empty lines")
-            yield line_no, _decode_object(text, path, line_no)
+            yield line_no, text, text.endswith("\n")
+
+
+def _iter_jsonl(path: Path, max_line_bytes: int) -> Iterator[tuple[int, dict[str, Any]]]:
+    with open(path, "rb") as fh:
+        codec = _check_encoding_prefix(path, fh.read(4))
+    line_no = 0
+    for line_no, text, newline in _lines(path, codec, max_line_bytes):
+        if text.startswith("\ufeff"):
+            raise _mid_bom(path, line_no)
+        if not text.strip():
+            if not newline and line_no > 1:
+                break  # tolerate nothing after the final newline
+            raise InputError("is blank", path=path, line=line_no, hint="remove empty lines")
+        yield line_no, _decode_object(text, path, line_no)
     if line_no == 0:
         raise InputError("the file is empty", path=path)
 
 
-def _iter_json_array(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def _load_json(path: Path) -> tuple[str, int]:
+    """The whole text of a JSON file (capped) and the index of its first non-blank character."""
     size = path.stat().st_size
     if size > MAX_JSON_ARRAY_BYTES:
         raise InputError(
-            f"is a {size}-byte JSON array; arrays are parsed whole and capped at {MAX_JSON_ARRAY_BYTES}",
+            f"is a {size}-byte JSON file; JSON files are parsed whole and capped at {MAX_JSON_ARRAY_BYTES}",
             path=path,
             hint="convert it to JSONL (one object per line), which is streamed",
         )
     data = path.read_bytes()
-    _check_encoding_prefix(path, data[:4])
+    codec = _check_encoding_prefix(path, data[:4])
     try:
-        text = data.decode("utf-8")
+        text = data.decode(codec)
     except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise InputError("is not valid UTF-8", path=path, line=line) from None
+        line = data[: exc.start].count(b"\n") + 1 if codec.startswith("utf-8") else None
+        raise InputError(f"is not valid {codec.upper().replace('-SIG', '')}", path=path, line=line) from None
+    text = text.removeprefix("\ufeff")
+    return text, len(text) - len(text.lstrip())
+
+
+def _pairs_shape(value: Any) -> bool:
+    """A ``{split: [[text, label], ...]}`` object (CLINC150's layout)."""
+    return (
+        isinstance(value, dict)
+        and bool(value)
+        and all(isinstance(v, list) for v in value.values())
+        and any(v for v in value.values())
+        and all(isinstance(p, list) and len(p) == 2 for v in value.values() for p in v[:5])
+    )
+
+
+def _iter_split_pairs(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``--format split-pairs``: ``{"train": [[text, label], ...], "val": [...], ...}`` -> rows
+    ``{"text", "label", "split"}``, numbered 1.. in file order (the original split name is kept in
+    ``extra.split``; tunegate makes its own split)."""
+    text, _ = _load_json(path)
+    try:
+        obj = _DECODER.decode(text)
+    except ValueError as exc:
+        msg = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+        raise InputError(f"is not valid JSON: {msg}", path=path) from None
+    if not isinstance(obj, dict):
+        raise InputError(
+            f"--format split-pairs expects a JSON object of split -> [[text, label], ...]; found a "
+            f"{type(obj).__name__}",
+            path=path,
+        )
+    n = 0
+    for split, pairs in obj.items():
+        if not isinstance(pairs, list):
+            raise InputError(f"must be a list of [text, label] pairs, found {type(pairs).__name__}",
+                             path=path, field=split)  # fmt: skip
+        for i, pair in enumerate(pairs):
+            where = f"{split}.{i}"
+            if not isinstance(pair, list) or len(pair) != 2:
+                raise InputError("must be a [text, label] pair", path=path, field=where)
+            _check_value(pair, path, n + 1, where)
+            n += 1
+            yield n, {"text": pair[0], "label": pair[1], "split": split}
+    if n == 0:
+        raise InputError("holds no [text, label] pairs", path=path)
+
+
+def _iter_json_array(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    text, idx = _load_json(path)
     # Walk the array element by element so every error names its line.
     idx = len(text) - len(text.lstrip())
+    if idx < len(text) and text[idx] == "{":
+        try:
+            whole = _DECODER.decode(text)
+        except ValueError:
+            whole = None
+        if _pairs_shape(whole):
+            raise InputError(
+                "holds a JSON object mapping split names to [text, label] pairs (CLINC150's layout), "
+                "not an array of objects",
+                path=path,
+                line=1,
+                hint=f"pass --format split-pairs, or convert it: {_CONVERT_PAIRS}",
+            )
     if idx >= len(text) or text[idx] != "[":
-        raise InputError("a .json file must hold an array of objects", path=path, line=1)
+        raise InputError(
+            "a .json file must hold an array of objects",
+            path=path,
+            line=1,
+            hint="use --format split-pairs for {split: [[text, label], ...]}; see --format in --help",
+        )
     idx += 1
     n = 0
     while True:
@@ -472,16 +601,18 @@ def _iter_json_array(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 def _iter_csv(path: Path, max_line_bytes: int) -> Iterator[tuple[int, dict[str, Any]]]:
     with open(path, "rb") as bfh:
-        _check_encoding_prefix(path, bfh.read(4))
+        codec = _check_encoding_prefix(path, bfh.read(4))
     csv.field_size_limit(max_line_bytes)
-    with open(path, encoding="utf-8", errors="strict", newline="") as fh:
+    with open(path, encoding=codec, errors="strict", newline="") as fh:
         reader = csv.reader(fh)
         try:
             header = next(reader)
         except StopIteration:
             raise InputError("the file is empty", path=path) from None
         except UnicodeDecodeError:
-            raise InputError("is not valid UTF-8", path=path, line=1) from None
+            raise InputError(f"is not valid {codec.upper().replace('-SIG', '')}", path=path, line=1) from None
+        if header and header[0].startswith("\ufeff"):
+            raise _mid_bom(path, 1)  # a second BOM after the first one
         if len(set(header)) != len(header):
             dup = sorted({h for h in header if header.count(h) > 1})
             raise InputError(f"the header repeats column(s) {dup}", path=path, line=1)
@@ -492,12 +623,16 @@ def _iter_csv(path: Path, max_line_bytes: int) -> Iterator[tuple[int, dict[str, 
             except StopIteration:
                 break
             except UnicodeDecodeError:
-                raise InputError("is not valid UTF-8", path=path, line=reader.line_num + 1) from None
+                raise InputError(
+                    f"is not valid {codec.upper().replace('-SIG', '')}", path=path, line=reader.line_num + 1
+                ) from None
             except csv.Error as exc:
                 raise InputError(f"is not valid CSV: {exc}", path=path, line=reader.line_num) from None
             line = reader.line_num
             if not row or all(not c.strip() for c in row):
                 raise InputError("is blank", path=path, line=line, hint="remove empty rows")
+            if row[0].startswith("\ufeff"):
+                raise _mid_bom(path, line)
             if len(row) != len(header):
                 raise InputError(
                     f"has {len(row)} columns, the header has {len(header)}", path=path, line=line
@@ -548,17 +683,23 @@ def _iter_datasets(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 def iter_rows(
-    path: str | Path, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+    path: str | Path, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, fmt: str | None = None
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     """Stream ``(line_or_row_number, row_dict)`` from JSONL, JSON, CSV, Parquet or a datasets folder.
 
+    ``fmt`` (``--format``, one of :data:`FORMATS`) overrides detection by file name. Text inputs may
+    start with a UTF-8, UTF-16 or UTF-32 byte-order mark; a BOM anywhere else is an error.
     Raises :class:`InputError` naming file, line and field for hostile input. Never writes.
     """
     p = Path(path)
     if not p.exists():
         raise InputError("does not exist", path=p)
-    fmt = detect_format(p)
-    if fmt == "jsonl":
+    if fmt is not None and fmt not in FORMATS:
+        raise InputError(f"--format {fmt!r} is not one of {list(FORMATS)}", hint=FORMAT_HELP)
+    fmt = fmt or detect_format(p)
+    if fmt == "split-pairs":
+        yield from _iter_split_pairs(p)
+    elif fmt == "jsonl":
         yield from _iter_jsonl(p, max_line_bytes)
     elif fmt == "json":
         yield from _iter_json_array(p)
@@ -679,25 +820,23 @@ def read_records(
     *,
     fields: Mapping[str, str] | None = None,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
-    key: bytes | None = None,
+    key: bytes,
     dataset: str | None = None,
+    fmt: str | None = None,
 ) -> Iterator[Record]:
     """Stream normalized :class:`Record` objects from any supported input.
 
-    ``key``: the PII key the ids are keyed with (default: :func:`tunegate.pii.keys.load_pii_key`,
-    which fails closed without ``TUNEGATE_PII_KEY``). ``dataset``: the name recorded in each
-    record's ``source`` (default: the first 12 hex digits of the input's sha256).
+    ``key``: the PII key (:func:`tunegate.pii.keys.load_pii_key`) the ids are keyed with; there is
+    no unkeyed ingest. ``dataset``: the name recorded in each
+    record's ``source`` (default: the first 12 hex digits of the input's sha256). ``fmt``: see
+    :func:`iter_rows`.
     """
     p = Path(path)
     fmap = resolve_field_map(task, fields)
-    if key is None:
-        from tunegate.pii.keys import load_pii_key
-
-        key = load_pii_key()
     if dataset is None:
         dataset = input_digest(p)[:12]
     first = True
-    for line, row in iter_rows(p, max_line_bytes=max_line_bytes):
+    for line, row in iter_rows(p, max_line_bytes=max_line_bytes, fmt=fmt):
         if first:
             check_columns(p, task, fmap, row)
             first = False

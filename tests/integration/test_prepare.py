@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,10 +32,12 @@ CANARIES = {
     "pesel": "44051401359",
     "person": "Quentin Zabrowski",
     "ip": "203.0.113.77",
+    "nested_email": "nested.canary.4410@example.com",
+    "int_phone": "2025550143",  # stored as a number in the input
 }
 
 
-def _canary_rows() -> list[dict[str, str]]:
+def _canary_rows() -> list[dict[str, Any]]:
     c = CANARIES
     texts = [
         f"Hello, my name is {c['person']} and my card was declined. Call me on {c['phone']}.",
@@ -42,10 +45,13 @@ def _canary_rows() -> list[dict[str, str]]:
         f"I cannot log in from IP address {c['ip']}. Reach me at {c['email']}.",
     ]
     labels = ["card_issue", "refund", "account_access"]
-    return [
+    rows: list[dict[str, Any]] = [
         {"text": t, "label": lab, "customer_id": f"CAN{i}"}
         for i, (t, lab) in enumerate(zip(texts, labels, strict=True))
     ]
+    # every shape (issue 12): a nested object, a list of strings, a phone stored as an integer
+    rows[0]["meta"] = {"contacts": ["n/a", c["nested_email"]], "callback": int(c["int_phone"])}
+    return rows
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +109,13 @@ def test_ids_are_keyed_and_no_file_name_is_recorded(prepared: tuple[Path, object
         assert ids and not ids & unkeyed, split  # an id cannot be recomputed from raw content
     report = json.loads((work / "data" / "data_report.json").read_text())
     assert report["sources"] == [
-        {"name": sha256_file(canary_data)[:12], "sha256": sha256_file(canary_data), "rows": len(rows)}
+        {
+            "name": sha256_file(canary_data)[:12],
+            "sha256": sha256_file(canary_data),
+            "rows": len(rows),
+            "format": "jsonl",
+            "encoding": "utf-8",
+        }
     ]
     for path in work.rglob("*"):
         if path.is_file():
@@ -207,21 +219,75 @@ def test_frozen_holdout_cannot_be_replaced_silently(tmp_path: Path, canary_data:
     """The ledger is the source of truth: removing data/ does not unfreeze the hold-out."""
     work = tmp_path / "wd"
     policy = load_policy()
-    reseeded = policy.model_copy(update={"data": policy.data.model_copy(update={"seed": 99})})
     fields = {"group": "customer_id"}
+    more = tmp_path / "more.jsonl"  # other data, same policy: a different hold-out
+    extra = "".join(json.dumps(t) + "\n" for t in generate_tickets(30, seed=99))
+    more.write_text(canary_data.read_text(encoding="utf-8") + extra, encoding="utf-8")
     prepare_data(canary_data, "classification", work, policy=policy, fields=fields)
     frozen = sha256_file(work / "data" / "holdout.manifest.json")
     shutil.rmtree(work / "data")
     with pytest.raises(IntegrityError, match="ledger records a frozen hold-out") as err:
-        prepare_data(canary_data, "classification", work, policy=reseeded, fields=fields)
+        prepare_data(more, "classification", work, policy=policy, fields=fields)
     assert frozen in str(err.value)
     assert not (work / "data").exists() and not list(work.glob(".data*"))  # nothing half-written
     with pytest.raises(InputError, match="--reason"):
-        prepare_data(canary_data, "classification", work, policy=reseeded, fields=fields, refreeze=True)
+        prepare_data(more, "classification", work, policy=policy, fields=fields, refreeze=True)
     prepare_data(
-        canary_data, "classification", work, policy=reseeded, fields=fields, refreeze=True, reason="new seed"
+        more, "classification", work, policy=policy, fields=fields, refreeze=True, reason="more data"
     )
     event = read_entries(work)[-1]
-    assert event["details"]["refreeze"] == {"reason": "new seed", "replaced_manifest": frozen}
+    assert event["details"]["refreeze"] == {"reason": "more data", "replaced_manifest": frozen}
     assert event["outputs"]["data/holdout.manifest.json"] != frozen
     assert verify_ledger(work).ok
+
+
+def test_text_mapped_as_label_fails_and_writes_nothing(tmp_path: Path, canary_data: Path) -> None:
+    """`--field label=text` must not copy raw text into labels, the report or the ledger."""
+    key = {"TUNEGATE_PII_KEY": "integration-test-key-0123456789abcdef"}
+    work = tmp_path / "wd"
+    r = _cli("prepare", str(canary_data), "--task", "classification", "--out", str(work),
+             "--field", "label=text", "--name", "tickets", env=key)  # fmt: skip
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "closed_labels" in r.stdout and "no splits were written" in r.stdout
+    assert not (work / "data").exists() and not list(work.glob(".data*"))
+    event = read_entries(work)[-1]
+    assert event["outputs"] == {} and event["details"]["refused"] == "closed_labels"
+    for value in CANARIES.values():
+        assert value not in r.stdout + r.stderr
+        assert value not in (work / "audit" / "ledger.jsonl").read_text(encoding="utf-8")
+
+
+OUT_CASES = {
+    # case: (cwd relative to base, --out as typed, workdir relative to base)
+    "relative": (".", "wd", "wd"),
+    "absolute": (".", None, "abs"),
+    "dot_slash": (".", "./x", "x"),
+    "dot_dot": ("sub", "../up", "up"),
+    "spaces": (".", "my work dir", "my work dir"),
+    "symlinked_cwd": ("link", "via-link", "via-link"),
+}
+
+
+def test_out_works_from_any_cwd(
+    tmp_path: Path, canary_data: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`tunegate prepare DATA --task classification --out wd` from any directory (issue 13)."""
+    from tunegate.cli import main
+
+    monkeypatch.setenv("TUNEGATE_PII_KEY", "integration-test-key-0123456789abcdef")
+    base = tmp_path / "base"
+    (base / "sub").mkdir(parents=True)
+    (base / "link").symlink_to(base, target_is_directory=True)
+    for case, (cwd, out, expected) in OUT_CASES.items():
+        monkeypatch.chdir(base / cwd)
+        arg = out if out is not None else str(base / expected)
+        with pytest.raises(SystemExit) as exc:
+            main(["prepare", str(canary_data), "--task", "classification", "--out", arg,
+                  "--field", "group=customer_id"])  # fmt: skip
+        captured = capsys.readouterr()
+        assert exc.value.code == 0, (case, captured.out, captured.err)
+        wd = base / expected
+        assert verify_holdout(wd / "data").counts["total"] > 0, case
+        assert read_split(wd, "train"), case
+        assert not list(wd.glob(".data*")) and not (wd / "data" / wd.name).exists(), case
+        assert verify_ledger(wd).ok, case

@@ -6,7 +6,9 @@ import codecs
 import csv
 import json
 import tracemalloc
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -18,21 +20,21 @@ from tunegate.records import (
     Record,
     content_id,
     iter_rows,
-    read_records,
     record_hash,
     replace_texts,
     text_fields,
     write_records,
 )
+from tunegate.records import read_records as _read_records
 
 KEY = "records-test-key-0123456789abcdef"
 KEY_BYTES = KEY.encode()
 
 
-@pytest.fixture(autouse=True)
-def _pii_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Ids are keyed with the PII key; read_records takes it from the environment."""
-    monkeypatch.setenv("TUNEGATE_PII_KEY", KEY)
+def read_records(*args: Any, **kwargs: Any) -> Iterator[Record]:
+    """``tunegate.records.read_records`` with this module's PII key unless one is given."""
+    kwargs.setdefault("key", KEY_BYTES)
+    return _read_records(*args, **kwargs)
 
 
 ROWS = [
@@ -110,8 +112,18 @@ def test_instruction_and_chat_and_field_mapping(tmp_path: Path) -> None:
 HOSTILE = {
     "empty": (b"", None, None, "empty"),
     "blank_line": (b'{"text":"a","label":"x"}\n\n{"text":"b","label":"y"}\n', 2, None, "blank"),
-    "bom": (codecs.BOM_UTF8 + b'{"text":"a","label":"x"}\n', 1, None, "byte-order mark"),
-    "utf16": ('{"text":"a","label":"x"}\n'.encode("utf-16"), 1, None, "UTF-16"),
+    "bom_mid_file": (
+        codecs.BOM_UTF8 + b'{"text":"a","label":"x"}\n' + codecs.BOM_UTF8 + b'{"text":"b","label":"y"}\n',
+        2,
+        None,
+        "byte-order mark (BOM) in the middle",
+    ),
+    "utf16_without_bom": (
+        '{"text":"a","label":"x"}\n'.encode("utf-16-le"),
+        1,
+        None,
+        "without a byte-order mark",
+    ),
     "invalid_utf8": (b'{"text":"a","label":"x"}\n{"text":"\xff\xfe","label":"y"}\n', 2, None, "UTF-8"),
     "lone_surrogate": (b'{"text":"a\\ud800b","label":"x"}\n', 1, "text", "surrogate"),
     "nan": (b'{"text":"a","label":"x","score":NaN}\n', 1, None, "NaN"),
@@ -283,20 +295,12 @@ def test_ids_do_not_reidentify_without_the_key(tmp_path: Path) -> None:
     assert published <= guesses(KEY_BYTES)  # the test can fail: with the key, every record matches
 
 
-def test_ids_are_deterministic_per_key_and_differ_across_keys(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_ids_are_deterministic_per_key_and_differ_across_keys(tmp_path: Path) -> None:
     src = _jsonl(tmp_path, [json.dumps(r) for r in ROWS])
     a = [r.id for r in read_records(src, "classification")]
     assert a == [r.id for r in read_records(src, "classification")]
-    monkeypatch.setenv("TUNEGATE_PII_KEY", "another-key-0123456789abcdef")
-    b = [r.id for r in read_records(src, "classification")]
+    b = [r.id for r in read_records(src, "classification", key=b"another-records-test-key-0123456789abcdef")]
     assert not set(a) & set(b)
-    monkeypatch.delenv("TUNEGATE_PII_KEY")
-    from tunegate.errors import DependencyError
-
-    with pytest.raises(DependencyError, match="TUNEGATE_PII_KEY"):  # no key: no ids at all
-        next(read_records(src, "classification"))
 
 
 def test_source_names_the_dataset_not_the_file(tmp_path: Path) -> None:
@@ -306,3 +310,67 @@ def test_source_names_the_dataset_not_the_file(tmp_path: Path) -> None:
     assert rec.source.dataset == sha256_file(src)[:12]
     named = next(read_records(src, "classification", dataset="tickets-2026"))
     assert named.source is not None and named.source.dataset == "tickets-2026"
+
+
+# -- encodings a spreadsheet writes (issue 13) ------------------------------------------------------
+def _csv_bytes(rows: list[dict[str, str]]) -> str:
+    return "text,label\r\n" + "".join(f"{r['text']},{r['label']}\r\n" for r in rows)
+
+
+@pytest.mark.parametrize(
+    ("codec", "bom", "expected"),
+    [
+        ("utf-8", codecs.BOM_UTF8, "utf-8-sig"),  # Excel "CSV UTF-8"
+        ("utf-16-le", codecs.BOM_UTF16_LE, "utf-16"),  # Excel "Unicode text"
+        ("utf-16-be", codecs.BOM_UTF16_BE, "utf-16"),
+        ("utf-32-le", codecs.BOM_UTF32_LE, "utf-32"),
+    ],
+)
+def test_leading_bom_is_accepted(tmp_path: Path, codec: str, bom: bytes, expected: str) -> None:
+    rows = [{"text": "zażółć gęślą jaźń", "label": "pl"}, {"text": "ça va", "label": "fr"}]
+    plain_csv = _write(tmp_path / "plain.csv", _csv_bytes(rows).encode("utf-8"))
+    for name, text in (
+        ("in.csv", _csv_bytes(rows)),
+        ("in.jsonl", "".join(json.dumps(r) + "\n" for r in rows)),
+    ):
+        p = _write(tmp_path / name, bom + text.encode(codec))
+        from tunegate.records import text_encoding
+
+        assert text_encoding(p) == expected
+        recs = list(read_records(p, "classification"))
+        assert [(r.text, r.label) for r in recs] == [(r["text"], r["label"]) for r in rows], name
+        assert next(read_records(plain_csv, "classification")).id == recs[0].id  # same ids
+    js = _write(tmp_path / "in.json", bom + json.dumps(rows).encode(codec))
+    assert [r.label for r in read_records(js, "classification")] == ["pl", "fr"]
+
+
+def test_bom_in_the_middle_of_a_csv_is_an_error(tmp_path: Path) -> None:
+    data = codecs.BOM_UTF8 + b"text,label\r\na,x\r\n" + codecs.BOM_UTF8 + b"b,y\r\n"
+    with pytest.raises(InputError, match="middle of the file") as ei:
+        list(read_records(_write(tmp_path / "cat.csv", data), "classification"))
+    assert ei.value.line == 3
+
+
+CLINC_LIKE = {
+    "train": [["what is my balance", "balance"], ["text william i'm late", "text"]],
+    "val": [["how much money do i have", "balance"]],
+    "oos_train": [["how old is the sun", "oos"]],
+}
+
+
+def test_split_pairs_format(tmp_path: Path) -> None:
+    p = _write(tmp_path / "data_full.json", json.dumps(CLINC_LIKE).encode())
+    with pytest.raises(InputError, match="CLINC150") as ei:  # the shape is named, with the fix
+        list(read_records(p, "classification"))
+    assert "--format split-pairs" in str(ei.value) and "python -c" in str(ei.value)
+    recs = list(read_records(p, "classification", fmt="split-pairs"))
+    assert [(r.text, r.label, r.extra["split"]) for r in recs] == [
+        (t, lab, s) for s, pairs in CLINC_LIKE.items() for t, lab in pairs
+    ]
+    assert [r.source.line for r in recs if r.source] == [1, 2, 3, 4]
+    bad = _write(tmp_path / "bad.json", json.dumps({"train": [["only text"]]}).encode())
+    with pytest.raises(InputError, match=r"\[text, label\] pair") as ei:
+        list(read_records(bad, "classification", fmt="split-pairs"))
+    assert ei.value.field == "train.0"
+    with pytest.raises(InputError, match="not one of"):
+        list(read_records(p, "classification", fmt="xml"))

@@ -4,7 +4,9 @@ frozen hold-out (split, manifest, verification, leakage).
 Modules: :mod:`~tunegate.data.config` (``DataPolicy``), :mod:`~tunegate.data.validate` (Great
 Expectations suites), :mod:`~tunegate.data.duplicates`, :mod:`~tunegate.data.sizes`,
 :mod:`~tunegate.data.agreement`, :mod:`~tunegate.data.split` (hold-out and manifest),
-:mod:`~tunegate.data.leakage`, :mod:`~tunegate.data.results` (``CheckResult``).
+:mod:`~tunegate.data.leakage`, :mod:`~tunegate.data.results` (``CheckResult``),
+:mod:`~tunegate.data.splits` (the one verified reader of a workdir's split files) and
+:mod:`~tunegate.data.labels` (labels and closed fields are a closed set).
 
 Names are exported lazily: ``tunegate.policy.schema`` imports ``DataPolicy`` on every policy load,
 and that must not pay for pandas, scikit-learn or Great Expectations.
@@ -39,6 +41,11 @@ _EXPORTS = {
     "load_holdout_manifest": "split",
     "verify_holdout": "split",
     "assert_not_in_holdout": "split",
+    "read_split": "splits",
+    "load_split": "splits",
+    "seal_splits": "splits",
+    "VerifiedSplit": "splits",
+    "check_labels": "labels",
 }
 
 __all__ = sorted(_EXPORTS)

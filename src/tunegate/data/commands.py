@@ -29,7 +29,11 @@ def register(app: typer.Typer) -> None:
 
     @app.command("prepare")
     def prepare_cmd(
-        data: Path = typer.Argument(..., help="Input: .jsonl, .json, .csv, .parquet or a datasets folder."),
+        data: Path = typer.Argument(
+            ...,
+            help="Input: .jsonl, .json, .csv, .parquet or a datasets folder (UTF-8; a leading UTF-8 or "
+            "UTF-16 byte-order mark is accepted).",
+        ),
         task: str = typer.Option(..., "--task", help="classification | instruction | chat"),
         out: Path = typer.Option(..., "--out", help="The workdir; outputs go to WORKDIR/data/."),
         policy: Path | None = typer.Option(
@@ -44,6 +48,12 @@ def register(app: typer.Typer) -> None:
         ),
         reason: str | None = typer.Option(
             None, "--reason", help="Why the frozen hold-out is replaced (with --refreeze; ledgered)."
+        ),
+        input_format: str | None = typer.Option(
+            None,
+            "--format",
+            help="Input layout when the file name does not say it: jsonl | json | csv | parquet | "
+            "datasets | split-pairs (a JSON object of split -> [[text, label], ...], CLINC150's layout).",
         ),
         name: str | None = typer.Option(
             None,
@@ -70,6 +80,7 @@ def register(app: typer.Typer) -> None:
             refreeze=refreeze,
             reason=reason,
             name=name,
+            input_format=input_format,
         )
         for action in result.recovered:
             console.print(f"[yellow]recovered an interrupted prepare:[/] {action}")
@@ -85,10 +96,13 @@ def register(app: typer.Typer) -> None:
             table.add_row(c.name, mark, c.message)
         console.print(table)
         sizes = result.report["sizes"]
-        console.print(
-            f"train {sizes['train']}, validation {sizes['validation']}, hold-out {sizes['holdout']} -> "
-            f"{result.data_dir}"
-        )
+        if not result.report.get("outputs"):
+            console.print("no splits were written")
+        else:
+            console.print(
+                f"train {sizes['train']}, validation {sizes['validation']}, hold-out {sizes['holdout']} -> "
+                f"{result.data_dir}"
+            )
         if not result.passed:
             for reason in result.reasons:
                 console.print(f"[red]blocking:[/] {reason}")

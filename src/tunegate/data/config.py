@@ -122,6 +122,28 @@ class DataPolicy(BaseModel):
         True, description="Drop exact duplicates within a split, keeping the smallest id (they are reported)."
     )
 
+    # -- labels and closed fields (values of a closed set, not free text) -----------------
+    max_labels: int = Field(
+        1000,
+        ge=2,
+        description="Classification: more distinct labels than this looks like free text and fails the gate.",
+    )
+    max_label_chars: int = Field(
+        64, ge=1, description="Longest label (and closed-field value) in characters; longer fails the gate."
+    )
+    max_label_ratio: float = Field(
+        0.5,
+        gt=0.0,
+        le=1.0,
+        description="Classification with at least 50 records: more distinct labels per record than this "
+        "looks like a text column mapped as the label and fails the gate.",
+    )
+    closed_fields: list[str] = Field(
+        default_factory=list,
+        description="Field paths whose values must be codes, not free text (e.g. group, extra.customer_id): "
+        "a value longer than max_label_chars, with whitespace, or with PII fails the gate.",
+    )
+
     # -- label agreement ----------------------------------------------------------------
     min_kappa: float = Field(0.6, ge=-1.0, le=1.0, description="Lowest Cohen's kappa between annotators.")
     require_second_annotator: bool = Field(

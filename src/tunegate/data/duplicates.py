@@ -282,7 +282,9 @@ def _duplicate_check(rep: DuplicateReport, split: str) -> CheckResult:
     if rep.dropped_ids:
         msg += f"; {'dropped' if rep.drop_exact_duplicates else 'kept'}: {short_ids(rep.dropped_ids)}"
     if rep.conflict_groups:
-        msg += f"; {len(rep.conflict_groups)} text(s) carry conflicting labels"
+        shown = "; ".join(" | ".join(i[:12] for i in g) for g in rep.conflict_groups[:5])
+        more = f" (+{len(rep.conflict_groups) - 5} more)" if len(rep.conflict_groups) > 5 else ""
+        msg += f"; {len(rep.conflict_groups)} text(s) carry conflicting labels, record ids: {shown}{more}"
     if rep.near_pairs:
         msg += f"; {len(rep.near_pairs)} near-duplicate pair(s)"
     return CheckResult(name=f"duplicates_{split}", passed=passed, figures=figures, message=msg)

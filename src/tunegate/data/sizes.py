@@ -33,6 +33,34 @@ def size_band(n: int, policy: DataPolicy) -> str:
     return "recommended" if n <= hi else "above_recommended"
 
 
+def _recommended(policy: DataPolicy) -> str:
+    if policy.scope == "broad":
+        return f"{policy.recommended_broad_min}+ recommended for a broad behaviour change"
+    lo, hi = policy.recommended_narrow
+    return f"{lo}-{hi} recommended for a narrow task"
+
+
+def size_message(n: int, band: str, policy: DataPolicy) -> str:
+    """What a pair count means, in words: ``23605 pairs: more than the 300-800 recommended ...; fine``."""
+    rec = _recommended(policy)
+    if band == "below_minimum":
+        return f"{n} pairs: fewer than the minimum of {policy.min_pairs}; add data before fine-tuning"
+    if band == "below_recommended":
+        return (
+            f"{n} pairs: fewer than the {rec}; it can pass, but expect noisier scores and add data if you can"
+        )
+    if band == "above_recommended":
+        return f"{n} pairs: more than the {rec}; fine (more data rarely hurts, training takes longer)"
+    return f"{n} pairs: within the {rec}"
+
+
+def _short(labels: Sequence[str], counts: Counter[str], minimum: int, limit: int = 10) -> str:
+    """``label 'x' (3 < 10), label 'y' (0 < 10) (+4 more)``: the labels short of their minimum."""
+    items = [f"label {lab!r} ({counts[lab]} < {minimum})" for lab in labels[:limit]]
+    more = f" (+{len(labels) - limit} more)" if len(labels) > limit else ""
+    return ", ".join(items) + more
+
+
 def check_sizes(
     train: Sequence[Record], holdout: Sequence[Record], task: str, policy: DataPolicy
 ) -> list[CheckResult]:
@@ -67,8 +95,7 @@ def check_sizes(
             name="recommended_size",
             passed=band == "recommended",
             figures=dict(base),
-            message=f"{n} pairs is {band.replace('_', ' ')} for a {policy.scope} task "
-            f"(recommended {recommended[0]}" + (f"-{recommended[1]})" if recommended[1] else "+)"),
+            message=size_message(n, band, policy),
             severity="warning",
         ),
     ]
@@ -82,9 +109,9 @@ def check_sizes(
         msg = f"{len(labels)} label(s); per-class minimum train {policy.min_per_class_train}, "
         msg += f"hold-out {policy.min_per_class_holdout}"
         if short_train:
-            msg += f"; short in train: {len(short_train)} label(s)"
+            msg += f"; short in train: {_short(short_train, tr, policy.min_per_class_train)}"
         if short_hold:
-            msg += f"; short in hold-out: {len(short_hold)} label(s)"
+            msg += f"; short in hold-out: {_short(short_hold, ho, policy.min_per_class_holdout)}"
         results.append(
             CheckResult(
                 name="min_per_class",

@@ -19,7 +19,11 @@ from tunegate.records import read_records
 @pytest.mark.usefixtures("gx_ready")
 def test_checks_on_a_real_banking77_slice(shared_data: Path, pii_key: str) -> None:
     path = shared_data / "banking77" / "train.csv"
-    rows = list(itertools.islice(read_records(path, "classification", fields={"label": "category"}), 1500))
+    rows = list(
+        itertools.islice(
+            read_records(path, "classification", fields={"label": "category"}, key=pii_key.encode()), 1500
+        )
+    )
     policy = DataPolicy(scope="broad", min_per_class_train=5, min_per_class_holdout=1)
     split = split_records(rows, policy)
     assert len(split.holdout) == round(0.15 * len(rows))

@@ -48,6 +48,8 @@ def test_exact_groups_conflicts_and_dropping(policy: DataPolicy) -> None:
     assert sorted(rep.exact_groups) == sorted([[copy.id, copy.id], sorted([base[1].id, recased.id])])
     assert rep.dropped_ids == sorted([copy.id, max(base[1].id, recased.id)])
     assert rep.conflict_groups == [sorted([base[2].id, conflict.id])]
+    a, b = sorted([base[2].id, conflict.id])
+    assert f"1 text(s) carry conflicting labels, record ids: {a[:12]} | {b[:12]}" in rep.check().message
     assert rep.n_dropped == 2 and rep.duplicate_rate == pytest.approx(2 / 9)
     kept = drop_duplicates(recs)
     assert len(kept) == 7 and ids(kept).count(copy.id) == 1

@@ -6,7 +6,7 @@ import pytest
 from datagate_helpers import labelled
 
 from tunegate.data.config import DataPolicy
-from tunegate.data.sizes import check_sizes, size_band
+from tunegate.data.sizes import check_sizes, size_band, size_message
 
 
 @pytest.mark.parametrize(
@@ -68,3 +68,25 @@ def test_label_set_classes_missing_from_the_data_are_short() -> None:
 
 def test_instruction_has_no_per_class_check(policy: DataPolicy) -> None:
     assert {r.name for r in check_sizes([], [], "instruction", policy)} == {"min_pairs", "recommended_size"}
+
+
+def test_messages_name_the_short_labels_and_read_the_right_way(policy: DataPolicy) -> None:
+    from datagate_helpers import labelled
+
+    train = labelled({"billing": 12, "refund": 3, "other": 0})
+    hold = labelled({"billing": 4, "refund": 1}, salt="h")
+    (per_class,) = [
+        r for r in check_sizes(train, hold, "classification", policy) if r.name == "min_per_class"
+    ]
+    assert "short in train: label 'refund' (3 < 10)" in per_class.message
+    assert "short in hold-out: label 'refund' (1 < 3)" in per_class.message
+    big = DataPolicy(min_pairs=1)
+    assert size_message(23605, "above_recommended", big) == (
+        "23605 pairs: more than the 300-800 recommended for a narrow task; "
+        "fine (more data rarely hurts, training takes longer)"
+    )
+    assert "fewer than the minimum of 200" in size_message(50, "below_minimum", policy)
+    assert (
+        size_message(500, "recommended", policy)
+        == "500 pairs: within the 300-800 recommended for a narrow task"
+    )
