@@ -5,6 +5,7 @@ adapter with non-zero B) each generate for the same N hold-out prompts and are s
 BERTScore against the same N references.
 
     python bench/evaluate.py [--n 48] [--max-new-tokens 64] [--out bench/results/evaluate_speed.json]
+    python bench/evaluate.py --classification [--n 3080] [--out bench/results/evaluate_classification.json]
 
 Data: the first N alpaca_demo records (shared/data/alpaca_demo), model: shared/models/stories260k,
 on CPU. Naive = one ``model.generate`` per example + one ``bert_score.score`` call per example
@@ -39,11 +40,19 @@ SHARED = Path(os.environ.get("TUNEGATE_SHARED", REPO.parent / "shared"))
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--n", type=int, default=48)
+    ap.add_argument("--classification", action="store_true", help="the encoder classification path")
+    ap.add_argument("--n", type=int, default=None)
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--out", default=str(REPO / "bench" / "results" / "evaluate_speed.json"))
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--out", default=None)
     args = ap.parse_args()
+    if args.classification:
+        from classification_bench import run_classification  # bench/classification_bench.py
+
+        return run_classification(args)
+    args.n = args.n or 48
+    args.out = args.out or str(REPO / "bench" / "results" / "evaluate_speed.json")
 
     import numpy as np
     import torch
