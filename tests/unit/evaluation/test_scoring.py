@@ -163,3 +163,31 @@ def test_production_baseline_absent_when_nothing_is_promoted(tmp_path: Path) -> 
     stage = SimpleNamespace(workdir=tmp_path / "wd", rid="r1", policy=policy_from_mapping({}))
     (tmp_path / "registry").mkdir()
     assert _production_baseline(stage, tmp_path / "registry", Predictions([], [])) is None  # type: ignore[arg-type]
+
+
+def test_encoder_predict_tokenizes_once_and_matches_the_plain_path() -> None:
+    import csv
+    import os
+
+    import torch
+
+    from tunegate.evaluation.metrics import minilm_dir
+    from tunegate.evaluation.predict import seq_cls_predict, seq_cls_predict_plain
+    from tunegate.training.model_io import load_pretrained, load_tokenizer
+
+    shared = Path(os.environ.get("TUNEGATE_SHARED", Path(__file__).resolve().parents[4] / "shared"))
+    test_csv = shared / "data" / "banking77" / "test.csv"
+    if not test_csv.is_file():
+        pytest.skip("shared Banking77 data not present")
+    with open(test_csv, newline="", encoding="utf-8") as fh:
+        texts = [row["text"] for row in csv.DictReader(fh)][:48]
+    labels = [f"l{i}" for i in range(5)]
+    torch.manual_seed(0)
+    model = load_pretrained(minilm_dir(), kind="seq_cls", labels=labels).eval()
+    tok = load_tokenizer(minilm_dir())
+    fast = seq_cls_predict(model, tok, texts, batch_size=7)
+    plain = seq_cls_predict_plain(model, tok, texts, batch_size=16)
+    assert fast.tolist() == plain.tolist()
+    with torch.no_grad():
+        one = [int(model(**tok(t, return_tensors="pt")).logits.argmax()) for t in texts[:5]]
+    assert fast[:5].tolist() == one
