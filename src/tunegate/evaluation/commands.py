@@ -33,20 +33,27 @@ def register(app: typer.Typer) -> None:
         run: str | None = typer.Option(None, "--run", help="Run id (default: the latest run)."),
         policy: Path | None = typer.Option(None, "--policy", help="Gate policy YAML (default: pinned)."),
         policy_change_reason: str | None = _REASON,
-        device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+        device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda."),
+        registry: Path | None = typer.Option(
+            None, "--registry", help="Also compare with the model promoted there under this run's name."
+        ),
     ) -> None:
-        """Score baseline and tuned on the frozen hold-out, run the regression, write evidence.json."""
+        """Score baselines and tuned on the frozen hold-out, run the regression, write evidence.json."""
         from tunegate.evaluation.run import evaluate_run
 
-        ev = evaluate_run(
-            workdir, run_id=run, policy=_policy(workdir, policy, policy_change_reason), device=device
-        )
-        typer.echo(f"run {ev.run_id}: evidence written")
-        for name, m in sorted(ev.metrics.items()):
-            typer.echo(
-                f"  {name:22s} baseline {m.baseline:.4f}  tuned {m.tuned:.4f}  delta {m.delta:+.4f} "
-                f"[{m.ci_low:+.4f}, {m.ci_high:+.4f}]"
-            )
+        pol = _policy(workdir, policy, policy_change_reason)
+        ev = evaluate_run(workdir, run_id=run, policy=pol, device=device, registry=registry)
+        typer.echo(f"run {ev.run_id}: evidence written (device {ev.provenance.get('device')})")
+        for b in ev.baselines or []:
+            if b.skipped:
+                typer.echo(f"  baseline {b.name}: skipped ({b.reason})")
+                continue
+            typer.echo(f"  vs {b.name}:")
+            for name, m in sorted(b.metrics.items()):
+                typer.echo(
+                    f"    {name:22s} baseline {m.baseline:.4f}  tuned {m.tuned:.4f}  delta {m.delta:+.4f} "
+                    f"[{m.ci_low:+.4f}, {m.ci_high:+.4f}]"
+                )
         for t in ev.regression or []:
             if t.skipped:
                 typer.echo(f"  lm-eval {t.task}: skipped ({t.reason})")

