@@ -950,7 +950,10 @@ def build_report_evidence(
         "run_id": run_id,
         "task": ev.get("task") or run.get("task") or (data or {}).get("task"),
         "method": ev.get("method") or run.get("method"),
-        "base_model": Path(str(_dict(run.get("base_model")).get("name") or "")).name or None,
+        "base_model": Path(
+            str(_dict(run.get("base_model")).get("name") or _dict(run.get("base_model")).get("path") or "")
+        ).name
+        or None,
         "policy": {
             "name": policy.name,
             "digest": policy.digest(),
