@@ -154,13 +154,20 @@ def register(app: typer.Typer) -> None:
             "--override-justification",
             help="Justification for approving a failed gate (shown, then signed).",
         ),
+        registry: Path = typer.Option(
+            None, "--registry", help="Compare with the version of this run's name promoted there."
+        ),
         policy: Path = _POLICY,
     ) -> None:
         """Render report.html (self-contained), report.pdf and report_evidence.json for a run."""
         from tunegate.approval.report import write_report
 
         out = write_report(
-            workdir, policy=_policy(policy), run_id=run, override_justification=override_justification
+            workdir,
+            policy=_policy(policy),
+            run_id=run,
+            override_justification=override_justification,
+            registry=registry,
         )
         for k, p in out.items():
             typer.echo(f"{k}: {p}")

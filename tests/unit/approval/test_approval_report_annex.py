@@ -254,3 +254,28 @@ def test_many_labels_get_tables_in_the_body_and_matrices_in_the_appendix(workdir
     rep = json.loads((workdir / "runs/run-a/report_evidence.json").read_text())
     top = rep["classification"]["confused_pairs_tuned"][0]
     assert labels.index(top["predicted"]) == (labels.index(top["true"]) + 1) % 30
+
+
+def test_report_compares_with_the_promoted_version(
+    workdir: Path, reviewers: Reviewers, policy, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    from tunegate.approval.promote import promote
+
+    reg = tmp_path / "registry"
+    write_report(workdir, policy=policy, run_id="run-b", registry=reg)
+    html = (workdir / "runs/run-b/report.html").read_text()
+    assert "No version of <b>banking77-intent</b> is promoted" in html
+    for who in ("alice", "bob"):
+        sign_run(workdir, reviewers.keys[who], "approve", policy=policy, run_id="run-a", registry=reg)
+    promote(workdir, reg, policy=policy, run_id="run-a")
+    write_report(workdir, policy=policy, run_id="run-b", registry=reg)
+    rep = json.loads((workdir / "runs/run-b/report_evidence.json").read_text())
+    prod = rep["production"]
+    assert (prod["name"], prod["version"], prod["run_id"]) == ("banking77-intent", 1, "run-a")
+    a = json.loads((workdir / "runs/run-a/evidence.json").read_text())["metrics"]["macro_f1"]
+    b = json.loads((workdir / "runs/run-b/evidence.json").read_text())["metrics"]["macro_f1"]
+    row = next(r for r in prod["rows"] if r["metric"] == "macro_f1")
+    assert row["production"] == a["tuned"] and row["delta"] == pytest.approx(b["tuned"] - a["tuned"])
+    html = (workdir / "runs/run-b/report.html").read_text()
+    section = html[html.index('<section id="production">') : html.index('<section id="per-class">')]
+    assert "v1 (run run-a)" in section and f"{row['delta']:+.4f}" in section
