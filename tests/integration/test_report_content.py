@@ -244,3 +244,13 @@ def test_page_one_screenshots(real_run: dict[str, Any], tmp_path: Path) -> None:
         ).stdout
         block = txt[txt.index("11. Gate checks") :]
         assert re.search(r"min_improvement_lcb\s+(PASS|FAIL|BORDERLINE)", block), block[:1500]
+
+
+def test_no_raw_pii_from_the_input_reaches_the_report(real_run: dict[str, Any]) -> None:
+    """The examples come from the anonymized hold-out: no e-mail address of the raw tickets shows."""
+    raw = (real_run["root"] / "tickets.jsonl").read_text(encoding="utf-8")
+    emails = set(re.findall(r"[\w.+-]+@[\w-]+\.[\w.]+", raw))
+    assert len(emails) > 20
+    for name in ("report.html", "report_evidence.json"):
+        text = (real_run["wd"] / "runs" / real_run["run_id"] / name).read_text(encoding="utf-8")
+        assert not {e for e in emails if e in text}, name

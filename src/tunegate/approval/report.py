@@ -24,7 +24,7 @@ import json
 import math
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from tunegate import __version__, ledger
 from tunegate.approval import artifacts
@@ -104,7 +104,7 @@ def fmt_pct(v: Any) -> str:
     return f"{100 * v:.1f}%" if _num(v) else "–"
 
 
-def _num(v: Any) -> bool:
+def _num(v: Any) -> TypeGuard[int | float]:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
@@ -293,7 +293,7 @@ def _pii_card(data_report: dict[str, Any]) -> dict[str, Any] | None:
             for e, v in residual.items()
         }
     entities = sorted(set(totals) | set(_dict(residual)) | set(_list(pii.get("entities"))))
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "entity": e,
             "anonymized": int(totals.get(e, 0) or 0),
@@ -303,7 +303,7 @@ def _pii_card(data_report: dict[str, Any]) -> dict[str, Any] | None:
         }
         for e in entities
     ]
-    rows.sort(key=lambda r: (-r["anonymized"], r["entity"]))
+    rows.sort(key=lambda r: (-int(r["anonymized"]), str(r["entity"])))
     return {
         "model": pii.get("model"),
         "model_version": pii.get("model_version"),
@@ -387,7 +387,7 @@ def _per_class(classification: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _confused_pairs(counts: Any, cols: list[str], labels: list[str], top: int = 15) -> list[dict[str, Any]]:
-    pairs = []
+    pairs: list[dict[str, Any]] = []
     for i, row in enumerate(_list(counts)):
         if i >= len(labels) or not isinstance(row, list):
             continue
@@ -395,7 +395,7 @@ def _confused_pairs(counts: Any, cols: list[str], labels: list[str], top: int = 
         for j, v in enumerate(row):
             if j != i and _num(v) and v > 0 and j < len(cols):
                 pairs.append({"true": labels[i], "predicted": cols[j], "count": int(v), "share": v / support})
-    pairs.sort(key=lambda p: (-p["count"], p["true"], p["predicted"]))
+    pairs.sort(key=lambda p: (-int(p["count"]), str(p["true"]), str(p["predicted"])))
     return pairs[:top]
 
 
@@ -491,7 +491,7 @@ def _changed_examples(wd: Path, rd: Path, ev: dict[str, Any], labels: list[str])
     if ev.get("task") == "classification":
         fixed, broken = [], []
         for row in sorted(preds, key=lambda r: str(r.get("id"))):
-            rec = records.get(row.get("id"))
+            rec = records.get(str(row.get("id")))
             if rec is None or "pred_tuned" not in row:
                 continue
             gold = rec.label
@@ -522,9 +522,9 @@ def _changed_examples(wd: Path, rd: Path, ev: dict[str, Any], labels: list[str])
         return None
     scored = []
     for row in preds:
-        b, t = row.get(f"{metric}_baseline"), row.get(f"{metric}_tuned")
-        rec = records.get(row.get("id"))
-        if not (_num(b) and _num(t)) or rec is None:
+        bs, ts = row.get(f"{metric}_baseline"), row.get(f"{metric}_tuned")
+        rec = records.get(str(row.get("id")))
+        if not (_num(bs) and _num(ts)) or rec is None:
             continue
         item = {
             "id": rec.id[:12],
@@ -537,7 +537,7 @@ def _changed_examples(wd: Path, rd: Path, ev: dict[str, Any], labels: list[str])
                 for m in ("rouge_l", "bertscore_f1")
                 if f"{m}_tuned" in row
             },
-            "delta": t - b,
+            "delta": ts - bs,
         }
         scored.append(item)
     scored.sort(key=lambda x: (x["delta"], x["id"]))
