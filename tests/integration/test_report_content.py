@@ -88,17 +88,17 @@ def real_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
     old = os.environ.get("TUNEGATE_PII_KEY")
     os.environ["TUNEGATE_PII_KEY"] = key_file.read_text(encoding="utf-8").strip()
     try:
-        tickets = write_demo_tickets(root / "tickets.jsonl", n=240, seed=7)
+        tickets = write_demo_tickets(root / "tickets.jsonl", n=160, seed=7)
         demo = load_policy(REPO / "gates" / "demo.yaml").model_dump(mode="json")
         demo["evaluation"].update({"bootstrap_samples": 300, "regression_tasks": []})
         policy = policy_from_mapping(demo)
         wd = root / "wd"
         prepare_data(tickets, "classification", wd, policy=policy)
         cfg = TrainConfig(
-            max_steps=24,
+            max_steps=12,
             learning_rate=1e-3,
             eval_steps=12,
-            checkpoint_steps=24,
+            checkpoint_steps=12,
             batch_size=16,
             max_seq_len=64,
             warmup_ratio=0.0,

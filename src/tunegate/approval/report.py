@@ -85,6 +85,7 @@ def _jinja_env() -> Any:
     env.filters["num"] = fmt_num
     env.filters["signed"] = fmt_signed
     env.filters["pct"] = fmt_pct
+    env.filters["pvalue"] = fmt_p
     return env
 
 
@@ -98,6 +99,21 @@ def fmt_num(v: Any, digits: int = 4) -> str:
 
 def fmt_signed(v: Any, digits: int = 4) -> str:
     return f"{v:+.{digits}f}" if _num(v) else "–"
+
+
+def fmt_p(v: Any) -> str:
+    """A p-value as people read it: 0.0312, or < 0.0001."""
+    if not _num(v):
+        return "–"
+    return "< 0.0001" if v < 1e-4 else f"{v:.4f}"
+
+
+def model_name(path: Any) -> str | None:
+    """A readable model name from its path (``.../all-MiniLM-L6-v2/model`` -> the folder above)."""
+    if not path:
+        return None
+    p = Path(str(path))
+    return p.parent.name if p.name in ("model", "weights", "snapshot") and p.parent.name else p.name
 
 
 def fmt_pct(v: Any) -> str:
@@ -657,8 +673,8 @@ def _vram_plan(run: dict[str, Any]) -> dict[str, Any] | None:
         return {"source": "tunegate plan", "error": f"{type(exc).__name__}: {_clip(str(exc), 160)}"}
     m = _dict(_dict(rep.get("methods")).get(str(method)))
     return {
-        "source": f"tunegate plan --model {Path(str(path)).name} --method {method}",
-        "model": Path(str(rep.get("model"))).name,
+        "source": f"tunegate plan --model {model_name(path)} --method {method} (base model config)",
+        "model": model_name(rep.get("model")),
         "params": rep.get("params"),
         "method": method,
         "seq_len": int(cfg.get("max_seq_len") or 512),
@@ -704,7 +720,7 @@ def _run_record(rd: Path, run: dict[str, Any]) -> dict[str, Any] | None:
     base = _dict(run.get("base_model"))
     if base:
         rec["base_model"] = {
-            "name": Path(str(base.get("name") or base.get("path") or "")).name,
+            "name": model_name(base.get("name") or base.get("path")),
             "digest": base.get("digest") or base.get("sha256"),
         }
     data = _dict(run.get("data"))
@@ -950,10 +966,9 @@ def build_report_evidence(
         "run_id": run_id,
         "task": ev.get("task") or run.get("task") or (data or {}).get("task"),
         "method": ev.get("method") or run.get("method"),
-        "base_model": Path(
-            str(_dict(run.get("base_model")).get("name") or _dict(run.get("base_model")).get("path") or "")
-        ).name
-        or None,
+        "base_model": model_name(
+            _dict(run.get("base_model")).get("name") or _dict(run.get("base_model")).get("path")
+        ),
         "policy": {
             "name": policy.name,
             "digest": policy.digest(),
