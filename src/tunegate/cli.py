@@ -46,6 +46,9 @@ app = typer.Typer(
 @app.callback(invoke_without_command=True)
 def _root(
     version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+    verbose: bool = typer.Option(
+        False, "--verbose", help="Show library messages (model loading, warnings) instead of logging them."
+    ),
 ) -> None:
     if version:
         typer.echo(__version__)
@@ -265,6 +268,26 @@ def _broken_pipe() -> int:
     return EXIT_BROKEN_PIPE
 
 
+def _command_and_workdir(args: list[str]) -> tuple[str | None, Path | None]:
+    """The command name, and its workdir when the arguments name one (``--out DIR`` or an
+    existing folder as the first argument); commands can bind it later (console.bind_workdir)."""
+    pos = [a for a in args if not a.startswith("-")]
+    command = pos[0] if pos and pos[0] in {c.name for c in app.registered_commands} else None
+    if command is None and pos and any(g.name == pos[0] for g in app.registered_groups):
+        command = pos[0]
+    if command is None:
+        return None, None
+    for i, a in enumerate(args[:-1]):
+        if a == "--out":
+            return command, Path(args[i + 1])
+        if a.startswith("--out="):
+            return command, Path(a.split("=", 1)[1])
+    rest = pos[1:]
+    if rest and any((Path(rest[0]) / d).is_dir() for d in ("data", "runs", "audit")):
+        return command, Path(rest[0])  # an existing workdir (not, say, a model folder)
+    return command, None
+
+
 def run_cli(argv: list[str] | None = None) -> int:
     """Run one command and return its exit code; never raises (except with TUNEGATE_DEBUG set).
 
@@ -273,11 +296,17 @@ def run_cli(argv: list[str] | None = None) -> int:
     130 interrupted. Errors print as one ``error:`` line (plus a ``hint:`` line for tunegate's
     own errors) on stderr.
     """
+    from tunegate.console import library_output
+
     debug = bool(os.environ.get(DEBUG_ENV))
     usage_errors = _usage_error_exceptions()
+    args = list(sys.argv[1:] if argv is None else argv)
+    command, workdir = _command_and_workdir(args)
     try:
-        # standalone_mode=False *returns* the code of a typer.Exit instead of raising it.
-        rv = app(args=argv, standalone_mode=False, prog_name="tunegate")
+        # library noise (model-loading tables, FutureWarnings, tqdm bars) -> WORKDIR/logs/<command>.log
+        with library_output(workdir, command=command, verbose="--verbose" in args or command is None):
+            # standalone_mode=False *returns* the code of a typer.Exit instead of raising it.
+            rv = app(args=args, standalone_mode=False, prog_name="tunegate")
     except TunegateError as exc:
         if debug:
             raise

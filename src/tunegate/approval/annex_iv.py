@@ -174,7 +174,7 @@ def build_annex_iv(workdir: str | Path, run_id: str, policy: GatePolicy) -> dict
     base_rec = run.get("base_model") if isinstance(run, dict) else None
     base = (
         {
-            "name": Path(str(base_rec.get("name") or base_rec.get("path") or "")).name,
+            "name": R.model_name(base_rec.get("name") or base_rec.get("path")),
             "digest": base_rec.get("digest"),
         }
         if isinstance(base_rec, dict)

@@ -196,6 +196,9 @@ def register(app: typer.Typer) -> None:
             "--override-justification",
             help="Justification for approving a failed gate (shown, then signed).",
         ),
+        registry: Path = typer.Option(
+            None, "--registry", help="Compare with the version of this run's name promoted there."
+        ),
         policy: Path = _POLICY,
         policy_change_reason: str = _REASON,
     ) -> None:
@@ -207,6 +210,7 @@ def register(app: typer.Typer) -> None:
             policy=_policy(workdir, policy, policy_change_reason),
             run_id=run,
             override_justification=override_justification,
+            registry=registry,
         )
         for k, p in out.items():
             typer.echo(f"{k}: {p}")

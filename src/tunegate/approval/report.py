@@ -24,7 +24,7 @@ import json
 import math
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from tunegate import __version__, ledger
 from tunegate.approval import artifacts
@@ -85,6 +85,7 @@ def _jinja_env() -> Any:
     env.filters["num"] = fmt_num
     env.filters["signed"] = fmt_signed
     env.filters["pct"] = fmt_pct
+    env.filters["pvalue"] = fmt_p
     return env
 
 
@@ -100,11 +101,26 @@ def fmt_signed(v: Any, digits: int = 4) -> str:
     return f"{v:+.{digits}f}" if _num(v) else "–"
 
 
+def fmt_p(v: Any) -> str:
+    """A p-value as people read it: 0.0312, or < 0.0001."""
+    if not _num(v):
+        return "–"
+    return "< 0.0001" if v < 1e-4 else f"{v:.4f}"
+
+
+def model_name(path: Any) -> str | None:
+    """A readable model name from its path (``.../all-MiniLM-L6-v2/model`` -> the folder above)."""
+    if not path:
+        return None
+    p = Path(str(path))
+    return p.parent.name if p.name in ("model", "weights", "snapshot") and p.parent.name else p.name
+
+
 def fmt_pct(v: Any) -> str:
     return f"{100 * v:.1f}%" if _num(v) else "–"
 
 
-def _num(v: Any) -> bool:
+def _num(v: Any) -> TypeGuard[int | float]:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
@@ -293,7 +309,7 @@ def _pii_card(data_report: dict[str, Any]) -> dict[str, Any] | None:
             for e, v in residual.items()
         }
     entities = sorted(set(totals) | set(_dict(residual)) | set(_list(pii.get("entities"))))
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "entity": e,
             "anonymized": int(totals.get(e, 0) or 0),
@@ -303,7 +319,7 @@ def _pii_card(data_report: dict[str, Any]) -> dict[str, Any] | None:
         }
         for e in entities
     ]
-    rows.sort(key=lambda r: (-r["anonymized"], r["entity"]))
+    rows.sort(key=lambda r: (-int(r["anonymized"]), str(r["entity"])))
     return {
         "model": pii.get("model"),
         "model_version": pii.get("model_version"),
@@ -387,7 +403,7 @@ def _per_class(classification: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _confused_pairs(counts: Any, cols: list[str], labels: list[str], top: int = 15) -> list[dict[str, Any]]:
-    pairs = []
+    pairs: list[dict[str, Any]] = []
     for i, row in enumerate(_list(counts)):
         if i >= len(labels) or not isinstance(row, list):
             continue
@@ -395,7 +411,7 @@ def _confused_pairs(counts: Any, cols: list[str], labels: list[str], top: int = 
         for j, v in enumerate(row):
             if j != i and _num(v) and v > 0 and j < len(cols):
                 pairs.append({"true": labels[i], "predicted": cols[j], "count": int(v), "share": v / support})
-    pairs.sort(key=lambda p: (-p["count"], p["true"], p["predicted"]))
+    pairs.sort(key=lambda p: (-int(p["count"]), str(p["true"]), str(p["predicted"])))
     return pairs[:top]
 
 
@@ -491,7 +507,7 @@ def _changed_examples(wd: Path, rd: Path, ev: dict[str, Any], labels: list[str])
     if ev.get("task") == "classification":
         fixed, broken = [], []
         for row in sorted(preds, key=lambda r: str(r.get("id"))):
-            rec = records.get(row.get("id"))
+            rec = records.get(str(row.get("id")))
             if rec is None or "pred_tuned" not in row:
                 continue
             gold = rec.label
@@ -522,9 +538,9 @@ def _changed_examples(wd: Path, rd: Path, ev: dict[str, Any], labels: list[str])
         return None
     scored = []
     for row in preds:
-        b, t = row.get(f"{metric}_baseline"), row.get(f"{metric}_tuned")
-        rec = records.get(row.get("id"))
-        if not (_num(b) and _num(t)) or rec is None:
+        bs, ts = row.get(f"{metric}_baseline"), row.get(f"{metric}_tuned")
+        rec = records.get(str(row.get("id")))
+        if not (_num(bs) and _num(ts)) or rec is None:
             continue
         item = {
             "id": rec.id[:12],
@@ -537,7 +553,7 @@ def _changed_examples(wd: Path, rd: Path, ev: dict[str, Any], labels: list[str])
                 for m in ("rouge_l", "bertscore_f1")
                 if f"{m}_tuned" in row
             },
-            "delta": t - b,
+            "delta": ts - bs,
         }
         scored.append(item)
     scored.sort(key=lambda x: (x["delta"], x["id"]))
@@ -657,8 +673,8 @@ def _vram_plan(run: dict[str, Any]) -> dict[str, Any] | None:
         return {"source": "tunegate plan", "error": f"{type(exc).__name__}: {_clip(str(exc), 160)}"}
     m = _dict(_dict(rep.get("methods")).get(str(method)))
     return {
-        "source": f"tunegate plan --model {Path(str(path)).name} --method {method}",
-        "model": Path(str(rep.get("model"))).name,
+        "source": f"tunegate plan --model {model_name(path)} --method {method} (base model config)",
+        "model": model_name(rep.get("model")),
         "params": rep.get("params"),
         "method": method,
         "seq_len": int(cfg.get("max_seq_len") or 512),
@@ -704,7 +720,7 @@ def _run_record(rd: Path, run: dict[str, Any]) -> dict[str, Any] | None:
     base = _dict(run.get("base_model"))
     if base:
         rec["base_model"] = {
-            "name": Path(str(base.get("name") or base.get("path") or "")).name,
+            "name": model_name(base.get("name") or base.get("path")),
             "digest": base.get("digest") or base.get("sha256"),
         }
     data = _dict(run.get("data"))
@@ -950,7 +966,9 @@ def build_report_evidence(
         "run_id": run_id,
         "task": ev.get("task") or run.get("task") or (data or {}).get("task"),
         "method": ev.get("method") or run.get("method"),
-        "base_model": Path(str(_dict(run.get("base_model")).get("name") or "")).name or None,
+        "base_model": model_name(
+            _dict(run.get("base_model")).get("name") or _dict(run.get("base_model")).get("path")
+        ),
         "policy": {
             "name": policy.name,
             "digest": policy.digest(),

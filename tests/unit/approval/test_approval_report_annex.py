@@ -218,3 +218,67 @@ def test_imported_human_ratings_appear_in_the_report(workdir: Path, policy) -> N
     assert f"{hum.cohen_kappa_mean:.3f}" in section and "not available" not in section
     ev = json.loads((rd / "report_evidence.json").read_text())
     assert ev["human_eval"]["ratings"]["n_raters"] == 2
+
+
+def test_many_labels_get_tables_in_the_body_and_matrices_in_the_appendix(workdir: Path, policy) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    from tunegate.evaluation.config import EvaluationPolicy
+    from tunegate.evaluation.scoring import Predictions, compare_classification
+
+    labels = [f"intent_{i:02d}" for i in range(30)]
+    rng = np.random.default_rng(0)
+    y = [i % 30 for i in range(300)]
+    base = [t if rng.random() < 0.4 else int(rng.integers(0, 30)) for t in y]
+    tuned = [t if rng.random() < 0.8 else (t + 1) % 30 for t in y]
+    ids = [f"r{i}" for i in range(300)]
+    comp = compare_classification(
+        y,
+        Predictions(ids, [""] * 300, base),
+        Predictions(ids, [""] * 300, tuned),
+        labels,
+        EvaluationPolicy(bootstrap_samples=200),
+    )
+    ev_path = workdir / "runs/run-a/evidence.json"
+    ev = json.loads(ev_path.read_text())
+    ev["classification"] = comp.classification
+    ev_path.write_text(json.dumps(ev))
+    for png in (workdir / "runs/run-a").glob("confusion_matrix*.png"):
+        png.unlink()
+    write_report(workdir, policy=policy, run_id="run-a")
+    html = (workdir / "runs/run-a/report.html").read_text()
+    body = html[html.index('<section id="per-class">') : html.index('<section id="examples">')]
+    assert body.count("<tr data-label=") == 15 and "Most-confused pairs" in body
+    assert "<img" not in body  # no unreadable 30x30 image in the body
+    appendix = html[html.index('<section id="appendix-per-class">') :]
+    assert appendix.count("<tr data-label=") == 30
+    assert 'id="appendix-confusion"' in appendix and appendix.count('id="plot-confusion') == 2
+    # the most-confused pair of the tuned model is the systematic off-by-one
+    rep = json.loads((workdir / "runs/run-a/report_evidence.json").read_text())
+    top = rep["classification"]["confused_pairs_tuned"][0]
+    assert labels.index(top["predicted"]) == (labels.index(top["true"]) + 1) % 30
+
+
+def test_report_compares_with_the_promoted_version(
+    workdir: Path, reviewers: Reviewers, policy, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    from tunegate.approval.promote import promote
+
+    reg = tmp_path / "registry"
+    write_report(workdir, policy=policy, run_id="run-b", registry=reg)
+    html = (workdir / "runs/run-b/report.html").read_text()
+    assert "No version of <b>banking77-intent</b> is promoted" in html
+    for who in ("alice", "bob"):
+        sign_run(workdir, reviewers.keys[who], "approve", policy=policy, run_id="run-a", registry=reg)
+    promote(workdir, reg, policy=policy, run_id="run-a")
+    write_report(workdir, policy=policy, run_id="run-b", registry=reg)
+    rep = json.loads((workdir / "runs/run-b/report_evidence.json").read_text())
+    prod = rep["production"]
+    assert (prod["name"], prod["version"], prod["run_id"]) == ("banking77-intent", 1, "run-a")
+    a = json.loads((workdir / "runs/run-a/evidence.json").read_text())["metrics"]["macro_f1"]
+    b = json.loads((workdir / "runs/run-b/evidence.json").read_text())["metrics"]["macro_f1"]
+    row = next(r for r in prod["rows"] if r["metric"] == "macro_f1")
+    assert row["production"] == a["tuned"] and row["delta"] == pytest.approx(b["tuned"] - a["tuned"])
+    html = (workdir / "runs/run-b/report.html").read_text()
+    section = html[html.index('<section id="production">') : html.index('<section id="per-class">')]
+    assert "v1 (run run-a)" in section and f"{row['delta']:+.4f}" in section

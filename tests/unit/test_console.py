@@ -1,0 +1,65 @@
+"""Library noise goes to WORKDIR/logs, tunegate's own lines stay on the console; plain progress."""
+
+from __future__ import annotations
+
+import io
+import logging
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+from tunegate import console
+from tunegate.workdir import logs_dir
+
+
+def test_library_noise_goes_to_the_log(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from transformers.utils import logging as hf_logging
+
+    with console.library_output(tmp_path, command="train") as path:
+        hf_logging.get_logger("transformers.modeling_utils").warning("BertModel LOAD REPORT from: x")
+        logging.getLogger("bitsandbytes.backends.cpu.ops").warning("Failed to load CPU gemm_4bit_forward")
+        warnings.warn("`gradient_checkpointing_enable` is deprecated", FutureWarning, stacklevel=1)
+        print("  3%|▎         | 1/30 [00:01<00:29]", file=sys.stderr)  # a raw tqdm bar
+        console.user_stream().write("train: 10/30 steps\n")
+    err = capsys.readouterr().err
+    assert path == logs_dir(tmp_path) / "train.log"
+    log = path.read_text()
+    for noise in ("LOAD REPORT", "gemm_4bit_forward", "gradient_checkpointing_enable", "1/30"):
+        assert noise in log and noise not in err
+    assert "train: 10/30 steps" in err and f"library messages: {path}" in err
+    # restored afterwards
+    logging.getLogger("bitsandbytes").warning("after the context")
+    assert "after the context" not in path.read_text()
+
+
+def test_buffered_until_the_workdir_is_known(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with console.library_output(command="prepare"):
+        logging.getLogger("prefect").warning("See https://docs.prefect.io/v3/concepts/server")
+        assert console.bind_workdir(tmp_path / "wd") == tmp_path / "wd/logs/prepare.log"
+    assert "docs.prefect.io" in (tmp_path / "wd/logs/prepare.log").read_text()
+    assert "docs.prefect.io" not in capsys.readouterr().err
+
+
+def test_verbose_keeps_everything_on_the_console(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with console.library_output(tmp_path, verbose=True) as path:
+        print("raw library line", file=sys.stderr)
+    assert path is None and "raw library line" in capsys.readouterr().err
+    assert not logs_dir(tmp_path).exists()
+
+
+def test_plain_progress_lines_when_not_a_terminal() -> None:
+    out = io.StringIO()
+    with console.Progress("evaluate", total=4, unit="batches", stream=out, interval=0.0) as p:
+        for _ in range(4):
+            p.advance()
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "evaluate: started, 4 batches"
+    assert lines[1].startswith("evaluate: 1/4 batches (25%)") and "left" in lines[1]
+    assert lines[-1].startswith("evaluate: 4/4 batches (100%)") and lines[-1].endswith(": done")
+    quiet = io.StringIO()
+    with console.Progress("train", total=100, stream=quiet, interval=3600.0) as p:
+        for _ in range(100):
+            p.advance()
+    assert len(quiet.getvalue().splitlines()) == 2  # started + done: no line per step
