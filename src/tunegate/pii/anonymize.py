@@ -189,8 +189,9 @@ class PIIEngine:
         """Spans that cross the boundary between consecutive fields of one record.
 
         The end of one field and the start of the next are joined with a newline and scanned, so
-        ``instruction: "... my name is"`` + ``input: "Anna Nowak"`` is caught; a span crossing the
-        join is split back onto both fields. Returns extra spans per item index.
+        ``instruction: "... my name is"`` + ``input: "Rubija"`` is caught; a span crossing the
+        join is split back onto both fields, a span in the next field's start (found thanks to the
+        previous field's cue) is added to it. Returns extra spans per item index.
         """
         windows: list[str] = []
         pairs: list[tuple[int, int, int]] = []  # (item a, item b, len(tail))
@@ -207,9 +208,11 @@ class PIIEngine:
         for (a, b, cut), spans in zip(pairs, self.detect(windows), strict=True):
             len_a = len(items[a][2])
             for s in spans:
-                if s.start < cut and s.end > cut + 1:
+                if s.start < cut and s.end > cut + 1:  # crosses the join: split onto both fields
                     extra[a].append(Span(s.entity_type, len_a - cut + s.start, len_a, s.score))
                     extra[b].append(Span(s.entity_type, 0, s.end - cut - 1, s.score))
+                elif s.start > cut:  # in the next field, found thanks to the previous one's end
+                    extra[b].append(Span(s.entity_type, s.start - cut - 1, s.end - cut - 1, s.score))
         return extra
 
     def _propagated_spans(self, texts: Sequence[str], spans: Sequence[list[Span]]) -> list[list[Span]]:

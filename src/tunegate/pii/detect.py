@@ -542,7 +542,7 @@ def not_a_phone(text: str, start: int, end: int) -> bool:
         _PHONE_RX["ref_cue"] = regex.compile(
             r"(?:order|invoice|ticket|tracking|reference|ref|booking|confirmation|transaction|receipt|"
             r"serial|sku|isbn|case|claim|policy|account|acct|customer|member|id|no\.?|#)[\s:#.\-]*"
-            r"(?:(?:number|no\.?|num|id|code)[\s:#.\-]*)?(?:is\s+)?\Z",
+            r"(?:(?:number|no\.?|num|id|code)[\s:#.\-]*)?(?:is\s+)?(?:\d[\d \-]*)?\Z",
             regex.I,
         )
         _PHONE_RX["phone_cue"] = regex.compile(
