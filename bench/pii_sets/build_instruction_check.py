@@ -4,9 +4,14 @@ Run:  python bench/pii_sets/build_instruction_check.py
 
 Records are picked deterministically (the 300 with the smallest sha256 of their text, per source).
 A record's ``text`` is its fields joined by a newline (Alpaca: instruction, input, output; GSM8K:
-question). ``pii`` lists the spans a human judged to be personal data (every occurrence of each
-value in ``instruction_labels.json``). The labels were made by reviewing every span that tunegate or
-stock Presidio flagged on these records; a detection not in the labels counts as a false positive.
+question). ``pii`` lists the spans judged to be personal data (every occurrence of each value in
+``instruction_labels.json``). How the labels were made (time-boxed, say so when quoting): every
+span tunegate flagged on these records (commit of 2026-11-29) was listed by distinct value and a
+reviewer rejected the values that are not people or contact data (dish names, countries, chart
+types, imperatives, ``Grandpa``...). Names of people, real or fictional (``Janet``, ``Harry
+Potter``), and the placeholder e-mails/phone are PII. Names no detector flagged are not labelled,
+so the set measures over-redaction (false positives), not name recall; a detection not in the
+labels counts as a false positive, which is conservative for any other detector.
 Sources: ``../shared/data/alpaca_demo/alpaca_en_demo.json`` and ``../shared/data/gsm8k/test.jsonl``
 (see ``../shared/data/README.md`` for licences; the Alpaca file is research-only data).
 """
