@@ -209,7 +209,9 @@ class EuIbanRecognizer(_StaticPatternRecognizer):
     PATTERNS: ClassVar[list[Pattern]] = [
         Pattern(
             "IBAN (grouped or compact)",
-            r"(?i)(?<![\w])[a-z]{2}\d{2}(?:[ \-]?[a-z0-9]{4}){2,7}(?:[ \-]?[a-z0-9]{1,4})?(?![\w])",
+            # after a separator a group must hold a digit, so "... 8303 today" does not swallow "toda"
+            r"(?i)(?<![\w])[a-z]{2}\d{2}[ \-]?[a-z0-9]{4}(?:[ \-](?=[a-z]*\d)[a-z0-9]{4}|[a-z0-9]{4}){1,6}"
+            r"(?:[ \-](?=[a-z]*\d)[a-z0-9]{1,4}|[a-z0-9]{1,4})?(?![\w])",
             0.5,
         ),
     ]
