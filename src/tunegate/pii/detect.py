@@ -421,6 +421,7 @@ _FUNCTION_TAGS = frozenset(
 )  # fmt: skip
 _VERB_TAGS = frozenset(["VB", "VBD", "VBG", "VBN", "VBP", "VBZ", "RB", "RBR", "RBS"])
 _COMMON_NOUN_TAGS = frozenset({"NN", "NNS"})
+_PROPER_TAGS = frozenset({"NNP", "NNPS"})
 _PLURAL_TAGS = frozenset({"NNS", "NNPS"})
 #: Name prefixes that are written with an inner capital (McDonald, DeAndre, O'Neil, MacArthur, LeBron).
 _INNER_CAP_OK = ("Mc", "Mac", "O'", "O’", "De", "Di", "Da", "La", "Le", "Van", "Von", "Du", "St")
@@ -575,60 +576,6 @@ def needs_ner(text: str) -> bool:
     return any(m.group(0).lower() not in stop for m in _rx()["cap"].finditer(text))
 
 
-#: Lower-case words tagged as proper nouns are capitalized in a copy that NER reads again.
-_PROPER_TAGS = frozenset({"NNP", "NNPS"})
-
-
-def _restore_case(doc: Any) -> tuple[str, list[tuple[int, int]]] | None:
-    """A copy of the text with lower-case proper nouns (by the tagger) capitalized, and their ranges.
-
-    ``visit malawi`` -> ``visit Malawi``; ``selma is from stillwater`` -> ``Selma is from stillwater``.
-    Lengths are kept, so offsets into the copy are offsets into the text. None if nothing changes.
-    """
-    stop = _rx()["stop"]
-    chars = None
-    ranges: list[tuple[int, int]] = []
-    for t in doc:
-        word = t.text
-        if t.tag_ in _PROPER_TAGS and word.islower() and word.isalpha() and len(word) > 1:
-            if word in stop or len(word[0].upper()) != 1:
-                continue
-            if chars is None:
-                chars = list(doc.text)
-            chars[t.idx] = word[0].upper()
-            ranges.append((t.idx, t.idx + len(word)))
-    return ("".join(chars), ranges) if chars is not None else None
-
-
-def _merge_restored(doc: Any, restored: Any, ranges: list[tuple[int, int]]) -> None:
-    """Entities touching a restored word come from the case-restored copy; the rest stay."""
-    from spacy.util import filter_spans
-
-    def touches(a: int, b: int) -> bool:
-        return any(a < y and x < b for x, y in ranges)
-
-    ents = [e for e in doc.ents if not touches(e.start_char, e.end_char)]
-    for e in restored.ents:
-        if touches(e.start_char, e.end_char):
-            span = doc.char_span(e.start_char, e.end_char, label=e.label_, alignment_mode="expand")
-            if span is not None:
-                ents.append(span)
-    doc.ents = filter_spans(ents)
-
-
-def _pipe_with_restore(nlp: Any, texts: Sequence[str], batch_size: int) -> Iterator[Any]:
-    """``nlp.pipe`` plus a second NER pass on a case-restored copy of texts with lower-case proper nouns."""
-    for start in range(0, len(texts), batch_size):
-        docs = list(nlp.pipe(texts[start : start + batch_size], batch_size=batch_size))
-        todo = [(i, r) for i, d in enumerate(docs) if (r := _restore_case(d)) is not None]
-        if todo and "ner" in nlp.pipe_names:
-            with nlp.select_pipes(enable=["ner"]):
-                again = nlp.pipe([r[0] for _, r in todo], batch_size=batch_size)
-                for (i, (_, ranges)), rdoc in zip(todo, again, strict=True):
-                    _merge_restored(docs[i], rdoc, ranges)
-        yield from docs
-
-
 def _docs(analyzer: AnalyzerEngine, policy: PIIPolicy, texts: Sequence[str]) -> Iterator[Any]:
     nlp = analyzer.nlp_engine.get_nlp(policy.language)  # type: ignore[attr-defined]
     if not nlp.pipe_names:  # regex-only: tokenizer
@@ -636,11 +583,11 @@ def _docs(analyzer: AnalyzerEngine, policy: PIIPolicy, texts: Sequence[str]) -> 
             yield nlp.make_doc(t)
         return
     if not policy.ner_prefilter:
-        yield from _pipe_with_restore(nlp, texts, policy.batch_size)
+        yield from nlp.pipe(texts, batch_size=policy.batch_size)
         return
     flags = [needs_ner(t) for t in texts]
     selected = [t for t, f in zip(texts, flags, strict=True) if f]
-    with_ner = iter(_pipe_with_restore(nlp, selected, policy.batch_size))
+    with_ner = iter(nlp.pipe(selected, batch_size=policy.batch_size))
     for text, flag in zip(texts, flags, strict=True):
         yield next(with_ner) if flag else nlp.make_doc(text)
 

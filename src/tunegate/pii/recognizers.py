@@ -390,6 +390,13 @@ class PersonCueRecognizer(PatternRecognizer):
             Pattern("Person after cue", r"(?<=" + cue + r"[ \t]*(?:\n[ \t]*)?)" + NAME_PHRASE, 0.55),
             # scripts without letter case (CJK, Hangul, Arabic, Hebrew, Thai...): the cue alone decides
             Pattern("Person after cue (uncased script)", r"(?<=" + cue + r"[ \t]*)" + UNCASED_NAME, 0.55),
+            # lower-case text: only the strongest cues (self-introduction, titles), one word
+            Pattern(
+                "Person after cue (lower case)",
+                r"(?<=\b(?i:my name is|my name's|mr\.?|mrs\.?|ms\.?|dr\.?|prof\.?)[ \t]+)"
+                r"\p{Ll}{2,}(?![\w'’\-])",
+                0.5,
+            ),
         ]
         super().__init__(
             supported_entity="PERSON",
@@ -404,6 +411,11 @@ class PersonCueRecognizer(PatternRecognizer):
         first = pattern_text.split()[0].lower()
         if first in _NOT_NAMES:
             return False
+        if pattern_text.islower():
+            from spacy.lang.en.stop_words import STOP_WORDS
+
+            if first in STOP_WORDS:  # "my name is not important"
+                return False
         return None
 
 

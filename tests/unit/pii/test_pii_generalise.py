@@ -153,3 +153,32 @@ def test_anonymize_refuses_in_place(
         assert exc.value.code == 2
         assert "output is the input" in capsys.readouterr().err
         assert src.read_bytes() == before
+
+
+def test_iban_followed_by_a_word(pii_analyzer: Any, pii_policy: PIIPolicy) -> None:
+    found = _found(pii_analyzer, pii_policy, "Please transfer it to BE16049996228303 today")
+    assert found.get("IBAN_CODE") == ["BE16049996228303"]
+
+
+def test_lower_case_name_after_title(pii_analyzer: Any, pii_policy: PIIPolicy) -> None:
+    assert "patel" in _found(pii_analyzer, pii_policy, "i talked to dr patel about it").get("PERSON", [])
+    assert "PERSON" not in _found(pii_analyzer, pii_policy, "my name is not important")
+
+
+def test_pesel_is_presidios_recognizer(pii_analyzer: Any) -> None:
+    from presidio_analyzer.predefined_recognizers import PlPeselRecognizer
+
+    names = [type(r).__name__ for r in pii_analyzer.registry.recognizers]
+    assert any(isinstance(r, PlPeselRecognizer) for r in pii_analyzer.registry.recognizers)
+    assert "PeselRecognizer" not in names
+
+
+def test_analyzer_always_has_structured_recognizers() -> None:
+    from tunegate.pii.detect import build_analyzer
+
+    analyzer = build_analyzer(PIIPolicy(entities=("PERSON",)))
+    covered = {e for r in analyzer.registry.recognizers for e in r.supported_entities}
+    assert {"EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS", "US_SSN"} <= covered
+    # but detection for anonymization stays limited to the policy's entities
+    policy = PIIPolicy(entities=("PERSON",))
+    assert detect_texts(analyzer, policy, ["mail ola.nowak@example.pl"]) == [[]]
