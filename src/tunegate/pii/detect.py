@@ -170,7 +170,7 @@ def build_analyzer(policy: PIIPolicy) -> AnalyzerEngine:
     is off). Nothing is downloaded, ever.
     """
     from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
-    from presidio_analyzer.predefined_recognizers import EmailRecognizer, PlPeselRecognizer
+    from presidio_analyzer.predefined_recognizers import EmailRecognizer
 
     from tunegate.pii import recognizers as rec
 
@@ -214,9 +214,10 @@ def build_analyzer(policy: PIIPolicy) -> AnalyzerEngine:
         rec.OfflineEmailRecognizer(supported_language=lang),
         rec.ObfuscatedEmailRecognizer(supported_language=lang),
         rec.IdnEmailRecognizer(supported_language=lang),
-        # Presidio's own PESEL recognizer: same recall and false positives as tunegate's on generated
-        # values (bench/results/pii_recognizers.json), so tunegate's is not registered
-        PlPeselRecognizer(supported_language=lang),
+        # tunegate's PESEL, not Presidio's PlPeselRecognizer: equal recall, but Presidio's matches 11-digit
+        # runs inside card numbers (no word boundary; 12 hits on presidio_synth + Banking77, and on
+        # cards in bench/results/pii_recognizers.json), which turns cards into PL_PESEL
+        rec.PeselRecognizer(supported_language=lang),
         rec.EuIbanRecognizer(supported_language=lang),
         rec.EuPhoneRecognizer(supported_language=lang),
         rec.LuhnCardRecognizer(supported_language=lang),

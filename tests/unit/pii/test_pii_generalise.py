@@ -165,12 +165,11 @@ def test_lower_case_name_after_title(pii_analyzer: Any, pii_policy: PIIPolicy) -
     assert "PERSON" not in _found(pii_analyzer, pii_policy, "my name is not important")
 
 
-def test_pesel_is_presidios_recognizer(pii_analyzer: Any) -> None:
-    from presidio_analyzer.predefined_recognizers import PlPeselRecognizer
-
-    names = [type(r).__name__ for r in pii_analyzer.registry.recognizers]
-    assert any(isinstance(r, PlPeselRecognizer) for r in pii_analyzer.registry.recognizers)
-    assert "PeselRecognizer" not in names
+def test_card_number_is_not_a_pesel(pii_analyzer: Any, pii_policy: PIIPolicy) -> None:
+    # Presidio's PlPeselRecognizer matches 11 digits inside card numbers; tunegate's does not
+    found = _found(pii_analyzer, pii_policy, "My card 4131034282458809939 is expiring this month")
+    assert "PL_PESEL" not in found
+    assert found.get("CREDIT_CARD") == ["4131034282458809939"]
 
 
 def test_analyzer_always_has_structured_recognizers() -> None:
