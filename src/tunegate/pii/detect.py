@@ -687,15 +687,17 @@ def detect_texts(
     copy-on-write, as spaCy's own ``n_process`` does), unless torch has initialized CUDA; then
     they are spawned and build their own analyzer from the policy. Each worker uses one BLAS thread.
     """
+    import multiprocessing
+
     from tunegate.pii.config import available_cores
 
     n_proc = min(policy.processes(), available_cores())
+    if multiprocessing.current_process().daemon:  # e.g. a Dask or pool worker: it may not have children
+        n_proc = 1
     if n_proc <= 1 or len(texts) < 4 * policy.batch_size:
         if analyzer is None:
             analyzer = build_analyzer(policy)
         return _detect_chunk(analyzer, policy, texts)
-    import multiprocessing
-
     method = "fork" if sys.platform.startswith("linux") and not _torch_threads_started() else "spawn"
     ctx = multiprocessing.get_context(method)
     size = max(policy.batch_size, len(texts) // (n_proc * 8) + 1)
