@@ -68,7 +68,8 @@ _LOCK = threading.Lock()
 
 def _engine(policy_json: str) -> PIIEngine:
     key = load_pii_key()
-    policy = PIIPolicy.model_validate_json(policy_json)
+    # the shard is the unit of parallelism: one detection process per worker (no nested pools)
+    policy = PIIPolicy.model_validate_json(policy_json).model_copy(update={"n_process": 1})
     analyzer = _ANALYZERS.get(policy_json)
     engine = PIIEngine(policy, key, analyzer=analyzer)
     if analyzer is None:

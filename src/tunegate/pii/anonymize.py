@@ -32,10 +32,12 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from tunegate.pii.config import PIIPolicy
+import regex
+
+from tunegate.pii.config import STRUCTURED_ENTITIES, PIIPolicy
 from tunegate.pii.detect import Span, analyzer_info, build_analyzer, detect_texts
 from tunegate.pii.keys import key_fingerprint, load_pii_key
-from tunegate.pii.report import PIIReport
+from tunegate.pii.report import MAX_LOCATIONS, PIIReport
 from tunegate.records import Record, field_family, replace_texts, text_fields
 
 if TYPE_CHECKING:
@@ -46,6 +48,12 @@ _ALNUM_ENTITIES = frozenset(
      "US_BANK_NUMBER", "UK_NHS", "MEDICAL_LICENSE"}
 )  # fmt: skip
 _MAX_CACHE = 200_000
+#: Characters of each field's end/start joined when scanning field boundaries.
+_WINDOW = 80
+#: Entities whose detected values are propagated to their other occurrences.
+_PROPAGATED = frozenset({"PERSON"})
+_MAX_NAME_WORDS = 4
+_WORD = regex.compile(r"\p{L}[\p{L}\p{M}'’\-]*")
 
 
 def normalize_value(entity: str, value: str) -> str:
@@ -127,6 +135,11 @@ class PIIEngine:
         self._pseudo: Pseudonymizer | None = None
         self._anonymizer: Any = None
         self._cache: dict[str, list[Span]] = {}
+        self._residual_cache: dict[str, list[Span]] = {}
+        #: The re-scan always covers the structured identifiers, whatever ``entities`` lists.
+        self.residual_policy = policy.model_copy(
+            update={"entities": tuple(dict.fromkeys((*policy.entities, *STRUCTURED_ENTITIES)))}
+        )
 
     # -- setup ------------------------------------------------------------------------------------
     @property
@@ -147,22 +160,121 @@ class PIIEngine:
             self._anonymizer = AnonymizerEngine()
 
     # -- detection ------------------------------------------------------------------------------
-    def detect(self, texts: Sequence[str]) -> list[list[Span]]:
-        """Spans per text; repeated texts are detected once (cache by sha256 of the text)."""
+    def detect(self, texts: Sequence[str], *, residual: bool = False) -> list[list[Span]]:
+        """Spans per text; repeated texts are detected once (cache by sha256 of the text).
+
+        ``residual=True`` detects :attr:`residual_policy`'s entities: the policy's plus every
+        structured identifier (the re-scan must catch e-mails even when only PERSON is anonymized).
+        """
         self.prepare(need_key=False)
+        policy, cache = (
+            (self.residual_policy, self._residual_cache) if residual else (self.policy, self._cache)
+        )
         digests = [hashlib.sha256(t.encode("utf-8")).hexdigest() for t in texts]
         todo: dict[str, str] = {}
         for d, t in zip(digests, texts, strict=True):
-            if d not in self._cache and d not in todo:
+            if d not in cache and d not in todo:
                 todo[d] = t
-        known = {d: self._cache[d] for d in set(digests) if d in self._cache}
+        known = {d: cache[d] for d in set(digests) if d in cache}
         if todo:
-            found = detect_texts(self._analyzer, self.policy, list(todo.values()))
+            found = detect_texts(self._analyzer, policy, list(todo.values()))
             known.update(zip(todo.keys(), found, strict=True))
-            if len(self._cache) + len(todo) > _MAX_CACHE:
-                self._cache.clear()
-            self._cache.update(zip(todo.keys(), found, strict=True))
+            if len(cache) + len(todo) > _MAX_CACHE:
+                cache.clear()
+            cache.update(zip(todo.keys(), found, strict=True))
         return [known[d] for d in digests]
+
+    # -- consistency: split values and repeated values -------------------------------------------
+    def _boundary_spans(self, items: Sequence[tuple[int, str, str]]) -> dict[int, list[Span]]:
+        """Spans that cross the boundary between consecutive fields of one record.
+
+        The end of one field and the start of the next are joined with a newline and scanned, so
+        ``instruction: "... my name is"`` + ``input: "Rubija"`` is caught; a span crossing the
+        join is split back onto both fields, a span in the next field's start (found thanks to the
+        previous field's cue) is added to it. Returns extra spans per item index.
+        """
+        windows: list[str] = []
+        pairs: list[tuple[int, int, int]] = []  # (item a, item b, len(tail))
+        for k in range(len(items) - 1):
+            (ra, _, ta), (rb, _, tb) = items[k], items[k + 1]
+            if ra != rb or not ta or not tb:
+                continue
+            tail, head = ta[-_WINDOW:], tb[:_WINDOW]
+            windows.append(tail + "\n" + head)
+            pairs.append((k, k + 1, len(tail)))
+        extra: dict[int, list[Span]] = defaultdict(list)
+        if not windows:
+            return extra
+        for (a, b, cut), spans in zip(pairs, self.detect(windows), strict=True):
+            len_a = len(items[a][2])
+            for s in spans:
+                if s.start < cut and s.end > cut + 1:  # crosses the join: split onto both fields
+                    extra[a].append(Span(s.entity_type, len_a - cut + s.start, len_a, s.score))
+                    extra[b].append(Span(s.entity_type, 0, s.end - cut - 1, s.score))
+                elif s.start > cut:  # in the next field, found thanks to the previous one's end
+                    extra[b].append(Span(s.entity_type, s.start - cut - 1, s.end - cut - 1, s.score))
+        return extra
+
+    def _propagated_spans(self, texts: Sequence[str], spans: Sequence[list[Span]]) -> list[list[Span]]:
+        """Every other occurrence, anywhere in these texts, of a name detected somewhere.
+
+        A name found in one field (``Avril Lavigne`` in an instruction) is replaced in every other
+        field and record of the same call, where the detector may have missed it. Multi-word names
+        match case-insensitively, single words exactly (so ``Will`` the name does not hit ``will``).
+        """
+        from tunegate.pii.detect import _is_name_word
+
+        table: dict[str, str] = {}
+        for text, row in zip(texts, spans, strict=True):
+            for s in row:
+                if s.entity_type not in _PROPAGATED:
+                    continue
+                words = _WORD.findall(text[s.start : s.end])
+                if not words or len(words) > _MAX_NAME_WORDS or len("".join(words)) < 3:
+                    continue
+                if len(words) == 1:
+                    if _is_name_word(words[0]) and len(words[0]) >= 3:
+                        table[words[0]] = s.entity_type
+                else:
+                    table[" ".join(words).casefold()] = s.entity_type
+        out: list[list[Span]] = [[] for _ in texts]
+        if not table:
+            return out
+        for i, text in enumerate(texts):
+            words = [(m.start(), m.end(), m.group(0)) for m in _WORD.finditer(text)]
+            j = 0
+            while j < len(words):
+                hit = 0
+                for n in range(min(_MAX_NAME_WORDS, len(words) - j), 0, -1):
+                    group = words[j : j + n]
+                    if n > 1 and any(
+                        not regex.fullmatch(r"[ \t]+", text[group[g][1] : group[g + 1][0]])
+                        for g in range(n - 1)
+                    ):
+                        continue
+                    key = group[0][2] if n == 1 else " ".join(w for _, _, w in group).casefold()
+                    entity = table.get(key)
+                    if entity is not None:
+                        out[i].append(Span(entity, group[0][0], group[-1][1], 0.5))
+                        hit = n
+                        break
+                j += hit or 1
+        return out
+
+    def consistent_spans(
+        self, items: Sequence[tuple[int, str, str]], spans: Sequence[list[Span]]
+    ) -> list[list[Span]]:
+        """``spans`` plus names split across fields and repeated occurrences of detected names."""
+        from tunegate.pii.detect import _resolve
+
+        texts = [t for _, _, t in items]
+        boundary = self._boundary_spans(items)
+        first = [list(row) + boundary.get(k, []) for k, row in enumerate(spans)]
+        propagated = self._propagated_spans(texts, first)
+        return [
+            _resolve(t, row + more) if more or k in boundary else row
+            for k, (t, row, more) in enumerate(zip(texts, first, propagated, strict=True))
+        ]
 
     # -- anonymization ----------------------------------------------------------------------------
     def _operator_configs(self, entities: Iterable[str]) -> dict[str, Any]:
@@ -192,12 +304,20 @@ class PIIEngine:
         return configs
 
     def anonymize_texts(self, texts: Sequence[str]) -> tuple[list[str], list[list[Span]]]:
-        """Anonymized texts and the spans detected in the *input* texts (offsets into the input)."""
+        """Anonymized texts and the spans detected in the *input* texts (offsets into the input).
+
+        Texts are independent here; :meth:`anonymize_items` adds the cross-field consistency.
+        """
+        self.prepare(need_key=True)
+        all_spans = self.detect(texts)
+        return self.apply_spans(texts, all_spans), all_spans
+
+    def apply_spans(self, texts: Sequence[str], all_spans: Sequence[Sequence[Span]]) -> list[str]:
+        """Replace the given spans in each text with the policy's operators (pseudonyms keyed)."""
         from presidio_anonymizer.entities import RecognizerResult as AnonResult
 
         self.prepare(need_key=True)
         assert self._pseudo is not None
-        all_spans = self.detect(texts)
         self._pseudo.assign(
             (s.entity_type, normalize_value(s.entity_type, t[s.start : s.end]))
             for t, spans in zip(texts, all_spans, strict=True)
@@ -215,7 +335,7 @@ class PIIEngine:
                     text=text, analyzer_results=results, operators=ops, merge_entities_with_spaces=False
                 ).text
             )
-        return out, all_spans
+        return out
 
     def selects(self, path: str, fields: Sequence[str] | None) -> bool:
         fam = field_family(path)
@@ -224,7 +344,8 @@ class PIIEngine:
         return fields is None or fam in fields or path in fields
 
     def _report(self, n_records: int, n_texts: int, counts: dict[str, dict[str, int]],
-                residual: dict[str, dict[str, int]], with_pii: int) -> PIIReport:  # fmt: skip
+                residual: dict[str, dict[str, int]], with_pii: int,
+                locations: list[dict[str, str]] | None = None) -> PIIReport:  # fmt: skip
         info = analyzer_info(self.analyzer)
         return PIIReport(
             model=info.model,
@@ -239,17 +360,31 @@ class PIIEngine:
             records_with_pii=with_pii,
             counts={e: dict(sorted(per.items())) for e, per in sorted(counts.items())},
             residual={e: dict(sorted(per.items())) for e, per in sorted(residual.items())},
+            residual_locations=(locations or [])[:MAX_LOCATIONS],
         )
 
     def anonymize_items(
-        self, items: Sequence[tuple[int, str, str]], n_records: int
+        self,
+        items: Sequence[tuple[int, str, str]],
+        n_records: int,
+        *,
+        record_ids: Sequence[str] | None = None,
     ) -> tuple[list[str], PIIReport]:
-        """Anonymize ``(record_index, field_path, text)`` items; the generic core of the record APIs."""
+        """Anonymize ``(record_index, field_path, text)`` items; the generic core of the record APIs.
+
+        Items of one record must be adjacent (their boundaries are scanned joined). A name found
+        anywhere in ``items`` is replaced everywhere in them. The residual re-scan covers the
+        policy's entities and all structured identifiers; each residual names the record (its id
+        from ``record_ids``, else its index) and the field path, never the value.
+        """
+        self.prepare(need_key=True)
         texts = [t for _, _, t in items]
-        new_texts, spans = self.anonymize_texts(texts)
-        residual_spans = self.detect(new_texts)
+        spans = self.consistent_spans(items, self.detect(texts))
+        new_texts = self.apply_spans(texts, spans)
+        residual_spans = self.detect(new_texts, residual=True)
         counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         residual: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        locations: list[dict[str, str]] = []
         with_pii: set[int] = set()
         for (ri, path, _), found, left in zip(items, spans, residual_spans, strict=True):
             fam = field_family(path)
@@ -258,7 +393,11 @@ class PIIEngine:
                 with_pii.add(ri)
             for s in left:
                 residual[s.entity_type][fam] += 1
-        return new_texts, self._report(n_records, len(items), counts, residual, len(with_pii))
+                if len(locations) < MAX_LOCATIONS:
+                    rid = record_ids[ri] if record_ids is not None else str(ri)
+                    locations.append({"record": rid, "field": path, "entity": s.entity_type})
+        report = self._report(n_records, len(items), counts, residual, len(with_pii), locations)
+        return new_texts, report
 
     def anonymize_records(
         self, records: Iterable[Record], *, fields: Sequence[str] | None = None
@@ -276,7 +415,7 @@ class PIIEngine:
             for path, text in text_fields(r).items()
             if self.selects(path, fields)
         ]
-        new_texts, report = self.anonymize_items(items, len(recs))
+        new_texts, report = self.anonymize_items(items, len(recs), record_ids=[r.id for r in recs])
         per_record: dict[int, dict[str, str]] = defaultdict(dict)
         for (ri, path, old), new in zip(items, new_texts, strict=True):
             if new != old:
@@ -294,14 +433,17 @@ class PIIEngine:
             for path, text in text_fields(r).items()
             if self.selects(path, fields)
         ]
-        spans = self.detect([t for _, _, t in items])
+        spans = self.detect([t for _, _, t in items], residual=True)
         residual: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        locations: list[dict[str, str]] = []
         with_pii: set[int] = set()
         for (ri, path, _), found in zip(items, spans, strict=True):
             for s in found:
                 residual[s.entity_type][field_family(path)] += 1
                 with_pii.add(ri)
-        return self._report(len(recs), len(items), {}, residual, len(with_pii))
+                if len(locations) < MAX_LOCATIONS:
+                    locations.append({"record": recs[ri].id, "field": path, "entity": s.entity_type})
+        return self._report(len(recs), len(items), {}, residual, len(with_pii), locations)
 
 
 def merge_reports(reports: Sequence[PIIReport]) -> PIIReport:
@@ -325,5 +467,6 @@ def merge_reports(reports: Sequence[PIIReport]) -> PIIReport:
             "records_with_pii": sum(r.records_with_pii for r in reports),
             "counts": add(r.counts for r in reports),
             "residual": add(r.residual for r in reports),
+            "residual_locations": [loc for r in reports for loc in r.residual_locations][:MAX_LOCATIONS],
         }
     )

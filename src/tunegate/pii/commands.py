@@ -42,6 +42,18 @@ def _set(row: dict[str, Any], path: str, value: str) -> None:
         row[parts[0]][int(parts[1])]["content"] = value
 
 
+def same_file(src: Path, out: Path) -> bool:
+    """True when ``out`` names the input itself: the same path, a symlink to it or a hard link."""
+    import os
+
+    try:
+        if Path(os.path.realpath(src)) == Path(os.path.realpath(out)):
+            return True
+        return out.exists() and os.path.samefile(src, out)
+    except OSError:
+        return False
+
+
 def anonymize_file(
     src: Path,
     out: Path,
@@ -50,11 +62,18 @@ def anonymize_file(
     policy_path: Path | None = None,
 ) -> tuple[Any, Any]:
     """Anonymize a data file to JSONL. Returns ``(PIIReport, PIIPolicy)``. Model and key are checked first."""
+    from tunegate.errors import InputError
     from tunegate.pii.anonymize import PIIEngine, merge_reports
     from tunegate.policy.schema import load_policy
     from tunegate.provenance import atomic_path
     from tunegate.records import iter_rows
 
+    if same_file(src, out):
+        raise InputError(
+            "the output is the input file; anonymizing in place would destroy the original",
+            path=src.name,
+            hint="write to a new file with --out, then replace the input yourself if you mean to",
+        )
     policy = load_policy(policy_path).pii
     engine = PIIEngine(policy)
     engine.prepare(need_key=True)  # missing model or key: fail before reading any data
@@ -65,7 +84,9 @@ def anonymize_file(
         def flush() -> None:
             items = [it for ri, row in enumerate(rows) for it in _row_items(row, ri, fields)]
             items = [it for it in items if engine.selects(it[1], None)]
-            new_texts, report = engine.anonymize_items(items, len(rows))
+            new_texts, report = engine.anonymize_items(
+                items, len(rows), record_ids=[f"row {first_row + i}" for i in range(len(rows))]
+            )
             for (ri, path, _), text in zip(items, new_texts, strict=True):
                 _set(rows[ri], path, text)
             for row in rows:
@@ -73,10 +94,12 @@ def anonymize_file(
             reports.append(report)
             rows.clear()
 
+        first_row = 1
         for _, row in iter_rows(src):
             rows.append(row)
             if len(rows) >= CHUNK_ROWS:
                 flush()
+                first_row += CHUNK_ROWS
         flush()
     return merge_reports(reports), policy
 

@@ -48,6 +48,20 @@ SUPPORTED_ENTITIES: tuple[str, ...] = tuple(
     )
 )
 
+#: Upper bound of the automatic ``n_process`` (more workers than this rarely pay for their memory).
+MAX_AUTO_PROCESSES = 4
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (respects affinity masks and container cpusets)."""
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 OperatorName = Literal["pseudonym", "replace", "redact", "mask", "hash"]
 
 
@@ -98,13 +112,17 @@ class PIIPolicy(BaseModel):
         description="Largest number of detections per entity allowed in the anonymized output "
         "(the residual re-scan). Entities not listed are counted but not limited.",
     )
-    n_process: int = Field(
-        1, ge=1, le=64, description="Worker processes for detection (texts are sharded across them)."
+    n_process: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="Worker processes for detection (texts are sharded across them). null = the CPU "
+        f"cores this process may use (sched_getaffinity), at most {MAX_AUTO_PROCESSES}.",
     )
     ner_prefilter: bool = Field(
-        True,
-        description="Skip the NER model for texts without a capitalized non-stop word (names in such "
-        "texts are rarely found by NER); pattern recognizers still run on every text.",
+        False,
+        description="Skip the NER model for texts without a capitalized non-stop word (faster, but "
+        "misses lower-case names such as 'me and sarah'); pattern recognizers still run on every text.",
     )
     batch_size: int = Field(64, ge=1, le=10_000, description="Texts per spaCy nlp.pipe batch.")
     skip_fields: tuple[str, ...] = Field(
@@ -160,6 +178,12 @@ class PIIPolicy(BaseModel):
     # -- derived views ---------------------------------------------------------------------------
     def operator_for(self, entity: str) -> str:
         return self.operators.get(entity, self.default_operator)
+
+    def processes(self) -> int:
+        """Worker processes to use: ``n_process`` if set, else the available cores (bounded)."""
+        if self.n_process is not None:
+            return self.n_process
+        return min(available_cores(), MAX_AUTO_PROCESSES)
 
     def threshold_for(self, entity: str) -> float:
         return self.score_thresholds.get(entity, self.score_threshold)

@@ -28,8 +28,8 @@ Placeholders such as ``<PERSON_12345678>`` are never reported as spans.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
-import os
 import sys
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunegate.errors import DependencyError
-from tunegate.pii.config import SUPPORTED_ENTITIES, PIIPolicy
+from tunegate.pii.config import STRUCTURED_ENTITIES, SUPPORTED_ENTITIES, PIIPolicy
 
 if TYPE_CHECKING:
     from presidio_analyzer import AnalyzerEngine, RecognizerResult
@@ -91,9 +91,11 @@ def _make_nlp_engine(model: str, language: str, regex_only: bool) -> Any:
                 if not spacy_model_available(model):  # double-check: load() must never download
                     raise DependencyError(f"spaCy model {model!r} is not installed")
                 nlp = spacy.load(model)
-                keep = {"ner"}
+                # NER, plus the part-of-speech tagger that the person filters and the case-restored
+                # NER pass read (verbs, plurals, lower-case proper nouns), and what they listen to
+                keep = {"ner", "tagger"}
                 for name, pipe in nlp.pipeline:
-                    if "ner" in (getattr(pipe, "listening_components", None) or []):
+                    if keep & set(getattr(pipe, "listening_components", None) or []):
                         keep.add(name)
                 nlp.select_pipes(enable=[n for n in nlp.pipe_names if n in keep])
             self.nlp = {language: nlp}  # type: ignore[assignment]
@@ -190,7 +192,9 @@ def build_analyzer(policy: PIIPolicy) -> AnalyzerEngine:
     engine = _make_nlp_engine(policy.spacy_model, lang, regex_only)
     engine.load()
 
-    wanted = set(policy.entities)
+    # the structured identifiers are always loaded: the residual re-scan covers them whatever
+    # ``pii.entities`` lists (detection for anonymization is still filtered to ``pii.entities``)
+    wanted = set(policy.entities) | set(STRUCTURED_ENTITIES)
     registry = RecognizerRegistry(supported_languages=[lang])
     presidio_log = logging.getLogger("presidio-analyzer")
     level = presidio_log.level
@@ -209,6 +213,10 @@ def build_analyzer(policy: PIIPolicy) -> AnalyzerEngine:
     ours = [
         rec.OfflineEmailRecognizer(supported_language=lang),
         rec.ObfuscatedEmailRecognizer(supported_language=lang),
+        rec.IdnEmailRecognizer(supported_language=lang),
+        # tunegate's PESEL, not Presidio's PlPeselRecognizer: equal recall, but Presidio's matches 11-digit
+        # runs inside card numbers (no word boundary; 12 hits on presidio_synth + Banking77, and on
+        # cards in bench/results/pii_recognizers.json), which turns cards into PL_PESEL
         rec.PeselRecognizer(supported_language=lang),
         rec.EuIbanRecognizer(supported_language=lang),
         rec.EuPhoneRecognizer(supported_language=lang),
@@ -221,9 +229,14 @@ def build_analyzer(policy: PIIPolicy) -> AnalyzerEngine:
         if wanted & set(r.supported_entities):
             registry.add_recognizer(r)
 
+    from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
+
     analyzer = AnalyzerEngine(
         registry=registry,
         nlp_engine=engine,
+        # context words count after a value too ("781 1704 office", "+44 20 7946 0958 (mobile)");
+        # Presidio's default looks only at the 5 words before it
+        context_aware_enhancer=LemmaContextAwareEnhancer(context_prefix_count=5, context_suffix_count=2),
         supported_languages=[lang],
         default_score_threshold=min(policy.threshold_for(e) for e in policy.entities),
     )
@@ -370,20 +383,185 @@ def _resolve(text: str, spans: list[Span]) -> list[Span]:
     return merged
 
 
-def postprocess(text: str, results: Sequence[RecognizerResult], policy: PIIPolicy) -> list[Span]:
-    """Typed, thresholded, non-overlapping spans; placeholders excluded."""
+def postprocess(
+    text: str,
+    results: Sequence[RecognizerResult],
+    policy: PIIPolicy,
+    *,
+    tags: Sequence[tuple[int, int, str]] | None = None,
+) -> list[Span]:
+    """Typed, thresholded, non-overlapping spans; placeholders excluded.
+
+    ``tags`` (token start, end, Penn tag) let the person filters trim verbs, determiners and
+    common nouns off name spans; without them (regex-only, prefiltered texts) they are skipped.
+    """
     wanted = set(policy.entities)
     spans = [
         Span(r.entity_type, r.start, r.end, float(r.score))
         for r in results
         if r.entity_type in wanted and r.score >= policy.threshold_for(r.entity_type) and r.end > r.start
     ]
+    if "PHONE_NUMBER" in wanted:
+        spans = [s for s in spans if s.entity_type != "PHONE_NUMBER" or not not_a_phone(text, s.start, s.end)]
     if "PERSON" in wanted:
+        spans = filter_persons(text, spans, tags)
         spans = _improve_persons(text, spans)
+        spans = filter_persons(text, spans, tags)
     holes = [(m.start(), m.end()) for m in _rx()["placeholder"].finditer(text)]
     if holes:
         spans = [s for s in spans if not any(a < s.end and s.start < b for a, b in holes)]
     return [s for s in _resolve(text, spans) if not text[s.start : s.end].isspace()]
+
+
+# -- precision filters -------------------------------------------------------------------------
+
+#: Penn tags of function words, numbers and punctuation: never the first or last word of a name.
+_FUNCTION_TAGS = frozenset(
+    ["DT", "PDT", "IN", "CC", "CD", "PRP", "PRP$", "WDT", "WP", "WP$", "WRB", "TO", "MD", "EX", "UH",
+     "POS", "SYM", "LS", ".", ",", ":", "``", "''", "-LRB-", "-RRB-", "HYPH", "NFP", "ADD", "_SP", "$"]
+)  # fmt: skip
+_VERB_TAGS = frozenset(["VB", "VBD", "VBG", "VBN", "VBP", "VBZ", "RB", "RBR", "RBS"])
+_COMMON_NOUN_TAGS = frozenset({"NN", "NNS"})
+_PROPER_TAGS = frozenset({"NNP", "NNPS"})
+_PLURAL_TAGS = frozenset({"NNS", "NNPS"})
+#: Name prefixes that are written with an inner capital (McDonald, DeAndre, O'Neil, MacArthur, LeBron).
+_INNER_CAP_OK = ("Mc", "Mac", "O'", "O’", "De", "Di", "Da", "La", "Le", "Van", "Von", "Du", "St")
+
+
+def _camel_case(word: str) -> bool:
+    """``DeepMind``, ``YouTube``, ``PlayStation``: a product/company spelling, not a person's name."""
+    import regex
+
+    if not regex.fullmatch(r"\p{Lu}\p{Ll}+\p{Lu}[\p{L}]*", word):
+        return False
+    return not word.startswith(_INNER_CAP_OK)
+
+
+def _sentence_start(text: str, start: int) -> bool:
+    before = text[:start].rstrip(" \t\"“'‘(*-")
+    return not before or before[-1] in ".!?:;\n"
+
+
+def filter_persons(text: str, spans: list[Span], tags: Sequence[tuple[int, int, str]] | None) -> list[Span]:
+    """Trim and drop PERSON spans that are not names, by word class and position, not word lists.
+
+    The tagger of a small model is unsure about single capitalized words, so capitalized words are
+    only trimmed in the one position where their class is reliable:
+
+    * function words, numbers and punctuation at either end are trimmed;
+    * lower-case verbs/adverbs at either end are trimmed, and so is a lower-case common noun next
+      to a proper noun (``text william`` -> ``william``);
+    * a sentence-initial capitalized base verb (an imperative: ``Rewrite``, ``Convert``) is trimmed;
+    * a single remaining plural (``Dreams``, ``Vomitoriums``) or CamelCase word (``DeepMind``), a
+      span of common words around a function word (``km to miles``) and a span right after a travel
+      verb (``visit malawi``) are dropped.
+    """
+    if not any(s.entity_type == "PERSON" for s in spans):
+        return spans
+    all_tags = list(tags or ())
+    out: list[Span] = []
+    for s in spans:
+        if s.entity_type != "PERSON":
+            out.append(s)
+            continue
+        words = [(a, b, tag) for a, b, tag in (tags or ()) if s.start <= a and b <= s.end]
+        if words:
+            proper = any(tag in _PROPER_TAGS for _, _, tag in words)
+
+            def trim(w: tuple[int, int, str], proper: bool = proper) -> bool:
+                a, b, tag = w
+                word = text[a:b]
+                if tag in _FUNCTION_TAGS:
+                    return True
+                if word.islower() and (tag in _VERB_TAGS or (proper and tag in _COMMON_NOUN_TAGS)):
+                    return True
+                if tag != "VB" or not _sentence_start(text, a):
+                    return False
+                # an imperative opens a sentence and is followed by its object, not by a surname
+                after = [t for t in all_tags if t[0] >= b][:1]
+                return bool(after) and after[0][2] not in _PROPER_TAGS
+
+            first, last = words[0], words[-1]
+            while words and trim(words[0]):
+                words.pop(0)
+            while words and trim(words[-1]):
+                words.pop()
+            if not words:
+                continue
+            start = s.start if words[0] is first else words[0][0]
+            end = s.end if words[-1] is last else words[-1][1]
+            if len(words) == 1 and words[0][2] in _PLURAL_TAGS:
+                continue
+            inner = [text[a:b] for a, b, tag in words[1:-1] if tag in _FUNCTION_TAGS]
+            if not proper and any(w.islower() for w in inner):
+                continue  # "km to miles": common words around a function word, no proper noun
+            s = Span("PERSON", start, end, s.score)
+        value = text[s.start : s.end].strip()
+        if " " not in value and _camel_case(value):
+            continue
+        if _travel_cue().search(text, max(0, s.start - 30), s.start):
+            continue  # "visit malawi", "fly to Lendava": a place
+        out.append(s)
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _travel_cue() -> Any:
+    import regex
+
+    return regex.compile(
+        r"\b(?:visit(?:ing|ed)?|travel(?:l?ing|l?ed)?\s+to|fl(?:y|ying|ew)\s+to|trip\s+to|tour\s+of|"
+        r"mov(?:e|ing|ed)\s+to|holiday\s+in|vacation\s+in|arriv(?:e|ed|ing)\s+(?:in|at)|"
+        r"liv(?:e|es|ing|ed)\s+in|born\s+in|located\s+in|based\s+in|capital\s+of)\s+(?:the\s+)?\Z",
+        regex.I,
+    )
+
+
+_PHONE_RX: dict[str, Any] = {}
+
+
+def not_a_phone(text: str, start: int, end: int) -> bool:
+    """True when a PHONE_NUMBER candidate is a timestamp, a date, an amount or an order/reference number.
+
+    Judged from the value and its surroundings: a time (``:mm``) or date right next to it, a
+    currency sign or word, or a reference cue (``order``, ``invoice``, ``ticket``, ``#``...) just
+    before it with no phone cue (``phone``, ``call``, ``tel``...) nearby.
+    """
+    if not _PHONE_RX:
+        import regex
+
+        day, month = r"(?:0?[1-9]|[12]\d|3[01])", r"(?:0?[1-9]|1[0-2])"
+        _PHONE_RX["date"] = regex.compile(
+            rf"(?<!\d)(?:\d{{4}}[-./]{month}[-./]{day}|{day}[-./]{month}[-./](?:\d{{4}}|\d{{2}})"
+            rf"|{month}[-./]{day}[-./](?:\d{{4}}|\d{{2}}))(?!\d)"
+        )
+        _PHONE_RX["time_after"] = regex.compile(
+            r"\A\s?(?::\d|[.,]\d|\s?(?:[ap]\.?m\.?|h|hrs?|uhr|utc|gmt)\b)", regex.I
+        )
+        _PHONE_RX["time_before"] = regex.compile(r"(?:\d:|\d{4}[-./]\d{1,2}[-./]\d{1,2}[ T]?)\Z")
+        _PHONE_RX["money"] = regex.compile(r"[$€£¥₹]\s?\Z|(?:usd|eur|gbp|chf|pln)\s?\Z", regex.I)
+        _PHONE_RX["money_after"] = regex.compile(
+            r"\A\s?(?:[$€£¥₹]|(?:usd|eur|gbp|chf|pln|dollars?|euros?|pounds?|cents?)\b)", regex.I
+        )
+        _PHONE_RX["ref_cue"] = regex.compile(
+            r"(?:order|invoice|ticket|tracking|reference|ref|booking|confirmation|transaction|receipt|"
+            r"serial|sku|isbn|case|claim|policy|account|acct|customer|member|id|no\.?|#)[\s:#.\-]*"
+            r"(?:(?:number|no\.?|num|id|code)[\s:#.\-]*)?(?:is\s+)?(?:\d[\d \-]*)?\Z",
+            regex.I,
+        )
+        _PHONE_RX["phone_cue"] = regex.compile(
+            r"\b(?:phone|call|tel|telephone|mobile|cell|fax|sms|text|whatsapp|dial|ring)\b", regex.I
+        )
+    value = text[start:end]
+    if _PHONE_RX["date"].search(value):
+        return True
+    after = text[end : end + 8]
+    before = text[max(0, start - 40) : start]
+    if _PHONE_RX["time_after"].match(after) or _PHONE_RX["time_before"].search(before):
+        return True
+    if _PHONE_RX["money"].search(before) or _PHONE_RX["money_after"].match(after):
+        return True
+    return bool(_PHONE_RX["ref_cue"].search(before)) and not _PHONE_RX["phone_cue"].search(before)
 
 
 def needs_ner(text: str) -> bool:
@@ -401,7 +579,11 @@ def needs_ner(text: str) -> bool:
 
 def _docs(analyzer: AnalyzerEngine, policy: PIIPolicy, texts: Sequence[str]) -> Iterator[Any]:
     nlp = analyzer.nlp_engine.get_nlp(policy.language)  # type: ignore[attr-defined]
-    if not policy.ner_prefilter or not nlp.pipe_names:
+    if not nlp.pipe_names:  # regex-only: tokenizer
+        for t in texts:
+            yield nlp.make_doc(t)
+        return
+    if not policy.ner_prefilter:
         yield from nlp.pipe(texts, batch_size=policy.batch_size)
         return
     flags = [needs_ner(t) for t in texts]
@@ -411,7 +593,36 @@ def _docs(analyzer: AnalyzerEngine, policy: PIIPolicy, texts: Sequence[str]) -> 
         yield next(with_ner) if flag else nlp.make_doc(text)
 
 
+#: Invisible characters that split an identifier without changing how it reads (zero-width space,
+#: non-joiner, joiner, word joiner, BOM, soft hyphen).
+_INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff\u00ad"
+_INVISIBLE_TABLE = str.maketrans("", "", _INVISIBLE)
+
+
+def _strip_invisible(text: str) -> tuple[str, list[int] | None]:
+    """The text without invisible characters, and for each kept character its index in ``text``."""
+    if not any(c in text for c in _INVISIBLE):
+        return text, None
+    index = [i for i, c in enumerate(text) if c not in _INVISIBLE]
+    return text.translate(_INVISIBLE_TABLE), index
+
+
 def _detect_chunk(analyzer: AnalyzerEngine, policy: PIIPolicy, texts: Sequence[str]) -> list[list[Span]]:
+    """Detect in each text; invisible characters are removed first and spans mapped back, so
+    ``jan\u200b.kowalski@example.com`` is one e-mail and its placeholder covers the whole value."""
+    cleaned = [_strip_invisible(t) for t in texts]
+    found = _detect_clean(analyzer, policy, [c for c, _ in cleaned])
+    out: list[list[Span]] = []
+    for text, (_, index), spans in zip(texts, cleaned, found, strict=True):
+        if index is None:
+            out.append(spans)
+            continue
+        mapped = [Span(s.entity_type, index[s.start], index[s.end - 1] + 1, s.score) for s in spans]
+        out.append(_resolve(text, mapped) if mapped else [])
+    return out
+
+
+def _detect_clean(analyzer: AnalyzerEngine, policy: PIIPolicy, texts: Sequence[str]) -> list[list[Span]]:
     lang = policy.language
     entities = list(policy.entities)
     thr = min(policy.threshold_for(e) for e in entities)
@@ -422,7 +633,8 @@ def _detect_chunk(analyzer: AnalyzerEngine, policy: PIIPolicy, texts: Sequence[s
         results = analyzer.analyze(
             text=text, language=lang, entities=entities, nlp_artifacts=artifacts, score_threshold=thr
         )
-        out.append(postprocess(text, results, policy))
+        tags = [(t.idx, t.idx + len(t.text), t.tag_) for t in doc] if doc.has_annotation("TAG") else None
+        out.append(postprocess(text, results, policy, tags=tags))
     return out
 
 
@@ -475,13 +687,17 @@ def detect_texts(
     copy-on-write, as spaCy's own ``n_process`` does), unless torch has initialized CUDA; then
     they are spawned and build their own analyzer from the policy. Each worker uses one BLAS thread.
     """
-    n_proc = min(policy.n_process, os.cpu_count() or 1)
+    import multiprocessing
+
+    from tunegate.pii.config import available_cores
+
+    n_proc = min(policy.processes(), available_cores())
+    if multiprocessing.current_process().daemon:  # e.g. a Dask or pool worker: it may not have children
+        n_proc = 1
     if n_proc <= 1 or len(texts) < 4 * policy.batch_size:
         if analyzer is None:
             analyzer = build_analyzer(policy)
         return _detect_chunk(analyzer, policy, texts)
-    import multiprocessing
-
     method = "fork" if sys.platform.startswith("linux") and not _torch_threads_started() else "spawn"
     ctx = multiprocessing.get_context(method)
     size = max(policy.batch_size, len(texts) // (n_proc * 8) + 1)

@@ -12,6 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tunegate.pii.config import PIIPolicy
 
+#: Residual locations kept in a report (record id, field path, entity; never the value).
+MAX_LOCATIONS = 100
+
 
 def _totals(counts: dict[str, dict[str, int]]) -> dict[str, int]:
     return {e: sum(per.values()) for e, per in sorted(counts.items())}
@@ -38,6 +41,10 @@ class PIIReport(BaseModel):
     residual: dict[str, dict[str, int]] = Field(
         default_factory=dict, description="entity -> field family -> detections left in the output."
     )
+    residual_locations: list[dict[str, str]] = Field(
+        default_factory=list,
+        description=f"Where residuals are: record id, field path, entity (first {MAX_LOCATIONS}; no values).",
+    )
 
     @property
     def totals(self) -> dict[str, int]:
@@ -55,9 +62,11 @@ class PIIReport(BaseModel):
             found = residual.get(entity, 0)
             if found > limit:
                 fields = ", ".join(f"{f}={n}" for f, n in sorted(self.residual.get(entity, {}).items()))
+                where = [f"record {loc['record']} field {loc['field']}" for loc in self.residual_locations
+                         if loc.get("entity") == entity][:3]  # fmt: skip
                 out.append(
                     f"{entity}: {found} residual detection(s) after anonymization, the policy allows "
-                    f"{limit} ({fields})"
+                    f"{limit} ({fields})" + (f"; e.g. {'; '.join(where)}" if where else "")
                 )
         return out
 

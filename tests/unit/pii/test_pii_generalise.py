@@ -1,0 +1,183 @@
+"""Issue 12: precision filters, residual coverage, consistency, hard scripts, in-place refusal."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tunegate.pii.anonymize import PIIEngine
+from tunegate.pii.config import PIIPolicy
+from tunegate.pii.detect import detect_texts, not_a_phone
+from tunegate.records import Record, content_id
+
+TEST_KEY = b"tunegate-unit-test-key-0123456789abcdef"
+ZW = "\u200b"
+
+
+def _found(analyzer: Any, policy: PIIPolicy, text: str) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for s in detect_texts(analyzer, policy, [text])[0]:
+        out.setdefault(s.entity_type, []).append(text[s.start : s.end])
+    return out
+
+
+@pytest.mark.parametrize(
+    ("text", "word"),
+    [
+        ("Rewrite this sentence to be clearer.", "Rewrite"),
+        ("Convert 5 km to miles.", "Convert"),
+        ("Dreams are important. Explain why.", "Dreams"),
+        ("I want to visit malawi", "malawi"),
+        ("can i use my visa card abroad", "visa"),
+        ("text william that i am late", "text"),
+        ("DeepMind released a new model.", "DeepMind"),
+        ("Vomitoriums were used in Rome.", "Vomitoriums"),
+    ],
+)
+def test_no_person_on_common_words(pii_analyzer: Any, pii_policy: PIIPolicy, text: str, word: str) -> None:
+    persons = _found(pii_analyzer, pii_policy, text).get("PERSON", [])
+    assert not any(word in p for p in persons), persons
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Ticket opened 2023-01-15 10:30:45 by the agent",
+        "When: 2005-07-21 18:19:22 Where: Novo mesto",
+        "Delivered on 15.01.2023 at 10:30",
+        "Your order number 123456789 has shipped",
+        "Invoice #2023 0045 6789 is attached",
+        "The house costs $1 234 567 now",
+        "It costs 250 000 EUR",
+    ],
+)
+def test_never_a_phone(pii_analyzer: Any, pii_policy: PIIPolicy, text: str) -> None:
+    assert "PHONE_NUMBER" not in _found(pii_analyzer, pii_policy, text)
+
+
+def test_phone_filter_keeps_phones() -> None:
+    text = "Call me on 601 234 567 or +48 601 234 567"
+    assert not not_a_phone(text, 11, 22)
+    assert not_a_phone("at 2023-01-15 10", 3, 16)
+
+
+@pytest.mark.parametrize(
+    ("text", "entity", "value"),
+    [
+        ("My name is 王小明 and I live in Shanghai.", "PERSON", "王小明"),
+        ("My name is Иван Петров, I work in Moscow.", "PERSON", "Иван Петров"),
+        ("My name is Γιώργος Παπαδόπουλος.", "PERSON", "Γιώργος Παπαδόπουλος"),
+        ("My name is محمد العلي today", "PERSON", "محمد العلي"),
+        ("write to 用户@例子.广告 for details", "EMAIL_ADDRESS", "用户@例子.广告"),
+        ("Kontakt: jörg.müller@bücher.de", "EMAIL_ADDRESS", "jörg.müller@bücher.de"),
+        (f"my email is jan{ZW}.kowalski@example.com", "EMAIL_ADDRESS", f"jan{ZW}.kowalski@example.com"),
+        (
+            f"IBAN DE89{ZW}3704{ZW}0044{ZW}0532{ZW}0130{ZW}00",
+            "IBAN_CODE",
+            f"DE89{ZW}3704{ZW}0044{ZW}0532{ZW}0130{ZW}00",
+        ),
+        ("lol me and sarah went to the mall", "PERSON", "sarah"),
+        ("my name is john smith and i need help", "PERSON", "john smith"),
+    ],
+)
+def test_hard_scripts_and_lower_case(
+    pii_analyzer: Any, pii_policy: PIIPolicy, text: str, entity: str, value: str
+) -> None:
+    assert value in _found(pii_analyzer, pii_policy, text).get(entity, [])
+
+
+def test_prefilter_off_by_default() -> None:
+    assert PIIPolicy().ner_prefilter is False
+
+
+def test_n_process_defaults_to_available_cores() -> None:
+    policy = PIIPolicy()
+    assert policy.n_process is None
+    assert policy.processes() == min(len(os.sched_getaffinity(0)), 4)
+    assert PIIPolicy(n_process=3).processes() == 3
+
+
+def _alpaca(instruction: str, inp: str, output: str) -> Record:
+    fields = {"instruction": instruction, "input": inp, "output": output}
+    return Record(id=content_id("instruction", fields), task="instruction", **fields)
+
+
+def test_residual_covers_structured_ids_whatever_entities(pii_analyzer: Any) -> None:
+    policy = PIIPolicy(entities=("PERSON",))
+    engine = PIIEngine(policy, key=TEST_KEY, analyzer=pii_analyzer)
+    rec = _alpaca("Send it to ola.nowak@example.pl", "", "Or call +48 601 234 567")
+    _, report = engine.anonymize_records([rec])
+    assert report.residual_totals.get("EMAIL_ADDRESS") == 1
+    assert report.residual_totals.get("PHONE_NUMBER") == 1
+    violations = report.violations(policy)
+    assert violations and any(rec.id in v and "instruction" in v for v in violations)
+    dumped = json.dumps(report.to_json())
+    assert {"record": rec.id, "field": "instruction", "entity": "EMAIL_ADDRESS"} in report.residual_locations
+    assert "ola.nowak" not in dumped and "601 234" not in dumped and "ola.nowak" not in " ".join(violations)
+
+
+def test_name_replaced_in_every_field(engine: PIIEngine) -> None:
+    rec = _alpaca("My name is Zbigniew Wąsowicz.", "", "hello zbigniew wąsowicz, nice to meet you")
+    (out,), _ = engine.anonymize_records([rec])
+    assert "wąsowicz" not in (out.output or "").casefold()
+    assert "Wąsowicz" not in (out.instruction or "")
+
+
+def test_name_split_across_fields(engine: PIIEngine) -> None:
+    assert engine.detect(["Rubija"]) == [[]]  # alone, the word is not a name
+    rec = _alpaca("Please remember that my name is", "Rubija", "Noted.")
+    (out,), report = engine.anonymize_records([rec])
+    assert out.input != "Rubija" and "PERSON" in report.totals
+
+
+def test_anonymize_refuses_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tunegate.cli import main
+
+    monkeypatch.setenv("TUNEGATE_PII_KEY", TEST_KEY.decode())
+    src = tmp_path / "data.jsonl"
+    src.write_text('{"text": "mail ola.nowak@example.pl"}\n', encoding="utf-8")
+    before = src.read_bytes()
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(src)
+    hard = tmp_path / "hard.jsonl"
+    os.link(src, hard)
+    for out in (src, link, hard, tmp_path / "sub" / ".." / "data.jsonl"):
+        with pytest.raises(SystemExit) as exc:
+            main(["anonymize", str(src), "--out", str(out)])
+        assert exc.value.code == 2
+        assert "output is the input" in capsys.readouterr().err
+        assert src.read_bytes() == before
+
+
+def test_iban_followed_by_a_word(pii_analyzer: Any, pii_policy: PIIPolicy) -> None:
+    found = _found(pii_analyzer, pii_policy, "Please transfer it to BE16049996228303 today")
+    assert found.get("IBAN_CODE") == ["BE16049996228303"]
+
+
+def test_lower_case_name_after_title(pii_analyzer: Any, pii_policy: PIIPolicy) -> None:
+    assert "patel" in _found(pii_analyzer, pii_policy, "i talked to dr patel about it").get("PERSON", [])
+    assert "PERSON" not in _found(pii_analyzer, pii_policy, "my name is not important")
+
+
+def test_card_number_is_not_a_pesel(pii_analyzer: Any, pii_policy: PIIPolicy) -> None:
+    # Presidio's PlPeselRecognizer matches 11 digits inside card numbers; tunegate's does not
+    found = _found(pii_analyzer, pii_policy, "My card 4131034282458809939 is expiring this month")
+    assert "PL_PESEL" not in found
+    assert found.get("CREDIT_CARD") == ["4131034282458809939"]
+
+
+def test_analyzer_always_has_structured_recognizers() -> None:
+    from tunegate.pii.detect import build_analyzer
+
+    analyzer = build_analyzer(PIIPolicy(entities=("PERSON",)))
+    covered = {e for r in analyzer.registry.recognizers for e in r.supported_entities}
+    assert {"EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS", "US_SSN"} <= covered
+    # but detection for anonymization stays limited to the policy's entities
+    policy = PIIPolicy(entities=("PERSON",))
+    assert detect_texts(analyzer, policy, ["mail ola.nowak@example.pl"]) == [[]]
