@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -24,6 +25,7 @@ from tunegate.evaluation import commands as evaluation_commands
 from tunegate.pii import commands as pii_commands
 from tunegate.training import commands as training_commands
 
+T = TypeVar("T")
 err_console = Console(stderr=True)
 out_console = Console()
 
@@ -50,6 +52,10 @@ def _load_flow(name: str, attr: str) -> Any:
     """Import ``flows/<name>.py`` by path (flows are orchestration, not part of the package)."""
     import importlib.util
 
+    # Prefect's temporary API server gets 20 s to start by default; on 2 busy cores it took longer
+    # ("Timed out while attempting to connect to ephemeral Prefect API server").
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
     path = Path(__file__).resolve().parents[2] / "flows" / f"{name}.py"
     if not path.is_file():
         raise DependencyError(f"{path}: flow file not found", hint="run tunegate from a source checkout")
@@ -73,10 +79,92 @@ def run_cmd(
     # takes the same lock for real; this early probe only saves the server start-up).
     with workdir_lock(Path(cfg.workdir) / "pipeline", stage="gate-run"):
         pass
-    result = _load_flow("gate_run", "gate_run_flow")(cfg)
+    gate = _load_flow("gate_run", "gate_run_flow")
+    result = _stoppable(lambda: gate(cfg), resume=f"tunegate run {config}")
     _print_gate_result("gate-run", result)
     if result.get("stopped_at") is not None:
         raise typer.Exit(1)
+
+
+def _bridge_prefect_sigterm() -> None:
+    """Let the stop watchdog see a SIGTERM that Prefect's flow engine handles.
+
+    While a flow runs, Prefect's SIGTERM handler replaces ours. Its exception can be swallowed
+    (raised inside a finalizer), and then the run would go on; wrapping the handler records the
+    stop so it is re-raised until the run has unwound (``tunegate.pipeline.note_stop_request``).
+    Prefect looks the handler up by this module attribute each time it installs it.
+    """
+    import prefect.utilities.engine as prefect_engine
+
+    from tunegate.pipeline import note_stop_request
+
+    original = prefect_engine._prefect_sigterm_handler
+    if getattr(original, "__tunegate_bridge__", False):
+        return
+
+    def bridged(signum: int, frame: Any) -> None:
+        note_stop_request(signum)
+        original(signum, frame)
+
+    bridged.__tunegate_bridge__ = True  # type: ignore[attr-defined]
+    prefect_engine._prefect_sigterm_handler = bridged
+
+
+def _stop_prefect_services(timeout_s: float = 5.0) -> None:
+    """Flush Prefect's log and event workers, then stop its temporary API server.
+
+    In that order: with the server gone first, the workers retry sending to it at exit for a
+    minute ("Error logging to API"). Each step is bounded; a failure only means a lost log line.
+    """
+    import contextlib
+
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.server.api.server import SubprocessASGIServer
+
+    for service in (APILogWorker, EventsWorker):
+        with contextlib.suppress(Exception):
+            service.drain_all(timeout=timeout_s)
+    for server in list(SubprocessASGIServer._instances.values()):
+        with contextlib.suppress(Exception):
+            server.stop()
+
+
+def _stoppable(call: Callable[[], T], *, resume: str) -> T:
+    """Run ``call``; on SIGTERM/SIGHUP end every child process, say where it stopped, exit 128+N
+    (143 for SIGTERM, as a process killed by it would).
+
+    The workdir lock and temp files are released by the unwinding ``with`` blocks; Prefect's
+    temporary API server and any other child are ended here, so nothing outlives the run.
+    """
+    from tunegate.pipeline import GateRunStopped, end_child_processes, last_stage, stop_on_signals
+
+    _bridge_prefect_sigterm()
+    try:
+        with stop_on_signals():
+            return call()
+    except GateRunStopped as stop:
+        _stop_prefect_services()
+        ended = end_child_processes()
+        where = last_stage()
+        if not where:
+            place = "before the first stage"
+        elif where["finished"]:
+            place = f"after stage '{where['stage']}' finished, in {where['workdir']}"
+        else:
+            place = f"during stage '{where['stage']}' (not recorded as complete), in {where['workdir']}"
+        err_console.print(
+            f"[bold]stopped[/] by {stop.signame} {escape(place)}; workdir lock released; "
+            f"{len(ended)} child process(es) ended. Resume with: {escape(resume)} "
+            "(completed stages verify and are skipped; training resumes from its last checkpoint)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        # Everything a stop must release is released; interpreter teardown (torch, Prefect's
+        # threads) took another 12-16 s on 2 cores, so leave now, the way a signal would.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(128 + stop.signum)
 
 
 def _print_gate_result(title: str, result: dict[str, Any]) -> None:
@@ -119,13 +207,16 @@ def demo_cmd(
     start = time.monotonic()
     gate = _load_flow("gate_run", "gate_run_flow")
     with out_console.status("running the demo (each stage is a Prefect task; see the log lines)"):
-        summary = run_demo(
-            out,
-            gate,
-            model=model,
-            with_full=not no_full,
-            with_generation=not no_generation,
-            say=out_console.print,
+        summary = _stoppable(
+            lambda: run_demo(
+                out,
+                gate,
+                model=model,
+                with_full=not no_full,
+                with_generation=not no_generation,
+                say=out_console.print,
+            ),
+            resume=f"tunegate demo --out {out}",
         )
     for key in ("classification", "classification_full", "generation"):
         if isinstance(summary.get(key), dict) and "workdir" in summary[key]:
