@@ -20,7 +20,7 @@ from tunegate import __version__
 from tunegate.approval import commands as approval_commands
 from tunegate.data import commands as data_commands
 from tunegate.drift import commands as drift_commands
-from tunegate.errors import DependencyError, TunegateError
+from tunegate.errors import TunegateError
 from tunegate.evaluation import commands as evaluation_commands
 from tunegate.pii import commands as pii_commands
 from tunegate.training import commands as training_commands
@@ -49,41 +49,13 @@ def _root(
 
 
 def _load_flow(name: str, attr: str) -> Any:
-    """Import ``flows/<name>.py`` by path (flows are orchestration, not part of the package)."""
-    import importlib.util
+    """The packaged ``flows/<name>.py`` (``tunegate.defaults``): works from a wheel, any directory."""
+    from tunegate.defaults import load_flow_module
 
     # Prefect's temporary API server gets 20 s to start by default; on 2 busy cores it took longer
     # ("Timed out while attempting to connect to ephemeral Prefect API server").
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-
-    path = Path(__file__).resolve().parents[2] / "flows" / f"{name}.py"
-    if not path.is_file():
-        raise DependencyError(f"{path}: flow file not found", hint="run tunegate from a source checkout")
-    spec = importlib.util.spec_from_file_location(f"tunegate_flow_{name}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return getattr(module, attr)
-
-
-@app.command("run")
-def run_cmd(
-    config: Path = typer.Argument(..., help="Gate-run config YAML (see gates/demo-run.yaml)."),
-) -> None:
-    """Start the gate-run flow: prepare, baseline, train, evaluate, decide, report, approve, promote."""
-    from tunegate.pipeline import load_gate_run_config
-    from tunegate.workdir import workdir_lock
-
-    cfg = load_gate_run_config(config)
-    # Fail fast, before Prefect starts, when another gate-run holds this workdir (the flow
-    # takes the same lock for real; this early probe only saves the server start-up).
-    with workdir_lock(Path(cfg.workdir) / "pipeline", stage="gate-run"):
-        pass
-    gate = _load_flow("gate_run", "gate_run_flow")
-    result = _stoppable(lambda: gate(cfg), resume=f"tunegate run {config}")
-    _print_gate_result("gate-run", result)
-    if result.get("stopped_at") is not None:
-        raise typer.Exit(1)
+    return getattr(load_flow_module(name), attr)
 
 
 def _bridge_prefect_sigterm() -> None:
@@ -226,6 +198,30 @@ def demo_cmd(
     cls = summary.get("classification") or {}
     if cls.get("stopped_at") is not None:
         raise typer.Exit(1)
+
+
+@app.command("init")
+def init_cmd(
+    directory: Path = typer.Argument(..., help="New project folder (absent or empty)."),
+    task: str = typer.Option(
+        "classification", "--task", help="classification | instruction | chat: fits the policy to the model."
+    ),
+    example_data: bool = typer.Option(
+        True, "--example-data/--no-example-data", help="Write synthetic example tickets (fake PII)."
+    ),
+) -> None:
+    """Scaffold a team project: commented policy, approvers folder, gate-run config, flows, README."""
+    from tunegate.defaults.project import scaffold_project
+    from tunegate.errors import ConfigError
+
+    if task not in ("classification", "instruction", "chat"):
+        raise ConfigError(f"--task: expected classification, instruction or chat; got {task!r}")
+    written = scaffold_project(directory, task=task, example_data=example_data)  # type: ignore[arg-type]
+    root = directory.absolute()
+    out_console.print(f"[bold]created[/] {escape(str(root))} ({len(written)} files):", highlight=False)
+    for rel in ("README.md", "gate-run.yaml", "gates/policy.yaml", "gates/approvers/", "flows/prefect.yaml"):
+        out_console.print(f"  {rel}", highlight=False)
+    out_console.print(f"next: cd {escape(str(directory))} && tunegate run gate-run.yaml (see README.md)")
 
 
 def _print_artifacts(out: Path) -> None:

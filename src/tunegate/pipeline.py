@@ -74,7 +74,11 @@ def load_gate_run_config(path: str | Path, overrides: Mapping[str, Any] | None =
     data = {**data, **(overrides or {})}
     for key in ("data", "workdir", "policy", "train_config", "registry", "approvers_dir", "model"):
         v = data.get(key)
-        if isinstance(v, str) and v and not Path(v).is_absolute() and (p.parent / v).exists():
+        if not isinstance(v, str) or not v or Path(v).is_absolute():
+            continue
+        # every path is relative to the YAML (also one that does not exist yet, like the workdir);
+        # `model` only when such a folder exists (else it may be a cached model id)
+        if key != "model" or (p.parent / v).exists():
             data[key] = str((p.parent / v).resolve())
     try:
         return GateRunConfig.model_validate(data)

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from tunegate import defaults
 from tunegate.approval.config import ApprovalPolicy
 from tunegate.data.config import DataPolicy
 from tunegate.drift.config import DriftPolicy
@@ -25,7 +26,7 @@ from tunegate.provenance import digest_json
 
 POLICY_SCHEMA_VERSION = 1
 #: The policy shipped with the package; ``gates/default.yaml`` in the repo is the same file.
-DEFAULT_POLICY_PATH = Path(__file__).resolve().parents[3] / "gates" / "default.yaml"
+DEFAULT_POLICY_PATH = defaults.gates_dir() / "default.yaml"  # package data (importlib.resources)
 
 
 class GatePolicy(BaseModel):
