@@ -314,28 +314,79 @@ def stage_report(cfg: GateRunConfig, run_id: str) -> dict[str, Any]:
     return run_stage(wd, "report", inputs, run)
 
 
-def check_approval(cfg: GateRunConfig, run_id: str) -> dict[str, Any]:
+def approval_status(
+    workdir: str | Path, run_id: str, *, policy: Any, approvers_dir: str | Path | None = None
+) -> dict[str, Any]:
     """Verify the run's signed approvals now (never cached: signatures arrive from people)."""
     from tunegate.approval.verify import verify_run
 
-    res = verify_run(cfg.workdir, policy=_policy(cfg), run_id=run_id, approvers_dir=cfg.approvers_dir)
-    return {"approved": bool(res.approved), "reasons": list(res.reasons), "approvals": len(res.approvals)}
+    res = verify_run(workdir, policy=policy, run_id=run_id, approvers_dir=approvers_dir)
+    return {
+        "approved": bool(res.approved),
+        "rejected": any(a.decision == "reject" for a in res.approvals),
+        "reasons": list(res.reasons),
+        "approvals": len(res.approvals),
+    }
+
+
+def wait_for_approval(
+    workdir: str | Path,
+    run_id: str,
+    *,
+    policy: Any,
+    approvers_dir: str | Path | None = None,
+    timeout_s: float = 0.0,
+    poll_s: float = 10.0,
+    on_wait: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """The one approval wait: re-verify every ``poll_s`` until approved, rejected or ``timeout_s``.
+
+    Reviewers only write signature files (``tunegate sign``); nobody has to resume anything.
+    ``timeout_s=0`` checks once. ``on_wait`` gets each pending status (for a log line).
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = approval_status(workdir, run_id, policy=policy, approvers_dir=approvers_dir)
+        if status["approved"] or status["rejected"] or time.monotonic() >= deadline:
+            return status
+        if on_wait is not None:
+            on_wait(status)
+        time.sleep(min(poll_s, max(0.0, deadline - time.monotonic())))
+
+
+def promote_run(
+    workdir: str | Path,
+    registry: str | Path,
+    run_id: str,
+    *,
+    policy: Any,
+    approvers_dir: str | Path | None = None,
+    name: str | None = None,
+) -> dict[str, Any]:
+    """The one promote path (the gate-run and the approve flow both call it)."""
+    from tunegate.approval.promote import promote
+
+    entry = promote(workdir, registry, policy=policy, run_id=run_id, approvers_dir=approvers_dir, name=name)
+    return {
+        "promoted": True,
+        "name": entry.name,
+        "version": entry.version,
+        "path": str(entry.path),
+        "approval_digest": entry.approval_digest,
+    }
 
 
 def stage_promote(cfg: GateRunConfig, run_id: str) -> dict[str, Any]:
-    from tunegate.approval.promote import promote
-
     if cfg.registry is None:
         return {"promoted": False, "reason": "no registry configured"}
-    entry = promote(
+    return promote_run(
         cfg.workdir,
         cfg.registry,
+        run_id,
         policy=_policy(cfg),
-        run_id=run_id,
         approvers_dir=cfg.approvers_dir,
         name=cfg.name,
     )
-    return {"promoted": True, "entry": str(getattr(entry, "path", entry))}
 
 
 def stage_baseline(cfg: GateRunConfig) -> dict[str, Any]:
