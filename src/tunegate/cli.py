@@ -58,48 +58,26 @@ def _load_flow(name: str, attr: str) -> Any:
     return getattr(load_flow_module(name), attr)
 
 
-def _bridge_prefect_sigterm() -> None:
-    """Let the stop watchdog see a SIGTERM that Prefect's flow engine handles.
+@app.command("run")
+def run_cmd(
+    config: Path = typer.Argument(
+        ..., help="Gate-run config YAML (example: gates/demo-run.yaml; `tunegate init DIR` writes one)."
+    ),
+) -> None:
+    """Start the gate-run flow: prepare, baseline, train, evaluate, decide, report, approve, promote."""
+    from tunegate.pipeline import load_gate_run_config
+    from tunegate.workdir import workdir_lock
 
-    While a flow runs, Prefect's SIGTERM handler replaces ours. Its exception can be swallowed
-    (raised inside a finalizer), and then the run would go on; wrapping the handler records the
-    stop so it is re-raised until the run has unwound (``tunegate.pipeline.note_stop_request``).
-    Prefect looks the handler up by this module attribute each time it installs it.
-    """
-    import prefect.utilities.engine as prefect_engine
-
-    from tunegate.pipeline import note_stop_request
-
-    original = prefect_engine._prefect_sigterm_handler
-    if getattr(original, "__tunegate_bridge__", False):
-        return
-
-    def bridged(signum: int, frame: Any) -> None:
-        note_stop_request(signum)
-        original(signum, frame)
-
-    bridged.__tunegate_bridge__ = True  # type: ignore[attr-defined]
-    prefect_engine._prefect_sigterm_handler = bridged
-
-
-def _stop_prefect_services(timeout_s: float = 5.0) -> None:
-    """Flush Prefect's log and event workers, then stop its temporary API server.
-
-    In that order: with the server gone first, the workers retry sending to it at exit for a
-    minute ("Error logging to API"). Each step is bounded; a failure only means a lost log line.
-    """
-    import contextlib
-
-    from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogWorker
-    from prefect.server.api.server import SubprocessASGIServer
-
-    for service in (APILogWorker, EventsWorker):
-        with contextlib.suppress(Exception):
-            service.drain_all(timeout=timeout_s)
-    for server in list(SubprocessASGIServer._instances.values()):
-        with contextlib.suppress(Exception):
-            server.stop()
+    cfg = load_gate_run_config(config)
+    # Fail fast, before Prefect starts, when another gate-run holds this workdir (the flow
+    # takes the same lock for real; this early probe only saves the server start-up).
+    with workdir_lock(Path(cfg.workdir) / "pipeline", stage="gate-run"):
+        pass
+    gate = _load_flow("gate_run", "gate_run_flow")
+    result = _stoppable(lambda: gate(cfg), resume=f"tunegate run {config}")
+    _print_gate_result("gate-run", result)
+    if result.get("stopped_at") is not None:
+        raise typer.Exit(1)
 
 
 def _stoppable(call: Callable[[], T], *, resume: str) -> T:
@@ -109,14 +87,16 @@ def _stoppable(call: Callable[[], T], *, resume: str) -> T:
     The workdir lock and temp files are released by the unwinding ``with`` blocks; Prefect's
     temporary API server and any other child are ended here, so nothing outlives the run.
     """
+    from tunegate.defaults import load_flow_module
     from tunegate.pipeline import GateRunStopped, end_child_processes, last_stage, stop_on_signals
 
-    _bridge_prefect_sigterm()
+    runtime = load_flow_module("_runtime")  # the Prefect side of stopping (flows/_runtime.py)
+    runtime.bridge_prefect_sigterm()
     try:
         with stop_on_signals():
             return call()
     except GateRunStopped as stop:
-        _stop_prefect_services()
+        runtime.stop_prefect_services()
         ended = end_child_processes()
         where = last_stage()
         if not where:

@@ -135,3 +135,13 @@ def test_init_refuses_a_non_empty_folder_and_changes_nothing(tmp_path: Path) -> 
     )
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert "not an empty folder" in r.stderr
+
+
+def test_run_help_cites_the_example_config_that_exists() -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "tunegate.cli", "run", "--help"], capture_output=True, text=True, check=False
+    )
+    assert r.returncode == 0, r.stderr
+    cited = set(re.findall(r"gates/[\w./-]+\.yaml", " ".join(r.stdout.split())))
+    assert cited == {"gates/demo-run.yaml"}, cited
+    assert all((REPO / c).is_file() for c in cited)
