@@ -1,62 +1,65 @@
-"""Prefect flow ``approve``: report, pause for reviewers' signatures, verify, promote.
+"""Prefect flow ``approve``: report, wait for reviewers' signatures, verify, promote.
 
-    python -m flows.approve WORKDIR --registry DIR     (or deploy the flow and run it)
+    python flows/approve.py WORKDIR --registry DIR     (or deploy the flow and run it)
 
-Sequencing only: every decision is made by ``tunegate.approval`` (report, verify, promote).
-The flow renders the report if it is missing, then pauses (``pause_flow_run``) until reviewers
-have written their signatures with ``tunegate sign`` and someone resumes the run
-(``prefect flow-run resume ID``). After each resume it re-verifies; a rejection ends the flow,
-too few approvals pause it again, an integrity failure fails it. When the policy is met it promotes.
+Wiring only: the report is ``tunegate.approval.report.write_report`` (rendered only when absent:
+re-rendering would change the bytes reviewers sign); the wait is ``tunegate.pipeline.
+wait_for_approval``, the same one the ``gate-run`` flow uses (reviewers run ``tunegate sign``; the
+flow re-verifies every ``poll_interval_s`` until the policy's m-of-n is met, a reviewer rejects, or
+``timeout_s`` passes); the promotion is ``tunegate.pipeline.promote_run``, the gate-run's too.
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import argparse
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.flow_runs import pause_flow_run
 
-from tunegate.approval import artifacts
-from tunegate.approval.promote import promote
 from tunegate.approval.report import write_report
-from tunegate.approval.verify import verify_run
+from tunegate.pipeline import promote_run
+from tunegate.pipeline import wait_for_approval as await_signatures
 from tunegate.policy.pinned import resolve_policy
+from tunegate.workdir import resolve_run, run_dir
 
 
 @task(name="render-report")
 def render_report(workdir: str, run_id: str, policy_path: str | None) -> bool:
     """Render only when absent: re-rendering would change the bytes reviewers sign."""
-    if (artifacts.run_dir(workdir, run_id) / "report.html").is_file():
+    if (run_dir(workdir, run_id) / "report.html").is_file():
         return False
     write_report(workdir, policy=resolve_policy(workdir, policy_path), run_id=run_id)
     return True
 
 
-@task(name="approval-status")
-def approval_status(
-    workdir: str, run_id: str, policy_path: str | None, approvers: str | None
+@task(name="wait-for-approval")
+def wait_for_approval(
+    workdir: str,
+    run_id: str,
+    policy_path: str | None,
+    approvers: str | None,
+    timeout_s: float,
+    poll_interval_s: float,
 ) -> dict[str, Any]:
-    res = verify_run(
-        workdir, policy=resolve_policy(workdir, policy_path), run_id=run_id, approvers_dir=approvers
+    log = get_run_logger()
+    return await_signatures(
+        workdir,
+        run_id,
+        policy=resolve_policy(workdir, policy_path),
+        approvers_dir=approvers,
+        timeout_s=timeout_s,
+        poll_s=poll_interval_s,
+        on_wait=lambda status: log.info("awaiting signatures for %s: %s", run_id, status["reasons"]),
     )
-    return {
-        "approved": res.approved,
-        "reasons": res.reasons,
-        "signatures": len(res.approvals),
-        "rejected": any(a.decision == "reject" for a in res.approvals),
-    }
 
 
 @task(name="promote")
-def promote_run(
+def promote(
     workdir: str, run_id: str, registry: str, policy_path: str | None, approvers: str | None
 ) -> dict[str, Any]:
-    e = promote(
-        workdir, registry, policy=resolve_policy(workdir, policy_path), run_id=run_id, approvers_dir=approvers
+    return promote_run(
+        workdir, registry, run_id, policy=resolve_policy(workdir, policy_path), approvers_dir=approvers
     )
-    return {"name": e.name, "version": e.version, "path": str(e.path), "approval_digest": e.approval_digest}
 
 
 @flow(name="approve")
@@ -66,32 +69,31 @@ def approve(
     run_id: str | None = None,
     policy_path: str | None = None,
     approvers: str | None = None,
-    pause_timeout_s: int = 3600,
-    poll_interval_s: int = 10,
-    max_rounds: int = 5,
+    timeout_s: float = 3600,
+    poll_interval_s: float = 10,
 ) -> dict[str, Any]:
-    """Await the reviewers' signatures (paused), then verify and promote."""
-    log = get_run_logger()
-    rid = artifacts.resolve_run(workdir, run_id)
+    """Await the reviewers' signatures, then verify and promote."""
+    rid = resolve_run(workdir, run_id)
     render_report(workdir, rid, policy_path)
-    for round_no in range(1, max_rounds + 1):
-        status = approval_status(workdir, rid, policy_path, approvers)
-        if status["approved"]:
-            break
-        if status["rejected"]:
-            log.info("run %s rejected: %s", rid, status["reasons"])
-            return {"run_id": rid, "promoted": False, "reasons": status["reasons"]}
-        log.info("awaiting signatures for %s (round %d): %s", rid, round_no, status["reasons"])
-        pause_flow_run(
-            timeout=pause_timeout_s, poll_interval=poll_interval_s, key=f"await-signatures-{round_no}"
-        )
-    else:
+    status = wait_for_approval(workdir, rid, policy_path, approvers, timeout_s, poll_interval_s)
+    if not status["approved"]:
+        get_run_logger().info("run %s not promoted: %s", rid, status["reasons"])
         return {"run_id": rid, "promoted": False, "reasons": status["reasons"]}
-    entry = promote_run(workdir, rid, registry, policy_path, approvers)
-    return {"run_id": rid, "promoted": True, **entry}
+    return {"run_id": rid, **promote(workdir, rid, registry, policy_path, approvers)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("workdir")
+    ap.add_argument("--registry", required=True)
+    ap.add_argument("--run", default=None)
+    ap.add_argument("--policy", default=None)
+    ap.add_argument("--approvers", default=None)
+    ap.add_argument("--timeout", type=float, default=3600)
+    args = ap.parse_args()
+    result = approve(args.workdir, args.registry, args.run, args.policy, args.approvers, args.timeout)
+    raise SystemExit(0 if result["promoted"] else 1)
 
 
 if __name__ == "__main__":
-    wd = Path(sys.argv[1])
-    reg = sys.argv[sys.argv.index("--registry") + 1] if "--registry" in sys.argv else str(wd / "registry")
-    print(approve(str(wd), reg))
+    main()

@@ -2,7 +2,7 @@
 
     python flows/drift.py WORKDIR --current prompts.jsonl [--policy gates/default.yaml]
 
-Thin over ``tunegate.drift.commands.check_drift``: it writes the report (``WORKDIR/drift/<time>/``),
+Thin over ``tunegate.drift.check.check_drift``: it writes the report (``WORKDIR/drift/<time>/``),
 marks the hold-out as no longer representative on drift, and appends a ledger event. The flow
 publishes the report as a markdown artifact and returns the drift flag. Drift is a *result*, so
 the flow run completes either way; alert on the returned ``drifted`` (or the artifact) with a
@@ -17,7 +17,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
-from tunegate.drift.commands import check_drift, load_drift_policy
+from tunegate.drift.check import check_drift, load_drift_policy
 
 
 @task(name="drift-checks")

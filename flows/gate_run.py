@@ -13,7 +13,6 @@ from its last checkpoint). The workdir lock makes a second gate-run on the same 
 from __future__ import annotations
 
 import argparse
-import time
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -21,7 +20,6 @@ from prefect.artifacts import create_markdown_artifact
 
 from tunegate.pipeline import (
     GateRunConfig,
-    check_approval,
     load_gate_run_config,
     stage_baseline,
     stage_decide,
@@ -31,6 +29,8 @@ from tunegate.pipeline import (
     stage_report,
     stage_train,
 )
+from tunegate.pipeline import wait_for_approval as await_signatures
+from tunegate.policy.pinned import resolve_policy
 from tunegate.workdir import workdir_lock
 
 
@@ -66,13 +66,17 @@ def report(cfg: GateRunConfig, run_id: str) -> dict[str, Any]:
 
 @task(name="wait-for-approval")
 def wait_for_approval(cfg: GateRunConfig, run_id: str) -> dict[str, Any]:
-    """Poll for reviewers' signature files until the policy's m-of-n is met or the timeout passes."""
-    deadline = time.monotonic() + cfg.approval_timeout_s
-    while True:
-        status = check_approval(cfg, run_id)
-        if status["approved"] or time.monotonic() >= deadline:
-            return status
-        time.sleep(cfg.approval_poll_s)
+    """Until the policy's m-of-n is met, a reviewer rejects, or ``approval_timeout_s`` passes."""
+    log = get_run_logger()
+    return await_signatures(
+        cfg.workdir,
+        run_id,
+        policy=resolve_policy(cfg.workdir, cfg.policy),
+        approvers_dir=cfg.approvers_dir,
+        timeout_s=cfg.approval_timeout_s,
+        poll_s=cfg.approval_poll_s,
+        on_wait=lambda status: log.info("awaiting signatures: %s", status["reasons"]),
+    )
 
 
 @task(name="promote")

@@ -17,7 +17,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
-from tunegate.policy.schema import load_policy
+from tunegate.policy.pinned import resolve_policy
 from tunegate.prepare import prepare_data, render_data_report_md
 
 
@@ -25,7 +25,7 @@ from tunegate.prepare import prepare_data, render_data_report_md
 def data_gate(
     data: str, task_kind: str, out: str, policy_path: str | None, fields: dict[str, str] | None
 ) -> dict[str, Any]:
-    result = prepare_data(data, task_kind, out, policy=load_policy(policy_path), fields=fields)
+    result = prepare_data(data, task_kind, out, policy=resolve_policy(out, policy_path), fields=fields)
     return result.report
 
 

@@ -23,7 +23,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect_dask import DaskTaskRunner
 
-from tunegate.policy.schema import load_policy
+from tunegate.policy.pinned import resolve_policy
 from tunegate.prepare import prepare_data, render_data_report_md
 from tunegate.scale import ShardedAnonymizer, anonymize_shard
 
@@ -50,7 +50,7 @@ def _sharded_gate(
     fields: dict[str, str] | None,
     n_shards: int,
 ) -> dict[str, Any]:
-    policy = load_policy(policy_path)
+    policy = resolve_policy(out, policy_path)
     anonymizer = ShardedAnonymizer(policy.pii, _submit_shards, n_shards)
     result = prepare_data(data, task_kind, out, policy=policy, fields=fields, anonymizer=anonymizer)
     report = dict(result.report)

@@ -2,18 +2,10 @@
 
     python flows/regression.py WORKDIR [--run RUN_ID] [--registry DIR] [--policy gates/default.yaml]
 
-Why re-run a finished evaluation: the hold-out file may have been tampered with (the manifest is
-re-verified), the policy may have gained regression tasks or tighter thresholds, and library
-upgrades may have changed scores. The recheck answers "would the promoted adapter still pass today".
-
-It must not touch what the reviewers signed: ``runs/<id>/evidence.json`` and ``decision.json`` are
-covered by the approval signatures, so rewriting them would break ``tunegate verify`` for the
-promoted run. The re-evaluation therefore runs in a scratch workdir,
-``WORKDIR/rechecks/<run_id>-<time>/``, that *links* the frozen data, the weights and the baseline
-cache (read-only use; baselines are a cache keyed by digests) and *copies* ``run.json`` and
-``config.json``. Scoring and the decision are ``tunegate.evaluation.run.evaluate_run`` and
-``decide_run`` unchanged; the flow appends one ``regression-recheck`` event (digests and verdicts
-only) to the real workdir's ledger and publishes the decision as a markdown artifact.
+Wiring only: :func:`tunegate.evaluation.recheck.recheck_run` scores and decides in a scratch
+workdir (``WORKDIR/rechecks/<run_id>-<time>/``; the signed evidence is never rewritten) and ledgers
+a ``regression-recheck`` event; this flow finds the promoted run, calls it in one task and
+publishes the decision as a markdown artifact.
 
 A failing recheck is a result (``verdict: fail``), not a failed flow run; with nothing promoted yet
 the flow completes with ``skipped: true``.
@@ -22,99 +14,22 @@ the flow completes with ``skipped: true``.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
-from tunegate import ledger
 from tunegate.drift.report import find_promotion
 from tunegate.errors import InputError
-from tunegate.evaluation.run import decide_run, evaluate_run
-from tunegate.policy.schema import load_policy
-from tunegate.provenance import sha256_file
-
-RECHECKS_DIR = "rechecks"
-_COPIED = ("run.json", "config.json")
-_LINKED_RUN = ("adapter", "model")
-_LINKED_WORKDIR = ("data", "baselines", "cache")
-
-
-def _scratch_workdir(workdir: Path, run_id: str) -> Path:
-    """A workdir whose run folder is a fresh copy: evaluation output lands here, not in the signed run."""
-    src_run = workdir / "runs" / run_id
-    if not (src_run / "run.json").is_file():
-        raise InputError("the promoted run is not in this workdir", path=src_run)
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    scratch = workdir / RECHECKS_DIR / f"{run_id}-{stamp}"
-    run_dir = scratch / "runs" / run_id
-    run_dir.mkdir(parents=True)
-    for name in _LINKED_WORKDIR:
-        target = workdir / name
-        if name != "data":
-            target.mkdir(exist_ok=True)  # caches: created here so the scratch run fills the real one
-        if target.exists():
-            os.symlink(target.resolve(), scratch / name, target_is_directory=True)
-    for name in _COPIED:
-        if (src_run / name).is_file():
-            shutil.copy2(src_run / name, run_dir / name)
-    for name in _LINKED_RUN:
-        if (src_run / name).is_dir():
-            os.symlink((src_run / name).resolve(), run_dir / name, target_is_directory=True)
-    if (src_run / "human").is_dir():  # human evaluation evidence is an input to the evidence file
-        shutil.copytree(src_run / "human", run_dir / "human")
-    return scratch
+from tunegate.evaluation.recheck import recheck_run
+from tunegate.policy.pinned import resolve_policy
 
 
 @task(name="recheck-score-and-decide")
 def recheck(workdir: str, run_id: str, policy_path: str | None) -> dict[str, Any]:
     """Score and decide in a scratch workdir (batched inside this one task)."""
-    wd = Path(workdir)
-    policy = load_policy(policy_path)
-    scratch = _scratch_workdir(wd, run_id)
-    evaluate_run(scratch, run_id=run_id, policy=policy)
-    decision = decide_run(scratch, run_id=run_id, policy=policy).model_dump(mode="json")
-    new_dir = scratch / "runs" / run_id
-    original = wd / "runs" / run_id / "decision.json"
-    original_verdict = (
-        json.loads(original.read_text(encoding="utf-8")).get("verdict") if original.is_file() else None
-    )
-    result = {
-        "run_id": run_id,
-        "verdict": decision["verdict"],
-        "reasons": list(decision.get("reasons", [])),
-        "original_verdict": original_verdict,
-        "changed": original_verdict is not None and original_verdict != decision["verdict"],
-        "scratch": str(scratch),
-        "evidence": str(new_dir / "evidence.json"),
-        "decision": str(new_dir / "decision.json"),
-    }
-    rel = scratch.relative_to(wd).as_posix()
-    ledger.append_event(
-        wd,
-        "regression-recheck",
-        inputs={
-            f"runs/{run_id}/run.json": sha256_file(wd / "runs" / run_id / "run.json"),
-            "data/holdout.manifest.json": sha256_file(wd / "data" / "holdout.manifest.json"),
-        },
-        outputs={
-            f"{rel}/runs/{run_id}/evidence.json": sha256_file(new_dir / "evidence.json"),
-            f"{rel}/runs/{run_id}/decision.json": sha256_file(new_dir / "decision.json"),
-        },
-        config_digest=policy.digest(),
-        details={
-            "run_id": run_id,
-            "verdict": result["verdict"],
-            "original_verdict": original_verdict,
-            "changed": result["changed"],
-        },
-    )
-    return result
+    return recheck_run(workdir, run_id, resolve_policy(workdir, policy_path))
 
 
 @flow(name="regression-recheck")

@@ -14,8 +14,9 @@ import contextlib
 import errno
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -25,11 +26,12 @@ from tunegate import __version__
 from tunegate.approval import commands as approval_commands
 from tunegate.data import commands as data_commands
 from tunegate.drift import commands as drift_commands
-from tunegate.errors import DependencyError, TunegateError
+from tunegate.errors import TunegateError
 from tunegate.evaluation import commands as evaluation_commands
 from tunegate.pii import commands as pii_commands
 from tunegate.training import commands as training_commands
 
+T = TypeVar("T")
 err_console = Console(stderr=True)
 out_console = Console()
 
@@ -56,22 +58,20 @@ def _root(
 
 
 def _load_flow(name: str, attr: str) -> Any:
-    """Import ``flows/<name>.py`` by path (flows are orchestration, not part of the package)."""
-    import importlib.util
+    """The packaged ``flows/<name>.py`` (``tunegate.defaults``): works from a wheel, any directory."""
+    from tunegate.defaults import load_flow_module
 
-    path = Path(__file__).resolve().parents[2] / "flows" / f"{name}.py"
-    if not path.is_file():
-        raise DependencyError(f"{path}: flow file not found", hint="run tunegate from a source checkout")
-    spec = importlib.util.spec_from_file_location(f"tunegate_flow_{name}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return getattr(module, attr)
+    # Prefect's temporary API server gets 20 s to start by default; on 2 busy cores it took longer
+    # ("Timed out while attempting to connect to ephemeral Prefect API server").
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    return getattr(load_flow_module(name), attr)
 
 
 @app.command("run")
 def run_cmd(
-    config: Path = typer.Argument(..., help="Gate-run config YAML (see gates/demo-run.yaml)."),
+    config: Path = typer.Argument(
+        ..., help="Gate-run config YAML (example: gates/demo-run.yaml; `tunegate init DIR` writes one)."
+    ),
 ) -> None:
     """Start the gate-run flow: prepare, baseline, train, evaluate, decide, report, approve, promote."""
     from tunegate.pipeline import load_gate_run_config
@@ -82,10 +82,50 @@ def run_cmd(
     # takes the same lock for real; this early probe only saves the server start-up).
     with workdir_lock(Path(cfg.workdir) / "pipeline", stage="gate-run"):
         pass
-    result = _load_flow("gate_run", "gate_run_flow")(cfg)
+    gate = _load_flow("gate_run", "gate_run_flow")
+    result = _stoppable(lambda: gate(cfg), resume=f"tunegate run {config}")
     _print_gate_result("gate-run", result)
     if result.get("stopped_at") is not None:
         raise typer.Exit(1)
+
+
+def _stoppable(call: Callable[[], T], *, resume: str) -> T:
+    """Run ``call``; on SIGTERM/SIGHUP end every child process, say where it stopped, exit 128+N
+    (143 for SIGTERM, as a process killed by it would).
+
+    The workdir lock and temp files are released by the unwinding ``with`` blocks; Prefect's
+    temporary API server and any other child are ended here, so nothing outlives the run.
+    """
+    from tunegate.defaults import load_flow_module
+    from tunegate.pipeline import GateRunStopped, end_child_processes, last_stage, stop_on_signals
+
+    runtime = load_flow_module("_runtime")  # the Prefect side of stopping (flows/_runtime.py)
+    runtime.bridge_prefect_sigterm()
+    try:
+        with stop_on_signals():
+            return call()
+    except GateRunStopped as stop:
+        runtime.stop_prefect_services()
+        ended = end_child_processes()
+        where = last_stage()
+        if not where:
+            place = "before the first stage"
+        elif where["finished"]:
+            place = f"after stage '{where['stage']}' finished, in {where['workdir']}"
+        else:
+            place = f"during stage '{where['stage']}' (not recorded as complete), in {where['workdir']}"
+        err_console.print(
+            f"[bold]stopped[/] by {stop.signame} {escape(place)}; workdir lock released; "
+            f"{len(ended)} child process(es) ended. Resume with: {escape(resume)} "
+            "(completed stages verify and are skipped; training resumes from its last checkpoint)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        # Everything a stop must release is released; interpreter teardown (torch, Prefect's
+        # threads) took another 12-16 s on 2 cores, so leave now, the way a signal would.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(128 + stop.signum)
 
 
 def _print_gate_result(title: str, result: dict[str, Any]) -> None:
@@ -128,13 +168,16 @@ def demo_cmd(
     start = time.monotonic()
     gate = _load_flow("gate_run", "gate_run_flow")
     with out_console.status("running the demo (each stage is a Prefect task; see the log lines)"):
-        summary = run_demo(
-            out,
-            gate,
-            model=model,
-            with_full=not no_full,
-            with_generation=not no_generation,
-            say=out_console.print,
+        summary = _stoppable(
+            lambda: run_demo(
+                out,
+                gate,
+                model=model,
+                with_full=not no_full,
+                with_generation=not no_generation,
+                say=out_console.print,
+            ),
+            resume=f"tunegate demo --out {out}",
         )
     for key in ("classification", "classification_full", "generation"):
         if isinstance(summary.get(key), dict) and "workdir" in summary[key]:
@@ -144,6 +187,30 @@ def demo_cmd(
     cls = summary.get("classification") or {}
     if cls.get("stopped_at") is not None:
         raise typer.Exit(1)
+
+
+@app.command("init")
+def init_cmd(
+    directory: Path = typer.Argument(..., help="New project folder (absent or empty)."),
+    task: str = typer.Option(
+        "classification", "--task", help="classification | instruction | chat: fits the policy to the model."
+    ),
+    example_data: bool = typer.Option(
+        True, "--example-data/--no-example-data", help="Write synthetic example tickets (fake PII)."
+    ),
+) -> None:
+    """Scaffold a team project: commented policy, approvers folder, gate-run config, flows, README."""
+    from tunegate.defaults.project import scaffold_project
+    from tunegate.errors import ConfigError
+
+    if task not in ("classification", "instruction", "chat"):
+        raise ConfigError(f"--task: expected classification, instruction or chat; got {task!r}")
+    written = scaffold_project(directory, task=task, example_data=example_data)  # type: ignore[arg-type]
+    root = directory.absolute()
+    out_console.print(f"[bold]created[/] {escape(str(root))} ({len(written)} files):", highlight=False)
+    for rel in ("README.md", "gate-run.yaml", "gates/policy.yaml", "gates/approvers/", "flows/prefect.yaml"):
+        out_console.print(f"  {rel}", highlight=False)
+    out_console.print(f"next: cd {escape(str(directory))} && tunegate run gate-run.yaml (see README.md)")
 
 
 def _print_artifacts(out: Path) -> None:

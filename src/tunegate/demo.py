@@ -6,11 +6,13 @@
 3. creates two demo reviewer keys, signs the run as both reviewers, and re-runs the flow: every
    completed stage verifies and is skipped, the approval verifies, the adapter is promoted;
 4. trains a full fine-tune on the same frozen data for comparison (no promotion);
-5. when a causal LM is available (``--model`` or ``../shared/models/stories260k``) and the Alpaca
-   demo data is present, runs the generation path too (ROUGE-L, BERTScore, lm-eval).
+5. when a causal LM is available (``--model`` or ``$TUNEGATE_SHARED/models/stories260k``) and the
+   Alpaca demo data is present (``$TUNEGATE_SHARED/data``), runs the generation path too (ROUGE-L,
+   BERTScore, lm-eval).
 
-The flow runner is passed in (the CLI loads ``flows/gate_run.py``), so this module has no
-Prefect import. Demo keys and the demo PII key live under the output folder and are said so.
+The flow runner is passed in (the CLI loads the packaged ``flows/gate_run.py``), so this module has
+no Prefect import; the policies are the packaged ``gates/demo*.yaml`` (works from a wheel). Demo
+keys and the demo PII key live under the output folder and are said so.
 """
 
 from __future__ import annotations
@@ -22,17 +24,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tunegate import defaults
 from tunegate.pipeline import GateRunConfig
 
 RunGate = Callable[[GateRunConfig], dict[str, Any]]
-REPO = Path(__file__).resolve().parents[2]
-DEFAULT_CAUSAL = REPO.parent / "shared" / "models" / "stories260k"
-DEFAULT_ALPACA = REPO.parent / "shared" / "data" / "alpaca_demo" / "alpaca_en_demo.json"
 DEMO_REVIEWERS = ("alice", "bob")
 #: Training settings sized for 2 CPU cores (the full schedule is the run config's default).
 ENCODER_OVERRIDES = ["epochs=2", "max_seq_len=64", "batch_size=16", "learning_rate=0.001"]
 FULL_OVERRIDES = ["epochs=2", "max_seq_len=64", "batch_size=16", "learning_rate=0.00005"]
 CAUSAL_OVERRIDES = ["max_steps=60", "max_seq_len=256", "batch_size=8"]
+
+
+def shared_dir() -> Path | None:
+    """``$TUNEGATE_SHARED`` (models and datasets beside a checkout), else ``../shared`` of the cwd."""
+    env = os.environ.get("TUNEGATE_SHARED")
+    candidate = Path(env) if env else Path.cwd().parent / "shared"
+    return candidate if candidate.is_dir() else None
 
 
 def minilm_path() -> Path:
@@ -121,7 +128,7 @@ def run_demo(
         train_overrides=ENCODER_OVERRIDES,
         registry=str(out / "registry"),
         approvers_dir=str(approvers),
-        policy=str(REPO / "gates" / "demo.yaml"),
+        policy=str(defaults.gate_path("demo.yaml")),
         name="support-ticket-classifier",
     )
     say("gate-run 1/2: data gate, baseline, LoRA training, evaluation, decision, report")
@@ -150,10 +157,16 @@ def run_demo(
         say("comparison: full fine-tuning on the same data (no promotion)")
         summary["classification_full"] = run_gate(full_cfg)
 
-    causal = model or (DEFAULT_CAUSAL if (DEFAULT_CAUSAL / "config.json").is_file() else None)
-    if with_generation and causal is not None and DEFAULT_ALPACA.is_file():
+    shared = shared_dir()
+    default_causal = shared / "models" / "stories260k" if shared else None
+    alpaca = shared / "data" / "alpaca_demo" / "alpaca_en_demo.json" if shared else None
+    if model is None and default_causal is not None and (default_causal / "config.json").is_file():
+        causal: Path | None = default_causal
+    else:
+        causal = model
+    if with_generation and causal is not None and alpaca is not None and alpaca.is_file():
         gen_data = out / "input" / "alpaca_subset.jsonl"
-        rows = json.loads(DEFAULT_ALPACA.read_text(encoding="utf-8"))[:320]
+        rows = json.loads(alpaca.read_text(encoding="utf-8"))[:320]
         gen_data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
         gen_cfg = GateRunConfig(
             data=str(gen_data),
@@ -162,7 +175,7 @@ def run_demo(
             model=str(causal),
             method="lora",
             train_overrides=CAUSAL_OVERRIDES,
-            policy=str(REPO / "gates" / "demo-generation.yaml"),
+            policy=str(defaults.gate_path("demo-generation.yaml")),
             registry=None,
             approvers_dir=str(approvers),
         )

@@ -82,7 +82,6 @@ class StageError(TunegateError):
     """A stage could not produce its result; the gate fails closed."""
 
 
-
 def param_error(owner: str, name: str, expected: str, got: object) -> ConfigError:
     """The one template for invalid parameters (scikit-learn style)."""
     return ConfigError(f"The '{name}' parameter of {owner} must be {expected}. Got {got!r} instead.")

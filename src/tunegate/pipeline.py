@@ -12,9 +12,16 @@ leaves no half-written artifact and a re-run ends at the same final digests.
 
 from __future__ import annotations
 
+import _thread
+import contextlib
 import json
-from collections.abc import Callable, Mapping
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from types import FrameType
 from typing import Any, Literal
 
 import yaml
@@ -73,7 +80,11 @@ def load_gate_run_config(path: str | Path, overrides: Mapping[str, Any] | None =
     data = {**data, **(overrides or {})}
     for key in ("data", "workdir", "policy", "train_config", "registry", "approvers_dir", "model"):
         v = data.get(key)
-        if isinstance(v, str) and v and not Path(v).is_absolute() and (p.parent / v).exists():
+        if not isinstance(v, str) or not v or Path(v).is_absolute():
+            continue
+        # every path is relative to the YAML (also one that does not exist yet, like the workdir);
+        # `model` only when such a folder exists (else it may be a cached model id)
+        if key != "model" or (p.parent / v).exists():
             data[key] = str((p.parent / v).resolve())
     try:
         return GateRunConfig.model_validate(data)
@@ -138,7 +149,9 @@ def run_stage(
     prev = state.get(name)
     if prev and prev.get("inputs_digest") == key and _outputs_verify(wd, prev.get("outputs", {})):
         return {**prev.get("result", {}), "skipped": True}
+    _LAST_STAGE.update(workdir=str(wd), stage=name, finished=False)
     rel_outputs, result = fn()
+    _LAST_STAGE["finished"] = True
     record = {"inputs_digest": key, "outputs": _digest_outputs(wd, rel_outputs), "result": result}
     state = read_state(wd)  # re-read: stages of one run are sequential, but keep others' entries
     state[name] = record
@@ -307,28 +320,79 @@ def stage_report(cfg: GateRunConfig, run_id: str) -> dict[str, Any]:
     return run_stage(wd, "report", inputs, run)
 
 
-def check_approval(cfg: GateRunConfig, run_id: str) -> dict[str, Any]:
+def approval_status(
+    workdir: str | Path, run_id: str, *, policy: Any, approvers_dir: str | Path | None = None
+) -> dict[str, Any]:
     """Verify the run's signed approvals now (never cached: signatures arrive from people)."""
     from tunegate.approval.verify import verify_run
 
-    res = verify_run(cfg.workdir, policy=_policy(cfg), run_id=run_id, approvers_dir=cfg.approvers_dir)
-    return {"approved": bool(res.approved), "reasons": list(res.reasons), "approvals": len(res.approvals)}
+    res = verify_run(workdir, policy=policy, run_id=run_id, approvers_dir=approvers_dir)
+    return {
+        "approved": bool(res.approved),
+        "rejected": any(a.decision == "reject" for a in res.approvals),
+        "reasons": list(res.reasons),
+        "approvals": len(res.approvals),
+    }
+
+
+def wait_for_approval(
+    workdir: str | Path,
+    run_id: str,
+    *,
+    policy: Any,
+    approvers_dir: str | Path | None = None,
+    timeout_s: float = 0.0,
+    poll_s: float = 10.0,
+    on_wait: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """The one approval wait: re-verify every ``poll_s`` until approved, rejected or ``timeout_s``.
+
+    Reviewers only write signature files (``tunegate sign``); nobody has to resume anything.
+    ``timeout_s=0`` checks once. ``on_wait`` gets each pending status (for a log line).
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = approval_status(workdir, run_id, policy=policy, approvers_dir=approvers_dir)
+        if status["approved"] or status["rejected"] or time.monotonic() >= deadline:
+            return status
+        if on_wait is not None:
+            on_wait(status)
+        time.sleep(min(poll_s, max(0.0, deadline - time.monotonic())))
+
+
+def promote_run(
+    workdir: str | Path,
+    registry: str | Path,
+    run_id: str,
+    *,
+    policy: Any,
+    approvers_dir: str | Path | None = None,
+    name: str | None = None,
+) -> dict[str, Any]:
+    """The one promote path (the gate-run and the approve flow both call it)."""
+    from tunegate.approval.promote import promote
+
+    entry = promote(workdir, registry, policy=policy, run_id=run_id, approvers_dir=approvers_dir, name=name)
+    return {
+        "promoted": True,
+        "name": entry.name,
+        "version": entry.version,
+        "path": str(entry.path),
+        "approval_digest": entry.approval_digest,
+    }
 
 
 def stage_promote(cfg: GateRunConfig, run_id: str) -> dict[str, Any]:
-    from tunegate.approval.promote import promote
-
     if cfg.registry is None:
         return {"promoted": False, "reason": "no registry configured"}
-    entry = promote(
+    return promote_run(
         cfg.workdir,
         cfg.registry,
+        run_id,
         policy=_policy(cfg),
-        run_id=run_id,
         approvers_dir=cfg.approvers_dir,
         name=cfg.name,
     )
-    return {"promoted": True, "entry": str(getattr(entry, "path", entry))}
 
 
 def stage_baseline(cfg: GateRunConfig) -> dict[str, Any]:
@@ -348,3 +412,141 @@ def stage_baseline(cfg: GateRunConfig) -> dict[str, Any]:
         return [f"{res['baseline_dir']}/predictions.json"], res
 
     return run_stage(wd, "baseline", inputs, run)
+
+
+# -- stopping on a signal ------------------------------------------------------------------------
+
+#: The stage this process started last: {"workdir", "stage", "finished"} (for "where it stopped").
+_LAST_STAGE: dict[str, Any] = {}
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+class GateRunStopped(BaseException):
+    """A gate-run was stopped by a signal (SIGTERM, SIGHUP).
+
+    A ``BaseException`` like ``KeyboardInterrupt``: no ``except Exception`` in a stage may swallow
+    it, so every ``with`` block (the workdir lock, temp files) unwinds on the way out.
+    """
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        self.signame = signal.Signals(signum).name
+        super().__init__(f"stopped by {self.signame}")
+
+
+def last_stage() -> dict[str, Any]:
+    """The stage this process started last (``workdir``, ``stage``, ``finished``), or ``{}``."""
+    return dict(_LAST_STAGE)
+
+
+class _StopRequest:
+    """A stop asked for by a signal, re-delivered to the main thread until the run has unwound.
+
+    A Python signal handler's exception can be lost: when the signal lands while the main thread
+    runs a finalizer (``__del__`` of an asyncio transport, seen with Prefect), Python prints
+    "Exception ignored" and the run goes on (a stopped demo took 160 s more, until SIGKILL). So
+    the first signal also starts a thread that re-raises it in the main thread every second
+    (``_thread.interrupt_main``) until :func:`stop_on_signals` exits.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.active = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def note(self, signum: int) -> None:
+        if self.signum is not None or not self.active.is_set():
+            return
+        self.signum = signum
+        self.thread = threading.Thread(target=self._redeliver, name="tunegate-stop", daemon=True)
+        self.thread.start()
+
+    def _redeliver(self) -> None:
+        while not _STOP_DONE.wait(1.0):
+            if self.signum is not None:
+                _thread.interrupt_main(self.signum)  # a no-op once the default handler is back
+
+
+_STOP = _StopRequest()
+_STOP_DONE = threading.Event()
+
+
+def note_stop_request(signum: int) -> None:
+    """Record that a stop signal arrived (for handlers other than ours, e.g. Prefect's bridge)."""
+    _STOP.note(signum)
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Turn SIGTERM/SIGHUP into :class:`GateRunStopped` in the main thread while the block runs.
+
+    Prefect's flow engine installs its own SIGTERM handler while a flow runs; it marks the flow run
+    crashed and then re-delivers the signal to the handler that was there before, which is this
+    one. Without it the re-delivered signal kills the process outright: ``atexit`` never runs and
+    Prefect's temporary API server (a uvicorn child) is left behind as an orphan. A signal whose
+    exception was swallowed is raised again every second (see :class:`_StopRequest`).
+    """
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        _STOP.note(signum)
+        raise GateRunStopped(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    _STOP.signum, _STOP.thread = None, None
+    _STOP_DONE.clear()
+    _STOP.active.set()
+    try:
+        yield
+    finally:
+        _STOP.active.clear()
+        _STOP_DONE.set()
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _child_pids(pid: int) -> list[int]:
+    """Every live descendant of ``pid`` (Linux ``/proc``; elsewhere an empty list)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the process ended while we looked
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out: list[int] = []
+    todo = list(children.get(pid, []))
+    while todo:
+        child = todo.pop()
+        out.append(child)
+        todo.extend(children.get(child, []))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie has ended: its parent reaps it)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def end_child_processes(grace_s: float = 5.0) -> list[int]:
+    """SIGTERM every descendant of this process, SIGKILL those still alive after ``grace_s``.
+
+    Returns the pids that were signalled. Used when a run is stopped: Prefect's temporary API
+    server, dataloader workers or an lm-eval subprocess must not outlive the run.
+    """
+    pids = _child_pids(os.getpid())
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    alive = [p for p in pids if _alive(p)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.05)
+        alive = [p for p in alive if _alive(p)]
+    for pid in alive:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    return pids

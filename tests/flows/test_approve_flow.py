@@ -1,4 +1,8 @@
-"""The ``approve`` flow on Prefect's local test server: pause, two reviewers sign, resume, promote."""
+"""The ``approve`` flow on Prefect's local test server: it waits, two reviewers sign, it promotes.
+
+The wait is ``tunegate.pipeline.wait_for_approval`` (the gate-run flow's too): reviewers only
+write signatures; nobody resumes anything.
+"""
 
 from __future__ import annotations
 
@@ -26,10 +30,7 @@ def test_flow_imports_only_prefect_tunegate_stdlib() -> None:
     assert mods <= {"prefect", "tunegate", "__future__"} | set(sys.stdlib_module_names), mods
 
 
-def test_approve_flow_pauses_then_promotes(tmp_path: Path) -> None:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.sorting import FlowRunSort
-    from prefect.flow_runs import resume_flow_run
+def test_approve_flow_waits_for_signatures_then_promotes(tmp_path: Path) -> None:
     from prefect.testing.utilities import prefect_test_harness
 
     from flows.approve import approve
@@ -52,31 +53,28 @@ def test_approve_flow_pauses_then_promotes(tmp_path: Path) -> None:
     policy = make_policy(approvers)
 
     with prefect_test_harness(server_startup_timeout=120):
+        # nobody signs: the wait ends at its timeout and nothing is promoted
+        out = approve(str(wd), str(reg), policy_path=str(policy_yaml), timeout_s=0)
+        assert out["promoted"] is False and out["reasons"], out
+        assert not reg.exists()
+
         result: dict[str, Any] = {}
 
         def run() -> None:
             try:
                 result["out"] = approve(
-                    str(wd), str(reg), policy_path=str(policy_yaml), poll_interval_s=1, pause_timeout_s=120
+                    str(wd), str(reg), policy_path=str(policy_yaml), poll_interval_s=1, timeout_s=120
                 )
             except BaseException as exc:  # surfaced by the assertion below
                 result["err"] = exc
 
         t = threading.Thread(target=run, daemon=True)
         t.start()
-        paused = None
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and paused is None:
-            with get_client(sync_client=True) as client:
-                for fr in client.read_flow_runs(limit=20, sort=FlowRunSort.ID_DESC):
-                    if fr.state is not None and fr.state.is_paused():
-                        paused = fr
-            time.sleep(0.5)
-        assert paused is not None, result
-        assert (wd / "runs/run-a/report.html").is_file()  # the flow rendered the report before pausing
+        assert (wd / "runs/run-a/report.html").is_file()  # rendered by the first call, not again
+        time.sleep(3)
+        assert t.is_alive(), result  # still waiting: no signature yet
         for name in ("alice", "bob"):
             sign_run(wd, keys[name], "approve", policy=policy, run_id="run-a", registry=reg)
-        resume_flow_run(paused.id)
         t.join(timeout=90)
         assert "err" not in result, result.get("err")
         out = result["out"]

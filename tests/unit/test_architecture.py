@@ -35,7 +35,7 @@ def test_core_modules_do_not_import_prefect() -> None:
     offenders = [
         str(p.relative_to(REPO))
         for p in (REPO / "src" / "tunegate").rglob("*.py")
-        if "prefect" in _top_imports(p)
+        if "prefect" in _top_imports(p) and "defaults/flows" not in p.as_posix()  # flows as package data
     ]
     assert not offenders, f"core modules must not import prefect: {offenders}"
 

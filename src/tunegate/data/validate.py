@@ -29,6 +29,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tunegate import defaults
 from tunegate.data.agreement import check_agreement
 from tunegate.data.config import DataPolicy
 from tunegate.data.duplicates import exact_key
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
 __all__ = ["ValidationReport", "check_agreement", "check_sizes", "records_frame", "run_expectations"]
 
 #: Where the shipped suites live (the repo's ``gates/expectations``, beside ``gates/default.yaml``).
-EXPECTATIONS_DIR = Path(__file__).resolve().parents[3] / "gates" / "expectations"
+EXPECTATIONS_DIR = defaults.gates_dir() / "expectations"  # package data (importlib.resources)
 _DATASOURCE = "tunegate"
 _ASSET = "records"
 _BATCH = "whole_frame"

@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tunegate import defaults
+
 #: Fields that do not change any score (speed or location only); left out of the config digest.
 OPERATIONAL_FIELDS = frozenset({"batch_size", "bertscore_batch_size", "regression_batch_size", "shared_dir"})
 
@@ -173,4 +175,4 @@ def resolve_shared_dir(policy: EvaluationPolicy) -> Path:
 def resolve_task_dir(policy: EvaluationPolicy) -> Path:
     if policy.task_dir:
         return Path(policy.task_dir)
-    return Path(__file__).resolve().parents[3] / "gates" / "lm_eval_tasks"
+    return defaults.gates_dir() / "lm_eval_tasks"  # package data (importlib.resources)

@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
+from tunegate import defaults
 from tunegate.approval.config import ApprovalPolicy
 from tunegate.data.config import DataPolicy
 from tunegate.drift.config import DriftPolicy
@@ -25,7 +26,7 @@ from tunegate.yamlio import read_yaml_mapping, validate_mapping
 
 POLICY_SCHEMA_VERSION = 1
 #: The policy shipped with the package; ``gates/default.yaml`` in the repo is the same file.
-DEFAULT_POLICY_PATH = Path(__file__).resolve().parents[3] / "gates" / "default.yaml"
+DEFAULT_POLICY_PATH = defaults.gates_dir() / "default.yaml"  # package data (importlib.resources)
 
 
 class GatePolicy(BaseModel):
