@@ -335,6 +335,9 @@ def _broken_pipe() -> int:
     return EXIT_BROKEN_PIPE
 
 
+_OUT_IS_WORKDIR = frozenset({"prepare", "demo"})
+
+
 def _command_and_workdir(args: list[str]) -> tuple[str | None, Path | None]:
     """The command name, and its workdir when the arguments name one (``--out DIR`` or an
     existing folder as the first argument); commands can bind it later (console.bind_workdir)."""
@@ -344,11 +347,12 @@ def _command_and_workdir(args: list[str]) -> tuple[str | None, Path | None]:
         command = pos[0]
     if command is None:
         return None, None
-    for i, a in enumerate(args[:-1]):
-        if a == "--out":
-            return command, Path(args[i + 1])
-        if a.startswith("--out="):
-            return command, Path(a.split("=", 1)[1])
+    # only where --out *is* a workdir, and only once it exists: a log must never be the first
+    # thing written into a folder a command then refuses (no partial output)
+    outs = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--out"]
+    outs += [a.split("=", 1)[1] for a in args if a.startswith("--out=")]
+    if command in _OUT_IS_WORKDIR and outs and Path(outs[-1]).is_dir():
+        return command, Path(outs[-1])
     rest = pos[1:]
     if rest and any((Path(rest[0]) / d).is_dir() for d in ("data", "runs", "audit")):
         return command, Path(rest[0])  # an existing workdir (not, say, a model folder)
