@@ -1,6 +1,7 @@
 """Two training processes on one machine: each must finish within 2.5x its solo time.
 
-    python bench/concurrent_jobs.py [--steps 40] [--model PATH] [--no-naive] [--out bench/results/concurrent.json]
+    python bench/concurrent_jobs.py [--steps 40] [--model PATH] [--no-naive]
+                                    [--out bench/results/concurrent.json]
 
 Each job is a real ``tunegate train`` process (stories260k LoRA on the first 96 short
 alpaca_demo records, its own workdir, progress off). Phases, in one run:

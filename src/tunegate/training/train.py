@@ -205,6 +205,7 @@ def evaluate_loss(
             n += batch.targets
         # A process with a shorter share repeats an uncounted pass: FSDP's forwards are collective.
         for _ in range(-(-seen // ctx.world) - mine):
+            assert first is not None  # a shorter share means some batch exists
             _loss_sum(model, first, kind=kind, device=device, autocast=autocast)
     if ctx.active:
         total, n_f = ctx.sum([total, n], device)
@@ -773,11 +774,11 @@ class TrainRecipe:
         """Best weights back in, artifact + run.json + ledger event (rank 0), checkpoints removed."""
         ctx, state = self.ctx, self.state
         ctx.barrier()  # rank 0's best file is on disk before anyone reads it
-        best = state.best
-        if best is not None:
-            best = {k: v for k, v in best.items() if k not in ("file", "sha256")}
-            sha = ctx.from_main(state.best["sha256"] if state.best else None)
-            load_trainable(self.net, load_tensors(self.ckpt_dir / state.best["file"], sha), ctx)
+        saved, best = state.best, None
+        if saved is not None:
+            best = {k: v for k, v in saved.items() if k not in ("file", "sha256")}  # for run.json
+            sha = ctx.from_main(saved["sha256"])  # rank 0 computed it when it wrote the file
+            load_trainable(self.net, load_tensors(self.ckpt_dir / saved["file"], sha), ctx)
         artifact = "model" if self.method == "full" else "adapter"
         save_kwargs: dict[str, Any] = {}
         if ctx.strategy == "fsdp":  # sharded weights are gathered (collectively) for rank 0
