@@ -245,6 +245,7 @@ def test_many_labels_get_tables_in_the_body_and_matrices_in_the_appendix(workdir
     ev_path.write_text(json.dumps(ev))
     for png in (workdir / "runs/run-a").glob("confusion_matrix*.png"):
         png.unlink()
+    redecide(workdir, "run-a", policy)  # the report renders only the decision decide() makes
     write_report(workdir, policy=policy, run_id="run-a")
     html = (workdir / "runs/run-a/report.html").read_text()
     body = html[html.index('<section id="per-class">') : html.index('<section id="examples">')]

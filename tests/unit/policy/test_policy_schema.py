@@ -15,14 +15,19 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 def test_default_policy_is_the_shipped_file_and_valid() -> None:
-    assert DEFAULT_POLICY_PATH == REPO / "gates" / "default.yaml"
+    # the package ships it (importlib.resources); gates/default.yaml is the user-editable copy
+    assert DEFAULT_POLICY_PATH.read_bytes() == (REPO / "gates" / "default.yaml").read_bytes()
     pol = load_policy()
     assert isinstance(pol, GatePolicy)
-    assert pol == load_policy(REPO / "gates" / "default.yaml")
+    assert pol.digest() == load_policy(REPO / "gates" / "default.yaml").digest()
     assert len(pol.digest()) == 64
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "gates").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path",
+    sorted(p for p in (REPO / "gates").glob("*.yaml") if not p.name.endswith("-run.yaml")),
+    ids=lambda p: p.name,
+)
 def test_every_shipped_policy_validates(path: Path) -> None:
     load_policy(path)
 
