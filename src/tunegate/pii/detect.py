@@ -91,13 +91,10 @@ def _make_nlp_engine(model: str, language: str, regex_only: bool) -> Any:
                 if not spacy_model_available(model):  # double-check: load() must never download
                     raise DependencyError(f"spaCy model {model!r} is not installed")
                 nlp = spacy.load(model)
-                # NER, plus the part-of-speech tagger that the person filters and the case-restored
-                # NER pass read (verbs, plurals, lower-case proper nouns), and what they listen to
-                keep = {"ner", "tagger"}
-                for name, pipe in nlp.pipeline:
-                    if keep & set(getattr(pipe, "listening_components", None) or []):
-                        keep.add(name)
-                nlp.select_pipes(enable=[n for n in nlp.pipe_names if n in keep])
+                # only NER runs on every text; the part-of-speech tagger (and the tok2vec it listens
+                # to) stays loaded but disabled, and runs only on texts with a PERSON candidate
+                # (see _tag_persons): the person filters read its word classes
+                nlp.select_pipes(enable=[n for n in nlp.pipe_names if n == "ner"])
             self.nlp = {language: nlp}  # type: ignore[assignment]
 
         def _doc_to_nlp_artifact(self, doc: Any, language: str) -> Any:
@@ -437,6 +434,25 @@ def _camel_case(word: str) -> bool:
     return not word.startswith(_INNER_CAP_OK)
 
 
+#: Score Presidio gives spaCy NER results (the pattern recognizers here score 0.4-0.6).
+_NER_SCORE = 0.8
+#: Family forms of address that are capitalized like names but name no one.
+_FAMILY_WORDS = frozenset(
+    ["grandpa", "grandma", "granny", "grandad", "granddad", "gramps", "nana", "papa", "mama", "mom",
+     "mum", "mommy", "mummy", "dad", "daddy", "auntie", "aunty", "uncle", "aunt", "sis", "bro"]
+)  # fmt: skip
+
+
+def _lower_twin(text: str, word: str) -> bool:
+    """True if ``word`` (capitalized) also occurs in lower case as a word of ``text``: a common noun."""
+    import regex
+
+    low = word.lower()
+    if low == word:
+        return False
+    return regex.search(r"(?<![\w])" + regex.escape(low) + r"(?![\w])", text) is not None
+
+
 def _sentence_start(text: str, start: int) -> bool:
     before = text[:start].rstrip(" \t\"“'‘(*-")
     return not before or before[-1] in ".!?:;\n"
@@ -495,10 +511,21 @@ def filter_persons(text: str, spans: list[Span], tags: Sequence[tuple[int, int, 
             inner = [text[a:b] for a, b, tag in words[1:-1] if tag in _FUNCTION_TAGS]
             if not proper and any(w.islower() for w in inner):
                 continue  # "km to miles": common words around a function word, no proper noun
+            if (
+                len(words) == 1
+                and words[0][2] in _COMMON_NOUN_TAGS
+                and text[words[0][0] : words[0][1]].islower()
+                and s.score >= _NER_SCORE
+            ):
+                continue  # "koala", "garlic": only the statistical NER calls a lower-case common noun a name
             s = Span("PERSON", start, end, s.score)
         value = text[s.start : s.end].strip()
         if " " not in value and _camel_case(value):
             continue
+        if value.casefold() in _FAMILY_WORDS:
+            continue  # "Grandpa, when I grow up": a form of address, not a name
+        if " " not in value and value[:1].isupper() and _lower_twin(text, value):
+            continue  # "Product: ..." next to "the given product": the same word in lower case
         if _travel_cue().search(text, max(0, s.start - 30), s.start):
             continue  # "visit malawi", "fly to Lendava": a place
         out.append(s)
@@ -622,19 +649,44 @@ def _detect_chunk(analyzer: AnalyzerEngine, policy: PIIPolicy, texts: Sequence[s
     return out
 
 
+def _tagger_pipes(nlp: Any) -> list[Any]:
+    """The (disabled) tagger and the components it listens to, in pipeline order; [] if none."""
+    if "tagger" not in nlp.component_names:
+        return []
+    names = {"tagger"}
+    for name in nlp.component_names:
+        if "tagger" in (getattr(nlp.get_pipe(name), "listening_components", None) or []):
+            names.add(name)
+    return [nlp.get_pipe(n) for n in nlp.component_names if n in names]
+
+
 def _detect_clean(analyzer: AnalyzerEngine, policy: PIIPolicy, texts: Sequence[str]) -> list[list[Span]]:
     lang = policy.language
     entities = list(policy.entities)
     thr = min(policy.threshold_for(e) for e in entities)
     engine: Any = analyzer.nlp_engine  # our TunegateSpacyNlpEngine
-    out: list[list[Span]] = []
-    for text, doc in zip(texts, _docs(analyzer, policy, texts), strict=True):
+    docs = list(_docs(analyzer, policy, texts))
+    results = []
+    for text, doc in zip(texts, docs, strict=True):
         artifacts = engine._doc_to_nlp_artifact(doc, lang)
-        results = analyzer.analyze(
-            text=text, language=lang, entities=entities, nlp_artifacts=artifacts, score_threshold=thr
+        results.append(
+            analyzer.analyze(
+                text=text, language=lang, entities=entities, nlp_artifacts=artifacts, score_threshold=thr
+            )
         )
+    # the tagger runs only where a PERSON candidate needs its word classes (a fraction of most data)
+    need = [i for i, res in enumerate(results) if any(r.entity_type == "PERSON" for r in res)]
+    pipes = _tagger_pipes(analyzer.nlp_engine.get_nlp(lang)) if need else []  # type: ignore[attr-defined]
+    if pipes:
+        tagged = [docs[i] for i in need]
+        for pipe in pipes:
+            tagged = list(pipe.pipe(tagged, batch_size=policy.batch_size))
+        for i, doc in zip(need, tagged, strict=True):
+            docs[i] = doc
+    out: list[list[Span]] = []
+    for text, doc, res in zip(texts, docs, results, strict=True):
         tags = [(t.idx, t.idx + len(t.text), t.tag_) for t in doc] if doc.has_annotation("TAG") else None
-        out.append(postprocess(text, results, policy, tags=tags))
+        out.append(postprocess(text, res, policy, tags=tags))
     return out
 
 
