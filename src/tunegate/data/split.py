@@ -5,8 +5,8 @@ Splitting
 :func:`split_records` splits *before anything else sees the data* (no tuning decision may look
 at the hold-out). It is a pure function of the set of records and the policy:
 
-1. records are put in canonical order (by id, then by their written JSON), so input order never
-   matters;
+1. records are put in a canonical order by content (the sha256 of the record without its id and
+   source position), so neither input order nor the PII key that ids are keyed with matters;
 2. records are joined into *units* that must stay on one side: the same ``Record.group``, the same
    id (an exact duplicate), the same normalized match text, and — with
    ``policy.group_near_duplicates`` — near-duplicate clusters (MinHash LSH, see
@@ -15,9 +15,9 @@ at the hold-out). It is a pure function of the set of records and the policy:
    by ``Record.extra[policy.stratify_key]`` when set, else one stratum). Each stratum's hold-out
    target is its share of ``round(holdout_fraction * N)`` by the largest-remainder method, so every
    class lands within one record of ``holdout_fraction * n_class`` when there are no groups;
-4. within a stratum, units sorted by smallest id are permuted by a NumPy generator seeded with
-   ``(policy.seed, sha256(stratum))`` and taken greedily while that brings the count closer to the
-   target. The validation split is carved the same way from train only
+4. within a stratum, units (sorted by their first record in that order) are permuted by a NumPy
+   generator seeded with ``(policy.seed, sha256(stratum))`` and taken greedily while that brings
+   the count closer to the target. The validation split is carved the same way from train only
    (``validation_fraction`` of train, a differently derived seed).
 
 Manifest (``holdout.manifest.json``, schema version 1)
@@ -88,7 +88,7 @@ MANIFEST_SCHEMA_VERSION = 1
 # -- split -----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SplitResult:
-    """The three splits, each sorted by id (then by written JSON)."""
+    """The three splits, each sorted by id (then by written JSON); membership depends on content only."""
 
     train: list[Record]
     validation: list[Record]
@@ -115,7 +115,20 @@ class _UnionFind:
 
 
 def _canonical(records: Iterable[Record]) -> list[Record]:
+    """Records as written to a split file: by id (then by their written JSON)."""
     return sorted(records, key=lambda r: (r.id, r.to_json()))
+
+
+def _split_order(records: Iterable[Record]) -> list[Record]:
+    """The order the split is computed in: by content, not by id. Ids are keyed with the PII key,
+    so ordering by id would make the hold-out depend on the key; this order (kept in memory only)
+    makes it a function of the records' content, the seed and the policy."""
+
+    def key(r: Record) -> tuple[str, str]:
+        anonymous = r.model_copy(update={"id": "", "source": None})
+        return (sha256_text(anonymous.to_json()), anonymous.to_json())
+
+    return sorted(records, key=key)
 
 
 def _units(recs: Sequence[Record], policy: DataPolicy) -> list[list[int]]:
@@ -213,7 +226,7 @@ def split_records(records: Sequence[Record], policy: DataPolicy) -> SplitResult:
     tasks = sorted({r.task for r in records})
     if len(tasks) > 1:
         raise InputError(f"records of several task kinds cannot be split together: {tasks}")
-    recs = _canonical(records)
+    recs = _split_order(records)
     units = _units(recs, policy)
     hold, rest = _allocate(recs, units, policy.holdout_fraction, policy.seed, "holdout", policy)
     val, train = _allocate(recs, rest, policy.validation_fraction, policy.seed, "validation", policy)

@@ -137,3 +137,24 @@ def test_property_split_is_a_function_of_the_record_set(
     where = _where(a)
     for g in ("g1", "g2"):
         assert len({where[r.id] for r in recs if r.group == g}) <= 1
+
+
+def test_split_membership_does_not_depend_on_the_id_key(policy: DataPolicy) -> None:
+    """Ids are keyed with the PII key; a new key must not move records across the split."""
+    from tunegate.records import content_id
+
+    base = labelled({"a": 40, "b": 40, "c": 20})
+
+    def rekey(key: bytes) -> list[Record]:
+        return [
+            r.model_copy(update={"id": content_id(r.task, {"text": r.text, "label": r.label}, key)})
+            for r in base
+        ]
+
+    def texts(split: SplitResult) -> tuple[frozenset[str | None], ...]:
+        return tuple(frozenset(r.text for r in getattr(split, n)) for n in ("train", "validation", "holdout"))
+
+    one = split_records(rekey(b"first-key-0123456789abcdef0123456789"), policy)
+    two = split_records(rekey(b"second-key-0123456789abcdef012345678"), policy)
+    assert texts(one) == texts(two)
+    assert {r.id for r in one.holdout}.isdisjoint({r.id for r in two.holdout})
