@@ -458,7 +458,7 @@ class _StopRequest:
     def _redeliver(self) -> None:
         while not _STOP_DONE.wait(1.0):
             if self.signum is not None:
-                _thread.interrupt_main(self.signum)  # a no-op once the default handler is back
+                _thread.interrupt_main(signal.Signals(self.signum))  # no-op once SIG_DFL is back
 
 
 _STOP = _StopRequest()
