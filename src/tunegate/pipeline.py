@@ -485,7 +485,10 @@ def stop_on_signals() -> Iterator[None]:
         _STOP.note(signum)
         raise GateRunStopped(signum)
 
-    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    # a signal the caller ignores stays ignored (``nohup tunegate run ...`` must survive a hangup)
+    previous = {
+        sig: signal.signal(sig, handler) for sig in STOP_SIGNALS if signal.getsignal(sig) != signal.SIG_IGN
+    }
     _STOP.signum, _STOP.thread = None, None
     _STOP_DONE.clear()
     _STOP.active.set()
