@@ -464,7 +464,7 @@ class _StopRequest:
     def _redeliver(self) -> None:
         while not _STOP_DONE.wait(1.0):
             if self.signum is not None:
-                _thread.interrupt_main(self.signum)  # a no-op once the default handler is back
+                _thread.interrupt_main(signal.Signals(self.signum))  # no-op once SIG_DFL is back
 
 
 _STOP = _StopRequest()
@@ -491,7 +491,10 @@ def stop_on_signals() -> Iterator[None]:
         _STOP.note(signum)
         raise GateRunStopped(signum)
 
-    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    # a signal the caller ignores stays ignored (``nohup tunegate run ...`` must survive a hangup)
+    previous = {
+        sig: signal.signal(sig, handler) for sig in STOP_SIGNALS if signal.getsignal(sig) != signal.SIG_IGN
+    }
     _STOP.signum, _STOP.thread = None, None
     _STOP_DONE.clear()
     _STOP.active.set()

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 def test_default_policy_is_the_shipped_file_and_valid() -> None:
-    # the package ships it (importlib.resources); gates/default.yaml is the user-editable copy
+    # package data (tests/unit/test_defaults.py keeps gates/ equal to it)
     assert DEFAULT_POLICY_PATH.read_bytes() == (REPO / "gates" / "default.yaml").read_bytes()
     pol = load_policy()
     assert isinstance(pol, GatePolicy)
@@ -23,6 +23,7 @@ def test_default_policy_is_the_shipped_file_and_valid() -> None:
     assert len(pol.digest()) == 64
 
 
+# *-run.yaml are gate-run configs (tests/unit/test_defaults.py loads them), not policies
 @pytest.mark.parametrize(
     "path",
     sorted(p for p in (REPO / "gates").glob("*.yaml") if not p.name.endswith("-run.yaml")),
