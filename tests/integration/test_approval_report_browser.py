@@ -101,6 +101,17 @@ def test_dom_has_sections_and_plots_load(report: Path, tmp_path: Path) -> None:
     probe.write_text(html.replace("</body>", PROBE + "</body>"))
     res = _chromium(tmp_path, "--dump-dom", "--virtual-time-budget=5000", probe.as_uri())
     dom = res.stdout
-    for s in ("data-card", "split-manifest", "training-config", "metrics", "confusion-matrix", "decision"):
+    for s in (
+        "brief",
+        "data-card",
+        "split-manifest",
+        "training-config",
+        "metrics",
+        "per-class",
+        "confusion-matrix",
+        "examples",
+        "decision",
+    ):
         assert f'id="{s}"' in dom, res.stderr[-2000:]
-    assert 'data-images="3"' in dom and 'data-loaded="3"' in dom
+    # metric forest plot, training curve, baseline and tuned confusion matrices: all decode
+    assert 'data-images="4"' in dom and 'data-loaded="4"' in dom

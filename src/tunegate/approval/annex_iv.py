@@ -9,6 +9,12 @@ verify and promote refuse approval while any human field is empty or a placehold
 
 Art. 12 (record-keeping) maps to the hash-chained ledger and its signed checkpoints; Art. 14
 (human oversight) maps to the signed approvals. The document names both with their digests.
+
+Written as Markdown, HTML (offline, the report's look) and PDF, with the same summaries as the
+approval report. Before a run is signed the files go into ``runs/<id>/`` and are signed with
+it; once it carries an approval they go to ``WORKDIR/annex_iv/<id>/`` instead (and a missing
+``annex_iv_human.yaml`` is not created), because adding files to a signed run would
+invalidate every approval. The document and the command say where it went and why.
 """
 
 from __future__ import annotations

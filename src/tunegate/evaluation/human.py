@@ -1,10 +1,11 @@
 """Human evaluation: a blind, stratified A/B sample for reviewers, and their ratings back as evidence.
 
-Export writes ``human_eval.csv`` and ``human_eval.html`` (item, input, reference, output A,
-output B) and, separately, ``human_eval_key.json`` saying which side is the tuned model for each
-item, so reviewers never see it. The side is drawn per item from a seeded generator. The sample
-is stratified by label (classification), by ``group`` when records have one, else by reference
-length tercile, with proportional allocation (at least one item per stratum).
+Export writes ``human_eval.csv`` (rater, item, input, reference, output A, output B,
+preference, comment) and ``human_eval.html`` and, separately, ``human_eval_key.json`` saying
+which side is the tuned model for each item, so reviewers never see it. The side is drawn per
+item from a seeded generator. The sample is stratified by label (classification), by ``group``
+when records have one, else by reference length tercile, with proportional allocation (at least
+one item per stratum).
 
 The exported CSV is also the rating form: each reviewer fills ``rater`` (their name) and
 ``preference`` (``A``, ``B`` or ``tie``) in a copy and sends it back; import reads one or more such
