@@ -18,6 +18,9 @@ OFFLINE_ENV = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY": "false",
     "TOKENIZERS_PARALLELISM": "false",
+    # Prefect's temporary API server gets 20 s to start by default; on a busy 2-core machine it
+    # needs longer, and a timeout there would stop a gate-run before its first stage.
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
 }
 
 
