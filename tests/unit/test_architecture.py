@@ -69,7 +69,7 @@ LAYER0 = {
     "tunegate.workdir",
     "tunegate.yamlio",
 }
-LAYER1 = {"tunegate.records", "tunegate.ledger", "tunegate.resources"}
+LAYER1 = {"tunegate.records", "tunegate.ledger", "tunegate.resources", "tunegate.models"}
 
 
 def _module_name(path: Path) -> str:

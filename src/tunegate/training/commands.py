@@ -13,6 +13,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tunegate.models import MODEL_HELP
+
 console = Console()
 
 
@@ -24,7 +26,7 @@ def register(app: typer.Typer) -> None:
         workdir: Path = typer.Argument(
             ..., help="Workdir prepared by `tunegate prepare` (reads WORKDIR/data)."
         ),
-        model: str = typer.Option(..., "--model", help="Base model: a local folder or a cached hub id."),
+        model: str = typer.Option(..., "--model", help=MODEL_HELP),
         method: str = typer.Option("lora", "--method", help="full | lora | qlora | dora"),
         config: Path | None = typer.Option(None, "--config", help="Run config YAML (see gates/training/)."),
         set_: list[str] = typer.Option(

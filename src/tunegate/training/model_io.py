@@ -86,6 +86,12 @@ def resolve_model(model: str | Path) -> ModelSource:
     path = Path(name).expanduser()
     revision: str | None = None
     if not path.is_dir():
+        from tunegate.models import named_model_dir
+
+        named = named_model_dir(name)
+        if named is not None:
+            path = named
+    if not path.is_dir():
         # Cache lookup only (no network API exists on this path): the snapshot holding config.json.
         from huggingface_hub import try_to_load_from_cache
 
