@@ -220,6 +220,8 @@ def library_output(
                 bind_workdir(workdir)
             yield log.path
     finally:
+        # a command that fails prints exactly one error line: no pointer to the log then
+        failing = sys.exc_info()[0] is not None
         sys.stderr = real
         redirect.active = False
         logging.captureWarnings(False)
@@ -238,7 +240,7 @@ def library_output(
         path = log.path
         log.close()
         _state.update(log=None, real=None)
-        if path is not None and log.chars:
+        if path is not None and log.chars and not failing:
             real.write(f"library messages: {path} (--verbose shows them)\n")
 
 
