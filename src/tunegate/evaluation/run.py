@@ -152,7 +152,7 @@ def plot_confusion(counts: Any, labels: list[str], path: Path, title: str) -> Pa
 def resolve_device(setting: str = "auto") -> str:
     """The evaluation stage's device (``auto``: CUDA when present). The one place evaluation
     resolves it, so the shared setting can be switched in here."""
-    from tunegate.training.model_io import resolve_device as _resolve
+    from tunegate.resources import resolve_device as _resolve
 
     return _resolve(setting)
 
