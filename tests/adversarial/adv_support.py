@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from approval_fixtures import Reviewers
+from helpers.approval_fixtures import Reviewers
 
 from tunegate.policy.schema import GatePolicy
 

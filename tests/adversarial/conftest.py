@@ -15,15 +15,12 @@ Each test names the promise it attacks (see docs/threat-model.md) in its module 
 from __future__ import annotations
 
 import shutil
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "approval"))
 from adv_support import Env
-from approval_fixtures import Reviewers, make_policy, redecide, write_data, write_run
+from helpers.approval_fixtures import Reviewers, make_policy, redecide, write_data, write_run
 
 from tunegate.approval.keys import generate_keypair
 

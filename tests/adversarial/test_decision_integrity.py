@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from adv_support import Env
-from approval_fixtures import make_policy
+from helpers.approval_fixtures import make_policy
 
 from tunegate.approval.decision import verified_decision
 from tunegate.approval.promote import promote

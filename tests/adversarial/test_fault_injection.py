@@ -15,18 +15,15 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from _safety_helpers import REPO, Result, assert_clean_error, run_tunegate
+from helpers.approval_fixtures import make_policy, write_data, write_run
 
 from tunegate import ledger
 from tunegate.approval.checkpoint import verify_checkpoints
-
-sys.path.insert(0, str(REPO / "tests" / "unit" / "approval"))
-from approval_fixtures import make_policy, write_data, write_run
 
 pytestmark = pytest.mark.slow
 

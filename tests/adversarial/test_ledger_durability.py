@@ -15,12 +15,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from _safety_helpers import REPO, assert_clean_error, base_env, file_size_limit, run_tunegate
+from _safety_helpers import assert_clean_error, base_env, file_size_limit, run_tunegate
+from helpers.approval_fixtures import write_data, write_run
 
 from tunegate import ledger
-
-sys.path.insert(0, str(REPO / "tests" / "unit" / "approval"))
-from approval_fixtures import write_data, write_run
 
 
 @pytest.fixture(scope="module")

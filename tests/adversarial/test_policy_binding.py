@@ -22,7 +22,7 @@ from tunegate.policy.pinned import pin_policy, resolve_policy
 
 
 def test_looser_policy_at_verify_and_promote_is_refused(signed: Env) -> None:
-    from approval_fixtures import make_policy
+    from helpers.approval_fixtures import make_policy
 
     loose = make_policy(signed.reviewers.approvers, min_approvals=1)
     (next((signed.wd / "runs/run-a/approvals").glob("*.dsse.json"))).unlink()
@@ -37,7 +37,7 @@ def test_looser_policy_at_verify_and_promote_is_refused(signed: Env) -> None:
 
 
 def test_policy_mismatch_names_both_digests(signed: Env) -> None:
-    from approval_fixtures import make_policy, redecide
+    from helpers.approval_fixtures import make_policy, redecide
 
     loose = make_policy(signed.reviewers.approvers, min_approvals=1)
     redecide(signed.wd, "run-a", loose)

@@ -50,7 +50,7 @@ def test_cwd_keys_are_never_trusted_by_a_relative_policy(
     keys = _attacker_cwd(tmp_path / "evil")
     monkeypatch.chdir(tmp_path / "evil")
     assert resolve_trust_root(pol).path == (gates / "approvers").resolve()
-    from approval_fixtures import redecide
+    from helpers.approval_fixtures import redecide
 
     from tunegate.approval.report import write_report
 

@@ -16,9 +16,7 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests" / "unit" / "approval"))
-sys.path.insert(0, str(REPO))
-from approval_fixtures import make_policy, write_data, write_run  # noqa: E402
+from helpers.approval_fixtures import make_policy, write_data, write_run  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,6 @@ from tunegate.policy.schema import load_policy
 from tunegate.prepare import prepare_data
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
 
 pytestmark = pytest.mark.slow
 COMPARED = ("train.jsonl", "validation.jsonl", "holdout.jsonl", "holdout.manifest.json")

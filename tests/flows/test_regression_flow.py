@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +11,6 @@ import pytest
 from tunegate.provenance import sha256_file
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests" / "integration"))
 
 pytestmark = pytest.mark.slow
 
@@ -21,8 +18,8 @@ pytestmark = pytest.mark.slow
 def test_recheck_rescoring_a_real_run_keeps_signed_evidence(
     stories260k: Path, tmp_path: Path, quick_lora_config: Any
 ) -> None:
+    from helpers.eval_workdirs import classification_workdir as _workdir
     from prefect.testing.utilities import prefect_test_harness
-    from test_evaluate_classification import _workdir
 
     from flows.regression import regression_recheck_flow
     from tunegate.evaluation.run import decide_run, evaluate_run

@@ -8,13 +8,10 @@ approval unit tests' generator.
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "approval"))
-from approval_fixtures import make_policy, write_data, write_run
+from helpers.approval_fixtures import make_policy, write_data, write_run
 
 from tunegate.cli import main
 

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "approval"))
-from approval_fixtures import make_policy, refresh_evidence, write_data, write_run
+from helpers.approval_fixtures import make_policy, refresh_evidence, write_data, write_run
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_shared]
 

@@ -10,13 +10,10 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "approval"))
-from approval_fixtures import make_policy, write_data, write_run
+from helpers.approval_fixtures import make_policy, write_data, write_run
 
 from tunegate.approval.report import write_report
 

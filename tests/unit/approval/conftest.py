@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from approval_fixtures import Reviewers, make_policy, write_data, write_run
+from helpers.approval_fixtures import Reviewers, make_policy, write_data, write_run
 
 from tunegate.approval.keys import generate_keypair
 from tunegate.policy.schema import GatePolicy
@@ -68,7 +68,7 @@ def policy_factory(reviewers: Reviewers) -> Callable[..., GatePolicy]:
 @pytest.fixture()
 def adopt_policy() -> Callable[..., None]:
     """Re-decide and re-report runs under another policy (a decision is only valid under its policy)."""
-    from approval_fixtures import redecide
+    from helpers.approval_fixtures import redecide
 
     from tunegate.approval.report import write_report
 

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from approval_fixtures import Reviewers, redecide
+from helpers.approval_fixtures import Reviewers, redecide
 
 from tunegate import ledger
 from tunegate.approval.report import write_report

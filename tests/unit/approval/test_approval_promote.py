@@ -8,7 +8,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from approval_fixtures import Reviewers, make_policy
+from helpers.approval_fixtures import Reviewers, make_policy
 
 from tunegate.approval.promote import load_from_registry, promote
 from tunegate.approval.report import write_report

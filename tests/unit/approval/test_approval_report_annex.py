@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from approval_fixtures import Reviewers, redecide
+from helpers.approval_fixtures import Reviewers, redecide
 
 from tunegate.approval.annex_iv import HUMAN_FIELDS, MARK, write_annex_iv
 from tunegate.approval.report import CSP, write_report

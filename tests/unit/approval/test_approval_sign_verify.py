@@ -10,7 +10,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from approval_fixtures import Reviewers
+from helpers.approval_fixtures import Reviewers
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -278,7 +278,7 @@ def test_ledger_truncated_after_approval_is_detected(workdir: Path, reviewers: R
 
 
 def test_canaries_never_in_ledger_report_or_signatures(workdir: Path, reviewers: Reviewers, policy) -> None:  # type: ignore[no-untyped-def]
-    from approval_fixtures import CANARIES
+    from helpers.approval_fixtures import CANARIES
 
     from tunegate.approval.annex_iv import write_annex_iv
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from datagate_helpers import cls, inst, sentence
+from helpers.datagate_helpers import cls, inst, sentence
 
 from tunegate.data.agreement import check_agreement, cohen_kappa
 from tunegate.data.config import DataPolicy

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from datagate_helpers import cls, ids, inst, labelled, sentence
+from helpers.datagate_helpers import cls, ids, inst, labelled, sentence
 
 from tunegate.data.config import DataPolicy
 from tunegate.data.duplicates import (

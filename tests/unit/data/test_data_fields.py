@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from datagate_helpers import labelled
+from helpers.datagate_helpers import labelled
 
 from tunegate.data.config import DataPolicy
 from tunegate.data.labels import check_labels

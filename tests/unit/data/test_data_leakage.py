@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datagate_helpers import cls, labelled, sentence
+from helpers.datagate_helpers import cls, labelled, sentence
 
 from tunegate.data.config import DataPolicy
 from tunegate.data.leakage import check_leakage

@@ -7,7 +7,7 @@ import random
 from pathlib import Path
 
 import pytest
-from datagate_helpers import cls, labelled
+from helpers.datagate_helpers import cls, labelled
 
 from tunegate.data.config import DataPolicy
 from tunegate.data.split import (

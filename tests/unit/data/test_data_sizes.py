@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from datagate_helpers import labelled
+from helpers.datagate_helpers import labelled
 
 from tunegate.data.config import DataPolicy
 from tunegate.data.sizes import check_sizes, size_band, size_message
@@ -71,7 +71,7 @@ def test_instruction_has_no_per_class_check(policy: DataPolicy) -> None:
 
 
 def test_messages_name_the_short_labels_and_read_the_right_way(policy: DataPolicy) -> None:
-    from datagate_helpers import labelled
+    from helpers.datagate_helpers import labelled
 
     train = labelled({"billing": 12, "refund": 3, "other": 0})
     hold = labelled({"billing": 4, "refund": 1}, salt="h")

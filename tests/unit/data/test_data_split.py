@@ -6,7 +6,7 @@ import random
 from collections import Counter
 
 import pytest
-from datagate_helpers import cls, ids, inst, labelled, sentence
+from helpers.datagate_helpers import cls, ids, inst, labelled, sentence
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

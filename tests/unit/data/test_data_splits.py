@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from datagate_helpers import labelled
+from helpers.datagate_helpers import labelled
 
 from tunegate.data.config import DataPolicy
 from tunegate.data.split import SplitResult, assert_not_in_holdout, freeze_holdout, load_holdout_manifest

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from datagate_helpers import labelled
+from helpers.datagate_helpers import labelled
 
 from tunegate import ledger
 from tunegate.data.config import DataPolicy

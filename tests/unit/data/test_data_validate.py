@@ -7,7 +7,7 @@ from typing import Any
 
 import great_expectations as gx
 import pytest
-from datagate_helpers import chat, cls, inst, labelled
+from helpers.datagate_helpers import chat, cls, inst, labelled
 
 from tunegate.data.config import DataPolicy, LengthBounds
 from tunegate.data.validate import (

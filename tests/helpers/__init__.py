@@ -1,0 +1,1 @@
+"""Shared test code (importable as ``helpers``: pytest's ``pythonpath`` includes tests/)."""
