@@ -54,11 +54,12 @@ def test_classification_run(
     strongest = max(ev.baselines, key=lambda b: (b.metrics["macro_f1"].baseline, -names.index(b.name)))
     assert imp.figures["compared_with"] == strongest.name
     lcb = strongest.metrics["macro_f1"].ci_low
-    # A few CPU steps may or may not beat the strongest baseline on 16 items; the gate must follow
-    # the interval either way (strictly above 0), and say why when it fails.
-    assert imp.passed == (lcb > 0.0)
-    per_class_ok = by["min_per_class_f1"].passed and by["max_per_class_drop"].passed
-    assert decision.verdict == ("pass" if lcb > 0.0 and per_class_ok else "fail")
+    # The label is a function of the event words, so TF-IDF + logistic regression is perfect on the
+    # hold-out (macro-F1 1.0): it is the strongest baseline, nothing can improve on it, and the gate
+    # must say so (pinned verdict, not "either way").
+    assert strongest.name == "tfidf_logreg" and tfidf.metrics["macro_f1"].baseline == 1.0
+    assert lcb <= 0.0 and imp.passed is False and "tfidf_logreg" in imp.message
+    assert decision.verdict == "fail"
     for c in decision.checks:
         if c.blocking:
             assert c.name in {"min_improvement_lcb", "min_per_class_f1", "max_per_class_drop"}, c
