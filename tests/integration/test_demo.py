@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import sysconfig
@@ -112,23 +113,23 @@ def test_init_and_validate_policy_from_the_wheel(wheel_venv: Path, tmp_path: Pat
 def test_demo_end_to_end_from_the_wheel(wheel_venv: Path, tmp_path: Path) -> None:
     env = _outside_env()
     out = tmp_path / "demo"
-    r = subprocess.run(
-        [
-            str(wheel_venv / "python"),
-            "-m",
-            "tunegate.cli",
-            "demo",
-            "--out",
-            "demo",
-            "--no-full",
-            "--no-generation",
-        ],
-        capture_output=True,
+    cmd = [str(wheel_venv / "python"), "-m", "tunegate.cli", "demo", "--out", "demo", "--no-full"]
+    proc = subprocess.Popen(
+        [*cmd, "--no-generation"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         env=env,
         cwd=tmp_path,  # outside the checkout, relative --out
-        timeout=1200,
+        start_new_session=True,
     )
+    try:
+        stdout, stderr = proc.communicate(timeout=1200)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # with Prefect's temporary server: no orphan
+        proc.communicate()
+        raise
+    r = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     assert "using the demo key file" in r.stdout
     assert "where everything is" in r.stdout and "promoted" in r.stdout
