@@ -128,6 +128,9 @@ def _stoppable(call: Callable[[], T], *, resume: str) -> T:
         os._exit(128 + stop.signum)
 
 
+STAGE_ORDER = ("prepare", "baseline", "train", "evaluate", "decide", "report")
+
+
 def _print_gate_result(title: str, result: dict[str, Any]) -> None:
     """The verdict, every gate check with its figures' summary, and the approval status."""
     import json
@@ -138,6 +141,15 @@ def _print_gate_result(title: str, result: dict[str, Any]) -> None:
     out_console.print(
         f"[bold]{title}[/]: gate {verdict}; " + (f"stopped at {stopped}" if stopped else "promoted")
     )
+    # which stages ran and which were skipped because their inputs and outputs verified
+    stages = [s for s in STAGE_ORDER if isinstance(result.get(s), dict) and "skipped" in result[s]]
+    if stages:
+        out_console.print(
+            "  stages: "
+            + ", ".join(f"{s} {'skipped (verified)' if result[s]['skipped'] else 'ran'}" for s in stages),
+            highlight=False,
+            soft_wrap=True,
+        )
     path = Path(result.get("workdir", "")) / "runs" / str(result.get("run_id")) / "decision.json"
     if decision and path.is_file():
         for check in json.loads(path.read_text(encoding="utf-8")).get("checks", []):

@@ -137,9 +137,12 @@ def test_sigkill_mid_training_then_resume_matches_uninterrupted_run(
     a, b = _artifacts(clean), _artifacts(crash)
     assert a and a == b
 
-    # 3. a third run skips every completed stage (digests verify)
+    # 3. a third run skips every completed stage (digests verify), and says so
     proc = _run(crash_cfg)
     out, _ = proc.communicate(timeout=300)
+    stages_line = next(line for line in out.splitlines() if line.strip().startswith("stages:"))
+    for stage in ("prepare", "baseline", "train", "evaluate", "decide", "report"):
+        assert f"{stage} skipped (verified)" in stages_line, stages_line
     state = read_state(crash)
     assert _artifacts(crash) == b
     assert state["train"] == resumed["train"]
