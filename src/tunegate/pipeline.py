@@ -24,13 +24,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from tunegate.errors import ConfigError, StageError
+from tunegate.errors import StageError
 from tunegate.provenance import atomic_write_json, digest_json, sha256_file, sha256_tree
 from tunegate.resources import resolve_device
 from tunegate.training.train import operator_identity  # noqa: F401  (the one definition; re-exported)
+from tunegate.yamlio import read_yaml_mapping, validate_mapping
 
 STATE_REL = Path("pipeline") / "state.json"
 STAGES = ("prepare", "baseline", "train", "evaluate", "decide", "report", "approval", "promote")
@@ -69,14 +69,7 @@ class GateRunConfig(BaseModel):
 def load_gate_run_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> GateRunConfig:
     """Load a gate-run YAML; relative paths in it are resolved against the YAML's folder."""
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: gate-run config not found")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError:
-        raise ConfigError(f"{p}: not valid YAML") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{p}: a gate-run config must be a mapping")
+    data = read_yaml_mapping(p, what="gate-run config", hint="see gates/demo-run.yaml, or `tunegate init`")
     data = {**data, **(overrides or {})}
     for key in ("data", "workdir", "policy", "train_config", "registry", "approvers_dir", "model"):
         v = data.get(key)
@@ -86,11 +79,7 @@ def load_gate_run_config(path: str | Path, overrides: Mapping[str, Any] | None =
         # `model` only when such a folder exists (else it may be a cached model id)
         if key != "model" or (p.parent / v).exists():
             data[key] = str((p.parent / v).resolve())
-    try:
-        return GateRunConfig.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"{p}: invalid gate-run config: {problems}") from None
+    return validate_mapping(GateRunConfig, data, source=str(p), what="gate-run config", show_input=True)
 
 
 # -- stage bookkeeping ---------------------------------------------------------------------------

@@ -52,21 +52,27 @@ def read_yaml_mapping(path: str | Path, *, what: str = "config", hint: str | Non
     return data
 
 
-def format_validation_error(source: str, exc: ValidationError, *, what: str = "config") -> str:
-    """``source: the <what> is invalid:`` then one ``  loc: message`` line per problem."""
+def format_validation_error(
+    source: str, exc: ValidationError, *, what: str = "config", show_input: bool = False
+) -> str:
+    """``source: the <what> is invalid:`` then one ``  loc: message`` line per problem
+    (``(got <value>)`` appended with ``show_input``: configs, never data records)."""
     lines = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "<root>"
-        lines.append(f"  {loc}: {err['msg']}")
+        got = f" (got {err.get('input')!r})" if show_input and err.get("type") != "missing" else ""
+        lines.append(f"  {loc}: {err['msg']}{got}")
     return f"{source}: the {what} is invalid:\n" + "\n".join(lines)
 
 
-def validate_mapping(model: type[M], data: Mapping[str, Any], *, source: str, what: str = "config") -> M:
+def validate_mapping(
+    model: type[M], data: Mapping[str, Any], *, source: str, what: str = "config", show_input: bool = False
+) -> M:
     """``model.model_validate(data)`` with the one error format."""
     try:
         return model.model_validate(dict(data))
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(source, exc, what=what)) from None
+        raise ConfigError(format_validation_error(source, exc, what=what, show_input=show_input)) from None
 
 
 def load_yaml_model(path: str | Path, model: type[M], *, what: str = "config", hint: str | None = None) -> M:

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from tunegate.errors import ConfigError
+from tunegate.yamlio import read_yaml_mapping, validate_mapping
 
 Method = Literal["full", "lora", "qlora", "dora"]
 METHODS: tuple[str, ...] = ("full", "lora", "qlora", "dora")
@@ -215,14 +216,7 @@ def config_from_mapping(data: Any, *, source: str = "<config>") -> TrainConfig:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: a run config must be a YAML mapping, got {type(data).__name__}")
-    try:
-        return TrainConfig.model_validate(data)
-    except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"]) or "<root>"
-            lines.append(f"  {loc}: {err['msg']} (got {err.get('input')!r})")
-        raise ConfigError(f"{source}: the run config is invalid:\n" + "\n".join(lines)) from None
+    return validate_mapping(TrainConfig, data, source=source, what="run config", show_input=True)
 
 
 def load_run_config(
@@ -232,19 +226,8 @@ def load_run_config(
     data: dict[str, Any] = {}
     source = "<defaults>"
     if path is not None:
-        p = Path(path)
-        source = str(p)
-        if not p.is_file():
-            raise ConfigError(f"{p}: run config not found", hint="see gates/training/*.yaml for examples")
-        try:
-            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" line {mark.line + 1}" if mark is not None else ""
-            raise ConfigError(f"{p}:{where} is not valid YAML") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{p}: a run config must be a YAML mapping, got {type(loaded).__name__}")
-        data = loaded or {}
+        source = str(path)
+        data = read_yaml_mapping(path, what="run config", hint="see gates/training/*.yaml for examples")
     if overrides:
         data = apply_overrides(data, overrides)
         source = f"{source} with --set {' '.join(overrides)}"
