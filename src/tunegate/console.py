@@ -271,6 +271,8 @@ class Progress:
         self.stream = stream
         self.tty = tty
         self.done = 0
+        #: a short note appended to plain progress lines (e.g. "loss 1.2345")
+        self.note = ""
         self._bar: Any = None
         self._task: Any = None
         self._t0 = 0.0
@@ -319,10 +321,16 @@ class Progress:
             pct = 100.0 * self.done / self.total
             left = el / self.done * (self.total - self.done) if self.done else None
             eta = f", about {_fmt_s(left)} left" if left is not None else ""
+            note = f", {self.note}" if self.note else ""
             return (
-                f"{self.stage}: {self.done}/{self.total} {self.unit} ({pct:.0f}%), {_fmt_s(el)} elapsed{eta}"
+                f"{self.stage}: {self.done}/{self.total} {self.unit} ({pct:.0f}%){note}, "
+                f"{_fmt_s(el)} elapsed{eta}"
             )
-        return f"{self.stage}: {self.done} {self.unit}, {_fmt_s(el)} elapsed"
+        return (
+            f"{self.stage}: {self.done} {self.unit}"
+            + (f", {self.note}" if self.note else "")
+            + (f", {_fmt_s(el)} elapsed")
+        )
 
     def advance(self, n: int = 1) -> None:
         self.done += n

@@ -63,3 +63,27 @@ def test_plain_progress_lines_when_not_a_terminal() -> None:
         for _ in range(100):
             p.advance()
     assert len(quiet.getvalue().splitlines()) == 2  # started + done: no line per step
+
+
+def test_training_progress_is_plain_lines_when_output_is_not_a_terminal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 13: a training run whose output goes to a log file is never silent."""
+    import io
+
+    from tunegate.training.train import _Progress
+
+    out, err = io.StringIO(), io.StringIO()
+    monkeypatch.setattr("sys.stdout", out)
+    monkeypatch.setattr("sys.stderr", err)
+    with _Progress("run-1", 10, 0, True) as bar:
+        bar.update(completed=4, loss="1.2500")
+        bar.update(val="1.1000")
+        bar.update(completed=10, loss="0.7500")
+    lines = err.getvalue().splitlines()
+    assert lines[0] == "train run-1: started, 10 steps"
+    assert lines[-1].startswith("train run-1: 10/10 steps (100%), loss 0.7500  val 1.1000")
+    assert lines[-1].endswith(": done") and "\x1b[" not in err.getvalue()
+    with _Progress("run-2", 10, 0, False) as bar:  # progress off: nothing at all
+        bar.update(completed=10, loss="0.1")
+    assert "run-2" not in err.getvalue()

@@ -386,37 +386,58 @@ class Schedule:
 
 
 class _Progress:
-    """A rich progress bar when asked for, else nothing."""
+    """Training progress: a rich bar on a terminal; plain periodic lines (step, loss, ETA) when the
+    output goes to a file or a pipe, so a 20-minute run in a log is never silent; else nothing."""
 
     def __init__(self, run_id: str, total: int, done: int, enabled: bool) -> None:
         self._bar: Any = None
         self._task: Any = None
+        self._plain: Any = None
         self._args = (run_id, total, done)
         self._enabled = enabled
+        self._fields: dict[str, str] = {}
 
     def __enter__(self) -> _Progress:
-        if self._enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        if not self._enabled:
+            return self
+        import sys
 
-            run_id, total, done = self._args
-            self._bar = Progress(
-                TextColumn(f"[bold]{run_id}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("loss {task.fields[loss]}  val {task.fields[val]}"),
-                TimeRemainingColumn(),
-                transient=False,
-            ).__enter__()
-            self._task = self._bar.add_task("train", total=total, completed=done, loss="-", val="-")
+        run_id, total, done = self._args
+        if not sys.stdout.isatty():
+            from tunegate.console import Progress
+
+            self._plain = Progress(f"train {run_id}", total, unit="steps").__enter__()
+            self._plain.done = done
+            return self
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+        from rich.progress import Progress as RichProgress
+
+        self._bar = RichProgress(
+            TextColumn(f"[bold]{run_id}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}  val {task.fields[val]}"),
+            TimeRemainingColumn(),
+            transient=False,
+        ).__enter__()
+        self._task = self._bar.add_task("train", total=total, completed=done, loss="-", val="-")
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
             self._bar.__exit__(*exc)
+        if self._plain is not None:
+            self._plain.__exit__(*exc)
 
     def update(self, **fields_: Any) -> None:
         if self._bar is not None:
             self._bar.update(self._task, **fields_)
+        if self._plain is not None:
+            self._fields.update({k: str(v) for k, v in fields_.items() if k in ("loss", "val")})
+            self._plain.note = "  ".join(f"{k} {v}" for k, v in self._fields.items())
+            completed = fields_.get("completed")
+            if isinstance(completed, int) and completed > self._plain.done:
+                self._plain.advance(completed - self._plain.done)
 
 
 class TrainRecipe:
