@@ -349,3 +349,27 @@ class Progress:
             self._line(self.status().replace(" elapsed", " in total").split(", about")[0] + ": done")
         else:
             self._line(self.status() + ": stopped")
+
+
+class _NoProgress:
+    """What :func:`progress` returns outside the CLI: library callers and tests see nothing."""
+
+    done = 0
+    note = ""
+
+    def __enter__(self) -> _NoProgress:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+
+
+def progress(stage: str, total: int | None, *, unit: str = "items") -> Progress | _NoProgress:
+    """A :class:`Progress` while a ``tunegate`` command runs (inside :func:`library_output`), so
+    long library loops (prediction, generation) report to the user; a no-op elsewhere."""
+    if _state.get("command") is None or _state.get("log") is None:
+        return _NoProgress()
+    return Progress(stage, total, unit=unit)

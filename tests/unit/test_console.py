@@ -87,3 +87,25 @@ def test_training_progress_is_plain_lines_when_output_is_not_a_terminal(
     with _Progress("run-2", 10, 0, False) as bar:  # progress off: nothing at all
         bar.update(completed=10, loss="0.1")
     assert "run-2" not in err.getvalue()
+
+
+def test_library_loops_report_progress_only_inside_a_command(tmp_path: Path) -> None:
+    """Prediction and generation loops call console.progress: silent for library callers and
+    tests, plain lines (off a terminal) while a `tunegate` command runs."""
+    import io
+
+    quiet = console.progress("classify", 3, unit="texts")
+    with quiet as bar:
+        bar.advance(3)
+    assert type(quiet).__name__ == "_NoProgress"
+    err = io.StringIO()
+    real = sys.stderr
+    sys.stderr = err
+    try:
+        with console.library_output(tmp_path, command="evaluate", verbose=False):
+            with console.progress("classify", 3, unit="texts") as bar:
+                bar.advance(3)
+    finally:
+        sys.stderr = real
+    text = err.getvalue()
+    assert "classify: started, 3 texts" in text and "classify: 3/3 texts (100%)" in text

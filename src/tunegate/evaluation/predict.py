@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from tunegate.console import progress
+
 
 def _device_of(model: Any) -> torch.device:
     try:
@@ -69,8 +71,10 @@ def generate_batched(
     out: list[str] = [""] * len(prompts)
     try:
         order = _order_by_length(tokenizer, prompts)
+        bar = progress("generate", len(order), unit="prompts").__enter__()
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
+            bar.advance(len(idx))
             enc = tokenizer(
                 [prompts[i] for i in idx],
                 return_tensors="pt",
@@ -91,6 +95,7 @@ def generate_batched(
             texts = tokenizer.batch_decode(new, skip_special_tokens=True)
             for i, t in zip(idx, texts, strict=True):
                 out[i] = t.strip()
+        bar.__exit__(None, None, None)
     finally:
         tokenizer.padding_side = old_side
         tokenizer.truncation_side = old_trunc
@@ -209,11 +214,13 @@ def seq_cls_predict(
         return out
     ids = tokenizer(list(texts), truncation=True, max_length=max_input_tokens)["input_ids"]
     order = sorted(range(len(ids)), key=lambda i: (-len(ids[i]), i))
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        enc = tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt").to(device)
-        pred = model(**enc).logits.argmax(dim=-1).cpu().numpy()
-        out[idx] = pred
+    with progress("classify", len(order), unit="texts") as bar:
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            enc = tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt").to(device)
+            pred = model(**enc).logits.argmax(dim=-1).cpu().numpy()
+            out[idx] = pred
+            bar.advance(len(idx))
     return out
 
 
