@@ -102,9 +102,11 @@ def test_library_loops_report_progress_only_inside_a_command(tmp_path: Path) -> 
     real = sys.stderr
     sys.stderr = err
     try:
-        with console.library_output(tmp_path, command="evaluate", verbose=False):
-            with console.progress("classify", 3, unit="texts") as bar:
-                bar.advance(3)
+        with (
+            console.library_output(tmp_path, command="evaluate", verbose=False),
+            console.progress("classify", 3, unit="texts") as bar,
+        ):
+            bar.advance(3)
     finally:
         sys.stderr = real
     text = err.getvalue()
