@@ -39,9 +39,12 @@ from tunegate.errors import ConfigError, InputError, IntegrityError, StageError
 from tunegate.ledger import append_event
 from tunegate.provenance import (
     atomic_write_json,
+    atomic_write_text,
     digest_json,
     git_info,
     package_versions,
+    pretty_json,
+    sha256_bytes,
     sha256_file,
     sha256_tree,
 )
@@ -815,9 +818,12 @@ class TrainRecipe:
             return TrainResult(self.run_id, self.run_dir, metrics={"steps": state.step}, rank=ctx.rank)
         artifact_digest = self._save_artifact(artifact, save_kwargs)
         run = self._run_record(artifact, artifact_digest, best, peak)
-        atomic_write_json(self.run_dir / "run.json", run)
+        # Ledger first, then run.json (what makes the run "finished"): a crash in between leaves an
+        # unfinished run that resumes from its checkpoint, never a finished run the ledger never saw.
+        text = pretty_json(run)
+        self._ledger_event(run, artifact, artifact_digest, sha256_bytes(text.encode("utf-8")))
+        atomic_write_text(self.run_dir / "run.json", text)
         shutil.rmtree(self.ckpt_dir, ignore_errors=True)
-        self._ledger_event(run, artifact, artifact_digest)
         metrics = {
             "final_loss": state.loss_curve[-1]["loss"] if state.loss_curve else None,
             "best_val_loss": best["val_loss"] if best else None,
@@ -918,7 +924,9 @@ class TrainRecipe:
             "artifact_digest": artifact_digest,
         }
 
-    def _ledger_event(self, run: dict[str, Any], artifact: str, artifact_digest: str) -> None:
+    def _ledger_event(
+        self, run: dict[str, Any], artifact: str, artifact_digest: str, run_json_digest: str
+    ) -> None:
         d, best = self.data, run["best"]
         append_event(
             self.workdir,
@@ -929,7 +937,7 @@ class TrainRecipe:
                 "holdout_manifest": d.manifest_digest,
                 "base_model": self.src.digest,
             },
-            outputs={"run_json": sha256_file(self.run_dir / "run.json"), artifact: artifact_digest},
+            outputs={"run_json": run_json_digest, artifact: artifact_digest},
             config_digest=run["config_digest"],
             details={
                 "run_id": self.run_id,
