@@ -134,3 +134,27 @@ def test_only_the_cli_imports_command_modules() -> None:
         "command modules parse and print; library code goes in the stage package: "
         f"{offenders + flow_offenders}"
     )
+
+
+def test_approval_modules_form_no_import_cycle() -> None:
+    """annex_iv -> report -> sign -> annex_iv was a cycle (through a function-level import); the
+    approval package's modules, counting imports inside functions, must form none."""
+    graph = _modules()
+    approval = {m: {d for d in deps if d.startswith("tunegate.approval.")} for m, deps in graph.items()}
+    approval = {m: deps for m, deps in approval.items() if m.startswith("tunegate.approval.")}
+    state: dict[str, int] = {}
+
+    def visit(mod: str, path: list[str]) -> list[str] | None:
+        state[mod] = 1
+        for dep in sorted(approval.get(mod, ())):
+            if state.get(dep) == 1:
+                return [*path, mod, dep]
+            if dep not in state and (cycle := visit(dep, [*path, mod])):
+                return cycle
+        state[mod] = 2
+        return None
+
+    for mod in sorted(approval):
+        if mod not in state:
+            cycle = visit(mod, [])
+            assert cycle is None, " -> ".join(cycle)

@@ -19,7 +19,6 @@ invalidate every approval. The document and the command say where it went and wh
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -28,76 +27,18 @@ import yaml
 from tunegate import __version__, ledger
 from tunegate.approval import artifacts
 from tunegate.approval.checkpoint import latest_checkpoint, write_checkpoint
-from tunegate.errors import InputError
+from tunegate.approval.human_fields import (
+    HUMAN_FIELDS,
+    HUMAN_FILE,
+    MARK,
+    human_template,
+    is_placeholder,
+    read_human_fields,
+)
+from tunegate.approval.render import jinja_env, render_pdf
 from tunegate.policy.schema import GatePolicy
 from tunegate.provenance import atomic_write_bytes, atomic_write_text, sha256_file
 from tunegate.workdir import annex_dir, approvals_dir, data_report_path, workdir_lock
-
-HUMAN_FILE = "annex_iv_human.yaml"
-#: field -> (Annex IV point, what to write)
-HUMAN_FIELDS: dict[str, tuple[str, str]] = {
-    "provider": ("1(a)", "Provider name and contact."),
-    "intended_purpose": (
-        "1(a)",
-        "Intended purpose of the system, the persons it is used on, its context of use.",
-    ),
-    "human_oversight_measures": (
-        "2(e), 3",
-        "Human oversight measures under Art. 14 beyond the signed approval.",
-    ),
-    "known_limitations": (
-        "3",
-        "Foreseeable unintended outcomes, risks to health, safety and fundamental rights.",
-    ),
-    "risk_management": ("5", "The Art. 9 risk management system, or a reference to it."),
-    "dpia_reference": ("2(d)", "Reference to the data protection impact assessment (GDPR Art. 35)."),
-    "legal_basis": ("2(d)", "Legal basis for processing the training data."),
-    "standards_applied": ("7", "Harmonised standards or other specifications applied."),
-    "declaration_of_conformity": ("8", "Reference to the EU declaration of conformity (Art. 47)."),
-    "post_market_monitoring": ("9", "The post-market monitoring plan (Art. 72)."),
-}
-PLACEHOLDER_RE = re.compile(
-    r"^\s*(|todo|tbd|tbc|n/?a|none|fill ?in.*|placeholder|xxx+|\?+|-+|<.*>|\[.*\])\s*$", re.IGNORECASE
-)
-MARK = "HUMAN INPUT REQUIRED"
-
-
-def human_template() -> str:
-    lines = [
-        "# EU AI Act Annex IV: fields only people can write. Replace every TODO.",
-        "# Read by: tunegate annex-iv WORKDIR; a high-risk policy refuses approval while one is TODO.",
-    ]
-    for k, (point, what) in HUMAN_FIELDS.items():
-        lines.append(f"# Annex IV {point}: {what}")
-        lines.append(f"{k}: TODO")
-    return "\n".join(lines) + "\n"
-
-
-def read_human_fields(workdir: str | Path) -> dict[str, str]:
-    p = Path(workdir) / HUMAN_FILE
-    if not p.is_file():
-        return {}
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise InputError("not valid YAML", path=p, line=mark.line + 1 if mark else None) from None
-    if not isinstance(data, dict):
-        raise InputError("expected a mapping of field: text", path=p)
-    unknown = sorted(set(map(str, data)) - set(HUMAN_FIELDS))
-    if unknown:
-        raise InputError(f"unknown field(s) {unknown}; expected {sorted(HUMAN_FIELDS)}", path=p)
-    return {str(k): "" if v is None else str(v) for k, v in data.items()}
-
-
-def is_placeholder(text: str | None) -> bool:
-    return text is None or bool(PLACEHOLDER_RE.match(text))
-
-
-def missing_human_fields(workdir: str | Path) -> list[str]:
-    fields = read_human_fields(workdir)
-    return [k for k in HUMAN_FIELDS if is_placeholder(fields.get(k))]
-
 
 ANNEX_FILES = ("annex_iv.md", "annex_iv.html", "annex_iv.pdf")
 
@@ -347,10 +288,6 @@ def write_annex_iv(workdir: str | Path, *, policy: GatePolicy, run_id: str | Non
 
 
 def _write_annex_iv(wd: Path, rid: str, policy: GatePolicy) -> dict[str, Path]:
-    import jinja2
-
-    from tunegate.approval.report import render_pdf
-
     out_dir, signed = annex_location(wd, rid)
     hf = wd / HUMAN_FILE
     template = None
@@ -373,23 +310,10 @@ def _write_annex_iv(wd: Path, rid: str, policy: GatePolicy) -> dict[str, Path]:
         if template is not None
         else None
     )
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("tunegate", "templates"),
-        autoescape=False,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters["yamlish"] = lambda v: yaml.safe_dump(
-        v, sort_keys=True, allow_unicode=True, width=100
-    ).strip()
+    yamlish = {"yamlish": lambda v: yaml.safe_dump(v, sort_keys=True, allow_unicode=True, width=100).strip()}
+    env = jinja_env(html=False, filters=yamlish)
     md = env.get_template("annex_iv.md.j2").render(doc=doc)
-    html_env = jinja2.Environment(
-        loader=jinja2.PackageLoader("tunegate", "templates"),
-        autoescape=jinja2.select_autoescape(["html", "j2"]),
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    html_env.filters["yamlish"] = env.filters["yamlish"]
+    html_env = jinja_env(filters=yamlish)
     html = html_env.get_template("annex_iv.html.j2").render(doc=doc, na="not available")
     out = {
         "markdown": atomic_write_text(out_dir / "annex_iv.md", md),

@@ -37,7 +37,7 @@ from filelock import FileLock, Timeout
 from tunegate import ledger
 from tunegate.approval import artifacts
 from tunegate.approval.checkpoint import read_ledger, write_checkpoint
-from tunegate.approval.sign import ApprovalRefusedError, approvals_dir, registry_head_digest, registry_name
+from tunegate.approval.sign import ApprovalRefusedError, registry_head_digest, registry_name
 from tunegate.approval.verify import VerifyResult, verify_run
 from tunegate.errors import DependencyError, IntegrityError, LockError
 from tunegate.policy.pinned import pin_path, snapshot_path
@@ -415,8 +415,3 @@ def load_from_registry(
         merged,
         manifest,
     )
-
-
-def approvals_present(workdir: str | Path, run_id: str) -> int:
-    adir = approvals_dir(workdir, run_id)
-    return len(list(adir.glob("*.dsse.json"))) if adir.is_dir() else 0

@@ -29,6 +29,7 @@ from typing import Any, TypeGuard
 from tunegate import __version__, ledger
 from tunegate.approval import artifacts
 from tunegate.approval.checkpoint import write_checkpoint
+from tunegate.approval.render import render_pdf
 from tunegate.approval.sign import OVERRIDE_FILE
 from tunegate.policy.schema import GatePolicy
 from tunegate.provenance import (
@@ -73,20 +74,9 @@ _PII_KEYS = (
 
 
 def _jinja_env() -> Any:
-    import jinja2
+    from tunegate.approval.render import jinja_env
 
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("tunegate", "templates"),
-        autoescape=jinja2.select_autoescape(["html", "j2"]),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters["num"] = fmt_num
-    env.filters["signed"] = fmt_signed
-    env.filters["pct"] = fmt_pct
-    env.filters["pvalue"] = fmt_p
-    return env
+    return jinja_env(filters={"num": fmt_num, "signed": fmt_signed, "pct": fmt_pct, "pvalue": fmt_p})
 
 
 def fmt_num(v: Any, digits: int = 4) -> str:
@@ -1017,15 +1007,6 @@ def render_plots(ev: dict[str, Any], run: dict[str, Any]) -> dict[str, str | Non
 def render_html(ev: dict[str, Any], plots: dict[str, Any], generated: str) -> str:
     tpl = _jinja_env().get_template("report.html.j2")
     return str(tpl.render(ev=ev, plots=plots, na=NA, csp=CSP, generated=generated))
-
-
-def render_pdf(html: str) -> bytes:
-    """WeasyPrint PDF of the same HTML; the fetcher allows ``data:`` URIs only (no network, no files)."""
-    from weasyprint import HTML
-    from weasyprint.urls import URLFetcher
-
-    fetcher = URLFetcher(allowed_protocols=["data"], fail_on_errors=True)
-    return bytes(HTML(string=html, url_fetcher=fetcher).write_pdf())
 
 
 def write_report(

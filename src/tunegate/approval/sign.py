@@ -124,7 +124,7 @@ def registry_name(workdir: str | Path, run_id: str, name: str | None = None) -> 
 
 def check_approvable(workdir: Path, run_id: str, policy: GatePolicy, override: str | None) -> None:
     """Refusals that apply before any reviewer may approve (shared by sign, verify and promote)."""
-    from tunegate.approval.annex_iv import missing_human_fields
+    from tunegate.approval.human_fields import missing_human_fields
 
     missing = artifacts.missing_required(workdir, run_id)
     if missing:
