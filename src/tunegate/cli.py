@@ -30,6 +30,7 @@ from tunegate.errors import TunegateError
 from tunegate.evaluation import commands as evaluation_commands
 from tunegate.pii import commands as pii_commands
 from tunegate.training import commands as training_commands
+from tunegate.workdir import audit_dir, data_dir, manifest_path, pipeline_dir, runs_dir
 
 T = TypeVar("T")
 err_console = Console(stderr=True)
@@ -80,7 +81,7 @@ def run_cmd(
     cfg = load_gate_run_config(config)
     # Fail fast, before Prefect starts, when another gate-run holds this workdir (the flow
     # takes the same lock for real; this early probe only saves the server start-up).
-    with workdir_lock(Path(cfg.workdir) / "pipeline", stage="gate-run"):
+    with workdir_lock(pipeline_dir(cfg.workdir), stage="gate-run"):
         pass
     gate = _load_flow("gate_run", "gate_run_flow")
     result = _stoppable(lambda: gate(cfg), resume=f"tunegate run {config}")
@@ -150,7 +151,7 @@ def _print_gate_result(title: str, result: dict[str, Any]) -> None:
             highlight=False,
             soft_wrap=True,
         )
-    path = Path(result.get("workdir", "")) / "runs" / str(result.get("run_id")) / "decision.json"
+    path = runs_dir(result.get("workdir", "")) / str(result.get("run_id")) / "decision.json"
     if decision and path.is_file():
         for check in json.loads(path.read_text(encoding="utf-8")).get("checks", []):
             mark = "pass" if check.get("passed") else "FAIL"
@@ -229,13 +230,13 @@ def _print_artifacts(out: Path) -> None:
     """One line per artifact, paths relative to the demo folder (so nothing is cut off)."""
     rows = [
         ("input data (synthetic, fake PII)", out / "input" / "tickets.jsonl"),
-        ("data report", out / "classification" / "data" / "data_report.md"),
-        ("frozen hold-out manifest", out / "classification" / "data" / "holdout.manifest.json"),
-        ("audit ledger", out / "classification" / "audit" / "ledger.jsonl"),
+        ("data report", data_dir(out / "classification") / "data_report.md"),
+        ("frozen hold-out manifest", manifest_path(out / "classification")),
+        ("audit ledger", audit_dir(out / "classification") / "ledger.jsonl"),
         ("demo reviewer keys (private: keys/, trusted public: approvers/)", out / "keys"),
         ("registry", out / "registry"),
     ]
-    for run_dir in sorted((out / "classification" / "runs").glob("*")):
+    for run_dir in sorted(runs_dir(out / "classification").glob("*")):
         for name in (
             "run.json",
             "adapter",

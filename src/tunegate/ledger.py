@@ -43,6 +43,7 @@ from tunegate.provenance import (
     sha256_bytes,
     sha256_text,
 )
+from tunegate.workdir import audit_dir
 
 GENESIS = "0" * 64
 LEDGER_REL = Path("audit") / "ledger.jsonl"
@@ -83,8 +84,8 @@ def ledger_path(workdir: str | Path) -> Path:
 
 
 def _lock(workdir: Path, timeout: float = 30.0) -> FileLock:
-    (workdir / "audit").mkdir(parents=True, exist_ok=True)
-    return FileLock(str(workdir / "audit" / "ledger.lock"), timeout=timeout)
+    audit_dir(workdir).mkdir(parents=True, exist_ok=True)
+    return FileLock(str(audit_dir(workdir) / "ledger.lock"), timeout=timeout)
 
 
 def entry_hash(event: Mapping[str, Any]) -> str:

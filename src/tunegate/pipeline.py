@@ -30,6 +30,7 @@ from tunegate.errors import StageError
 from tunegate.provenance import atomic_write_json, digest_json, sha256_file, sha256_tree
 from tunegate.resources import resolve_device
 from tunegate.training.train import operator_identity  # noqa: F401  (the one definition; re-exported)
+from tunegate.workdir import data_dir, manifest_path, runs_dir
 from tunegate.yamlio import read_yaml_mapping, validate_mapping
 
 STATE_REL = Path("pipeline") / "state.json"
@@ -210,7 +211,7 @@ def stage_prepare(cfg: GateRunConfig) -> dict[str, Any]:
 
 
 def _data_inputs(wd: Path) -> dict[str, str | None]:
-    d = wd / "data"
+    d = data_dir(wd)
     return {
         n: file_digest_or_none(d / n) for n in ("train.jsonl", "validation.jsonl", "holdout.manifest.json")
     }
@@ -253,10 +254,10 @@ def stage_evaluate(cfg: GateRunConfig, run_id: str) -> dict[str, Any]:
 
     wd = Path(cfg.workdir)
     policy = _policy(cfg)
-    run_dir = wd / "runs" / run_id
+    run_dir = runs_dir(wd) / run_id
     inputs = {
         "run": file_digest_or_none(run_dir / "run.json"),
-        "holdout": file_digest_or_none(wd / "data" / "holdout.manifest.json"),
+        "holdout": file_digest_or_none(manifest_path(wd)),
         "policy": policy.digest(),
     }
 
@@ -274,7 +275,7 @@ def stage_decide(cfg: GateRunConfig, run_id: str) -> dict[str, Any]:
     wd = Path(cfg.workdir)
     policy = _policy(cfg)
     inputs = {
-        "evidence": file_digest_or_none(wd / "runs" / run_id / "evidence.json"),
+        "evidence": file_digest_or_none(runs_dir(wd) / run_id / "evidence.json"),
         "policy": policy.digest(),
     }
 
@@ -294,7 +295,7 @@ def stage_report(cfg: GateRunConfig, run_id: str) -> dict[str, Any]:
 
     wd = Path(cfg.workdir)
     policy = _policy(cfg)
-    rd = wd / "runs" / run_id
+    rd = runs_dir(wd) / run_id
     inputs = {
         "decision": file_digest_or_none(rd / "decision.json"),
         "evidence": file_digest_or_none(rd / "evidence.json"),
@@ -391,7 +392,7 @@ def stage_baseline(cfg: GateRunConfig) -> dict[str, Any]:
     wd = Path(cfg.workdir)
     policy = _policy(cfg)
     inputs = {
-        "holdout": file_digest_or_none(wd / "data" / "holdout.manifest.json"),
+        "holdout": file_digest_or_none(manifest_path(wd)),
         "model": file_digest_or_none(cfg.model) or cfg.model,
         "policy": policy.digest(),
     }

@@ -31,6 +31,7 @@ from tunegate import ledger
 from tunegate.approval.keys import key_id, raw_public_bytes
 from tunegate.errors import IntegrityError
 from tunegate.provenance import atomic_write_text, canonical_json
+from tunegate.workdir import audit_dir
 
 CHECKPOINTS_REL = Path("audit") / "checkpoints.jsonl"
 DEFAULT_KEY_REL = "audit/checkpoint_key"
@@ -106,7 +107,7 @@ def write_checkpoint(workdir: str | Path, stage: str, *, key_rel: str = DEFAULT_
     """Sign the ledger's current head and append it to ``audit/checkpoints.jsonl``."""
     wd = Path(workdir)
     key = load_or_create_workdir_key(wd, key_rel)
-    with FileLock(str(wd / "audit" / "checkpoints.lock"), timeout=30):
+    with FileLock(str(audit_dir(wd) / "checkpoints.lock"), timeout=30):
         size, head_hash = ledger.head(wd)
         cp: dict[str, Any] = {
             "size": size,

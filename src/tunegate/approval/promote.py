@@ -43,7 +43,7 @@ from tunegate.errors import DependencyError, IntegrityError, LockError
 from tunegate.policy.pinned import pin_path, snapshot_path
 from tunegate.policy.schema import GatePolicy
 from tunegate.provenance import atomic_write_json, canonical_json, sha256_file, sha256_tree
-from tunegate.workdir import check_name
+from tunegate.workdir import approvals_dir, audit_dir, check_name
 
 
 @dataclass(frozen=True)
@@ -207,12 +207,12 @@ def _promote_locked(
             dst = bundle / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(wd / rel, dst)
-        adst = bundle / "runs" / rid / "approvals"
+        adst = approvals_dir(bundle, rid)
         adst.mkdir(parents=True, exist_ok=True)
         for a in result.approvals:
             shutil.copy2(wd / a.path, adst / Path(a.path).name)
-        (bundle / "audit").mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ledger.ledger_path(wd), bundle / "audit" / "ledger.jsonl")
+        audit_dir(bundle).mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ledger.ledger_path(wd), ledger.ledger_path(bundle))
         for pinned in (snapshot_path(wd), pin_path(wd)):  # the pinned policy travels with the ledger
             if pinned.is_file():
                 pdst = bundle / pinned.relative_to(wd)

@@ -40,7 +40,7 @@ from tunegate.provenance import (
     pretty_json,
     sha256_file,
 )
-from tunegate.workdir import data_report_path, manifest_path, split_path, workdir_lock
+from tunegate.workdir import data_report_path, drift_dir, manifest_path, runs_dir, split_path, workdir_lock
 
 NA = "not available"
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
@@ -814,7 +814,7 @@ def _warnings(
             f"{pii['total_residual']} PII detection(s) remain after anonymization (within the policy's "
             "limits if the gate passed); the hold-out examples below may contain them."
         )
-    marker = wd / "drift" / "holdout_not_representative.json"
+    marker = drift_dir(wd) / "holdout_not_representative.json"
     if marker.is_file():
         info = _dict(artifacts.read_json(marker))
         alarms = ", ".join(map(str, _list(info.get("alarms")))) or "see drift/"
@@ -850,12 +850,12 @@ def _production(
         out["same_run"] = True
         return out
     bundle = reg / f"v{version}" / "bundle"
-    pev = _dict(artifacts.read_json(bundle / "runs" / str(prod_run) / "evidence.json"))
+    pev = _dict(artifacts.read_json(runs_dir(bundle) / str(prod_run) / "evidence.json"))
     if not pev:
         return out
     out["source"] = {
         "file": f"{name}/v{version}/bundle/runs/{prod_run}/evidence.json",
-        "sha256": sha256_file(bundle / "runs" / str(prod_run) / "evidence.json"),
+        "sha256": sha256_file(runs_dir(bundle) / str(prod_run) / "evidence.json"),
     }
     prod = {r["metric"]: r for r in metric_rows(pev.get("metrics"))}
     cur_hold = _dict(artifacts.read_json(manifest_path(wd))).get("holdout_sha256")

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tunegate.errors import TunegateError
 from tunegate.provenance import atomic_write_json, atomic_write_text, sha256_file
+from tunegate.workdir import runs_dir
 
 DRIFT_REPORT_FORMAT = "tunegate-drift-report/v1"
 MARKER_REL = Path("drift") / "holdout_not_representative.json"
@@ -91,7 +92,7 @@ class DriftReport(BaseModel):
 
 
 def _approval_files(workdir: Path, run_id: str) -> list[ApprovalFile]:
-    adir = workdir / "runs" / run_id / "approvals"
+    adir = runs_dir(workdir) / run_id / "approvals"
     if not adir.is_dir():
         return []
     return [
@@ -155,7 +156,7 @@ def find_promotion(workdir: str | Path, registry: str | Path | None = None) -> P
                 approvals=_approval_files(wd, run_id) if run_id else [],
                 registry_head=head,
             )
-        runs = wd / "runs"
+        runs = runs_dir(wd)
         signed = (
             sorted((p.parent.parent.name for p in runs.glob("*/approvals/*.dsse.json")), key=str)
             if runs.is_dir()

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import typer
 
+from tunegate.workdir import split_path
+
 
 def _policy(workdir: Path, path: Path | None, reason: str | None = None):  # type: ignore[no-untyped-def]
     from tunegate.policy.pinned import resolve_policy
@@ -101,7 +103,7 @@ def register(app: typer.Typer) -> None:
                 "no predictions for this run", path=pred_path, hint="run `tunegate evaluate` first"
             )
         rows = [json.loads(x) for x in pred_path.read_text(encoding="utf-8").splitlines() if x.strip()]
-        records = {r.id: r for r in _read_holdout(Path(workdir) / "data" / "holdout.jsonl")}
+        records = {r.id: r for r in _read_holdout(split_path(workdir, "holdout"))}
         recs = [records[row["id"]] for row in rows]
         ids = [row["id"] for row in rows]
         base = Predictions(ids, [row["baseline"] for row in rows])

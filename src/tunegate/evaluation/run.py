@@ -430,7 +430,9 @@ def _production_baseline(stage: _Stage, registry: str | Path, tuned: Predictions
         return BaselineEvidence(
             name="production", skipped=True, reason="this run is the promoted model", source=source
         )
-    prod_dir = entry.path / "bundle" / "runs" / entry.run_id
+    from tunegate.workdir import run_dir
+
+    prod_dir = run_dir(entry.path / "bundle", entry.run_id)
     prod_run = read_run(prod_dir)
     if prod_run.get("model_kind", "causal") != stage.kind or prod_run.get("task") not in (None, stage.task):
         return BaselineEvidence(

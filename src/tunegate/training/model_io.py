@@ -18,6 +18,7 @@ from typing import Any
 from tunegate.errors import ConfigError, DependencyError, InputError, IntegrityError
 from tunegate.provenance import atomic_write_json, digest_json, sha256_file
 from tunegate.resources import resolve_device
+from tunegate.workdir import runs_dir
 
 #: Files whose bytes define a model's weights (top level of the model folder).
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt", "*.pth")
@@ -311,7 +312,7 @@ def merge_run(run_dir: str | Path, out: str | Path) -> Path:
 
 def latest_run(workdir: str | Path) -> Path:
     """The newest finished run (by run id, which starts with a UTC timestamp)."""
-    runs = Path(workdir) / "runs"
+    runs = runs_dir(workdir)
     done = sorted(p for p in runs.glob("*") if (p / "run.json").is_file()) if runs.is_dir() else []
     if not done:
         raise InputError("no finished training run found", path=runs, hint="run `tunegate train` first")
