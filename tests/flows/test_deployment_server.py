@@ -258,7 +258,8 @@ def test_deploy_and_run_drift_check_on_a_real_server(
     assert report["current"]["rows"] == 40 and report["reference"]["rows"] == 60
     assert (report_json.parent / "drift_report.md").is_file()
     events = [json.loads(x) for x in (workdir / "audit" / "ledger.jsonl").read_text().splitlines() if x]
-    assert [e["stage"] for e in events] == ["drift"]
+    # the hand-built reference workdir is sealed like the data gate leaves it (its `prepare` event)
+    assert [e["stage"] for e in events] == ["prepare", "drift"]
     artifacts = _post(f"{api}/artifacts/filter", {"artifacts": {"key": {"any_": ["drift-report"]}}})
     assert [a["flow_run_id"] for a in artifacts] == [run_id]
     assert "drift" in artifacts[0]["data"].lower()
