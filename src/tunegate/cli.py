@@ -24,6 +24,7 @@ from rich.markup import escape
 
 from tunegate import __version__
 from tunegate.approval import commands as approval_commands
+from tunegate.console import USER_STDERR
 from tunegate.data import commands as data_commands
 from tunegate.drift import commands as drift_commands
 from tunegate.errors import TunegateError
@@ -33,7 +34,8 @@ from tunegate.training import commands as training_commands
 from tunegate.workdir import audit_dir, data_dir, manifest_path, pipeline_dir, runs_dir
 
 T = TypeVar("T")
-err_console = Console(stderr=True)
+# tunegate's own messages reach the user's stderr even while library output goes to WORKDIR/logs
+err_console = Console(file=USER_STDERR)
 out_console = Console()
 
 app = typer.Typer(

@@ -166,6 +166,31 @@ def user_stream() -> IO[str]:
     return real if real is not None else sys.stderr
 
 
+class _UserStderr:
+    """A file-like view of :func:`user_stream` resolved at each write, for a rich ``Console`` that
+    must reach the user even while library output is captured (errors, stop messages)."""
+
+    def write(self, text: str) -> int:
+        return user_stream().write(text)
+
+    def flush(self) -> None:
+        user_stream().flush()
+
+    def isatty(self) -> bool:
+        return bool(getattr(user_stream(), "isatty", lambda: False)())
+
+    def fileno(self) -> int:
+        return user_stream().fileno()
+
+    @property
+    def encoding(self) -> str:
+        return getattr(user_stream(), "encoding", None) or "utf-8"
+
+
+#: tunegate's own stderr: the terminal (or the caller's stderr), never the library log.
+USER_STDERR = _UserStderr()
+
+
 def log_path() -> Path | None:
     log = _state.get("log")
     return log.path if log is not None else None

@@ -59,6 +59,13 @@ def scratch_workdir(workdir: str | Path, run_id: str) -> Path:
             os.symlink((src_run / name).resolve(), new_run / name, target_is_directory=True)
     if (src_run / "human").is_dir():  # human evaluation evidence is an input to the evidence file
         shutil.copytree(src_run / "human", new_run / "human")
+    # a copy of the ledger: the verified split reader checks data/ against its `prepare` event, and
+    # the scratch evaluation's own events must not land in the real ledger
+    from tunegate.ledger import ledger_path
+
+    if ledger_path(wd).is_file():
+        ledger_path(scratch).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ledger_path(wd), ledger_path(scratch))
     return scratch
 
 
