@@ -30,6 +30,9 @@ from tunegate.pii.report import PIIReport
 from tunegate.records import Record
 
 #: One shard's work: ``(policy_json, records_json) -> (anonymized records_json, report dict)``.
+#: The extra report field a shard returns: its detected names as ``[keyed digest, entity]``.
+NAMES_FIELD = "_propagated_names"
+
 ShardFn = Callable[[str, list[str]], tuple[list[str], dict[str, Any]]]
 #: Applies the shard function to every ``(policy_json, records_json)`` argument pair, returning the
 #: results in argument order (e.g. Prefect ``task.map`` + ``.result()``, or ``Client.map``).
@@ -86,8 +89,13 @@ def anonymize_shard(policy_json: str, records_json: list[str]) -> tuple[list[str
     """
     records = [Record.model_validate_json(r) for r in records_json]
     with _LOCK:
-        out, report = _engine(policy_json).anonymize_records(records)
-    return [r.to_json() for r in out], report.model_dump(mode="json")
+        engine = _engine(policy_json)
+        engine.last_name_table = {}
+        out, report = engine.anonymize_records(records)
+        # names this shard detected, as keyed digests (never the names): the driver replaces
+        # their occurrences in the other shards, as one engine over all records would
+        names = sorted([engine.keyed_name(k), e] for k, e in engine.last_name_table.items())
+    return [r.to_json() for r in out], {**report.model_dump(mode="json"), NAMES_FIELD: names}
 
 
 class ShardedAnonymizer:
@@ -118,11 +126,57 @@ class ShardedAnonymizer:
             raise StageError(f"the shard executor returned {len(results)} results for {len(shards)} shards")
         out: list[Record] = []
         reports: list[PIIReport] = []
+        names: dict[str, str] = {}
         for i, (recs_json, report) in enumerate(results):
             if len(recs_json) != len(shards[i]):
                 raise StageError(
                     f"shard {i}: the worker returned {len(recs_json)} records for {len(shards[i])}"
                 )
             out.extend(Record.model_validate_json(r) for r in recs_json)
+            report = dict(report)
+            names.update({str(h): str(e) for h, e in report.pop(NAMES_FIELD, [])})
             reports.append(PIIReport.model_validate(report))
-        return out, merge_reports(reports)
+        merged = merge_reports(reports)
+        if not names:
+            return out, merged
+        return self._propagate(out, names, merged)
+
+    def _propagate(
+        self, records: list[Record], names: dict[str, str], report: PIIReport
+    ) -> tuple[list[Record], PIIReport]:
+        """Replace, in every shard's output, the names any shard detected (matched by keyed digest),
+        so a name found in one shard never stays raw in another: the one-engine result."""
+        from collections import defaultdict
+
+        from tunegate.records import field_family, replace_texts, text_fields
+
+        engine = PIIEngine(self.policy, load_pii_key())
+        cache: dict[str, str | None] = {}
+
+        def lookup(name_key: str) -> str | None:
+            if name_key not in cache:
+                cache[name_key] = names.get(engine.keyed_name(name_key))
+            return cache[name_key]
+
+        items = [
+            (ri, path, text)
+            for ri, r in enumerate(records)
+            for path, text in text_fields(r).items()
+            if engine.selects(path, None)
+        ]
+        spans = engine.scan_names([t for _, _, t in items], lookup)
+        hit = [k for k, row in enumerate(spans) if row]
+        if not hit:
+            return records, report
+        new_texts = engine.apply_spans([items[k][2] for k in hit], [spans[k] for k in hit])
+        per_record: dict[int, dict[str, str]] = defaultdict(dict)
+        counts = {e: dict(per) for e, per in report.counts.items()}
+        for k, new in zip(hit, new_texts, strict=True):
+            ri, path, _ = items[k]
+            per_record[ri][path] = new
+            for s in spans[k]:
+                per = counts.setdefault(s.entity_type, {})
+                per[field_family(path)] = per.get(field_family(path), 0) + 1
+        out = [replace_texts(r, per_record[i]) if i in per_record else r for i, r in enumerate(records)]
+        counts = {e: dict(sorted(per.items())) for e, per in sorted(counts.items())}
+        return out, report.model_copy(update={"counts": counts})

@@ -91,3 +91,34 @@ def test_sharded_anonymizer_rejects_a_lossy_executor(pii_key: str, tickets: list
 
     with pytest.raises(StageError, match="shard 0"):
         ShardedAnonymizer(load_policy().pii, dropping_map, n_shards=2)(tickets[:6])
+
+
+def test_a_name_found_in_one_shard_is_replaced_in_the_others(pii_key: str) -> None:
+    """Issue 12 consistency across shards: shard 2 alone misses the lower-case name; the driver
+    replaces it from shard 1's detection, which crosses the process boundary as a keyed digest."""
+    import json
+
+    def rec(instruction: str, output: str) -> Record:
+        fields = {"instruction": instruction, "input": "", "output": output}
+        return Record(id=content_id("instruction", fields), task="instruction", **fields)
+
+    records = [
+        rec("Please remember that my name is Rubija.", "Noted."),
+        rec("Write the name on the badge.", "Rubija"),
+    ]
+    policy = load_policy().pii
+    alone, _ = PIIEngine(policy, load_pii_key()).anonymize_records(records[1:])
+    assert alone[0].output == "Rubija", "the premise: shard 2 alone misses it"
+    seen: list[Any] = []
+
+    def spying_map(fn: Any, args: list[tuple[str, list[str]]]) -> list[Any]:
+        out = _serial_map(fn, args)
+        seen.extend(out)
+        return out
+
+    got, report = ShardedAnonymizer(policy, spying_map, n_shards=2)(records)
+    want, want_report = PIIEngine(policy, load_pii_key()).anonymize_records(records)
+    assert [r.to_json() for r in got] == [r.to_json() for r in want]
+    assert "rubija" not in json.dumps([r.model_dump() for r in got]).casefold()
+    assert report.totals == want_report.totals
+    assert "rubija" not in json.dumps([rep for _, rep in seen]).casefold()  # digests, never the name

@@ -29,7 +29,7 @@ import hmac
 import re
 import unicodedata
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import regex
@@ -136,6 +136,8 @@ class PIIEngine:
         self._anonymizer: Any = None
         self._cache: dict[str, list[Span]] = {}
         self._residual_cache: dict[str, list[Span]] = {}
+        #: Name key -> entity of the last consistency pass (see :meth:`name_table`).
+        self.last_name_table: dict[str, str] = {}
         #: The re-scan always covers the structured identifiers, whatever ``entities`` lists.
         self.residual_policy = policy.model_copy(
             update={"entities": tuple(dict.fromkeys((*policy.entities, *STRUCTURED_ENTITIES)))}
@@ -222,6 +224,13 @@ class PIIEngine:
         field and record of the same call, where the detector may have missed it. Multi-word names
         match case-insensitively, single words exactly (so ``Will`` the name does not hit ``will``).
         """
+        table = self.name_table(texts, spans)
+        self.last_name_table = table  # a sharded run spreads it to the other shards (keyed)
+        return self.scan_names(texts, table.get) if table else [[] for _ in texts]
+
+    @staticmethod
+    def name_table(texts: Sequence[str], spans: Sequence[list[Span]]) -> dict[str, str]:
+        """Name key (one exact word, or several words case-folded) -> entity, from detected spans."""
         from tunegate.pii.detect import _is_name_word
 
         table: dict[str, str] = {}
@@ -237,9 +246,12 @@ class PIIEngine:
                         table[words[0]] = s.entity_type
                 else:
                     table[" ".join(words).casefold()] = s.entity_type
+        return table
+
+    @staticmethod
+    def scan_names(texts: Sequence[str], lookup: Callable[[str], str | None]) -> list[list[Span]]:
+        """Spans of every word group whose name key ``lookup`` knows (longest match first)."""
         out: list[list[Span]] = [[] for _ in texts]
-        if not table:
-            return out
         for i, text in enumerate(texts):
             words = [(m.start(), m.end(), m.group(0)) for m in _WORD.finditer(text)]
             j = 0
@@ -253,13 +265,19 @@ class PIIEngine:
                     ):
                         continue
                     key = group[0][2] if n == 1 else " ".join(w for _, _, w in group).casefold()
-                    entity = table.get(key)
+                    entity = lookup(key)
                     if entity is not None:
                         out[i].append(Span(entity, group[0][0], group[-1][1], 0.5))
                         hit = n
                         break
                 j += hit or 1
         return out
+
+    def keyed_name(self, name_key: str) -> str:
+        """A name key as a keyed digest: what crosses a process boundary instead of the name."""
+        self.prepare(need_key=True)
+        assert self._key is not None
+        return hmac.new(self._key, b"propagate\x00" + name_key.encode("utf-8"), hashlib.sha256).hexdigest()
 
     def consistent_spans(
         self, items: Sequence[tuple[int, str, str]], spans: Sequence[list[Span]]
