@@ -58,7 +58,7 @@ def test_threads_fair_share_and_override(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.delenv("TUNEGATE_CPU_THREADS", raising=False)
     monkeypatch.delenv("TUNEGATE_CONCURRENT_STAGES", raising=False)
     cores = available_cores()
-    assert 1 <= cores <= len(os.sched_getaffinity(0))
+    assert len(os.sched_getaffinity(0)) >= cores >= 1
     assert intra_op_threads() == cores
     assert intra_op_threads(concurrent=2) == max(1, cores // 2)
     assert intra_op_threads(concurrent=cores * 4) == 1  # never zero
