@@ -20,31 +20,14 @@ from pathlib import Path
 
 import pytest
 from adv_support import Env
-from helpers.approval_fixtures import Reviewers, make_policy, redecide, write_data, write_run
-
-from tunegate.approval.keys import generate_keypair
+from helpers.approval_fixtures import Reviewers, make_policy, make_reviewers, redecide, write_data, write_run
 
 __all__ = ["Env", "Reviewers", "redecide"]
 
 
 @pytest.fixture(scope="session")
 def reviewers(tmp_path_factory: pytest.TempPathFactory) -> Reviewers:
-    root = tmp_path_factory.mktemp("adv-reviewers")
-    approvers, keys_dir = root / "approvers", root / "keys"
-    approvers.mkdir()
-    keys: dict[str, Path] = {}
-    for name, roles in (
-        ("alice", ("reviewer",)),
-        ("bob", ("reviewer",)),
-        ("trainer", ("reviewer",)),
-        ("carol", ("auditor",)),
-    ):
-        priv, pub = generate_keypair(name, keys_dir, roles=roles)
-        shutil.copy(pub, approvers / pub.name)
-        keys[name] = priv
-    for name in ("mallory", "Alice2"):  # never trusted
-        keys[name] = generate_keypair(name, keys_dir)[0]
-    return Reviewers(approvers, keys)
+    return make_reviewers(tmp_path_factory.mktemp("adv-reviewers"), untrusted=("mallory", "Alice2"))
 
 
 def _template(root: Path, reviewers: Reviewers, signers: tuple[str, ...]) -> Path:

@@ -356,3 +356,27 @@ def make_policy(approvers: Path, **approval: Any) -> GatePolicy:
     return policy_from_mapping(
         {**top, "checks": checks, "approval": {"approvers_dir": str(approvers), **approval}}
     )
+
+
+def make_reviewers(root: Path, untrusted: tuple[str, ...] = ("mallory",)) -> Reviewers:
+    """Test reviewer keys under ``root``: alice, bob and trainer (reviewers) and carol (an auditor)
+    are trusted in ``root/approvers``; the ``untrusted`` names get keys that nothing trusts."""
+    import shutil
+
+    from tunegate.approval.keys import generate_keypair
+
+    approvers, keys_dir = root / "approvers", root / "keys"
+    approvers.mkdir(parents=True)
+    keys: dict[str, Path] = {}
+    for name, roles in (
+        ("alice", ("reviewer",)),
+        ("bob", ("reviewer",)),
+        ("trainer", ("reviewer",)),
+        ("carol", ("auditor",)),
+    ):
+        priv, pub = generate_keypair(name, keys_dir, roles=roles)
+        shutil.copy(pub, approvers / pub.name)
+        keys[name] = priv
+    for name in untrusted:
+        keys[name] = generate_keypair(name, keys_dir)[0]
+    return Reviewers(approvers, keys)

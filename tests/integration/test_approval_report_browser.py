@@ -8,52 +8,16 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 from helpers.approval_fixtures import make_policy, write_data, write_run
+from helpers.chromium import BROWSER_MARKS, PROBE, chromium
 
 from tunegate.approval.report import write_report
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        CHROMIUM is None, reason="headless chromium is not installed (apt-get install chromium)"
-    ),
-]
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--hide-scrollbars",
-    "--disable-features=NetworkTimeServiceQuerying,OptimizationHints,MediaRouter",
-]
+pytestmark = BROWSER_MARKS
 BROWSER_INTERNAL = re.compile(r"^https?://([a-z0-9-]+\.)*(googleapis\.com|google\.com|gvt1\.com)/")
-PROBE = """<script>
-window.addEventListener('load', () => {
-  const imgs = Array.from(document.images);
-  document.body.setAttribute('data-images', imgs.length);
-  document.body.setAttribute('data-loaded', imgs.filter(i => i.complete && i.naturalWidth > 0).length);
-});
-</script>"""
-
-
-def _chromium(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    profile = tmp / f"profile-{len(list(tmp.glob('profile-*')))}"
-    return subprocess.run(
-        [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *args],  # type: ignore[list-item]
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +33,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_renders_screenshot_and_makes_no_request(report: Path, tmp_path: Path) -> None:
     shot, netlog = tmp_path / "shot.png", tmp_path / "net.json"
-    res = _chromium(
+    res = chromium(
         tmp_path,
         f"--screenshot={shot}",
         "--window-size=1200,2400",
@@ -96,7 +60,7 @@ def test_dom_has_sections_and_plots_load(report: Path, tmp_path: Path) -> None:
     html = report.read_text()
     html = html.replace("style-src 'unsafe-inline'", "style-src 'unsafe-inline'; script-src 'unsafe-inline'")
     probe.write_text(html.replace("</body>", PROBE + "</body>"))
-    res = _chromium(tmp_path, "--dump-dom", "--virtual-time-budget=5000", probe.as_uri())
+    res = chromium(tmp_path, "--dump-dom", "--virtual-time-budget=5000", probe.as_uri())
     dom = res.stdout
     for s in (
         "brief",

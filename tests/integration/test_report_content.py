@@ -25,44 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers.chromium import BROWSER_MARKS, PROBE, chromium
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 REPO = Path(__file__).resolve().parents[2]
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        CHROMIUM is None, reason="headless chromium is not installed (apt-get install chromium)"
-    ),
-]
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--hide-scrollbars",
-]
-# counts images that decoded, after load (the report itself carries no script: CSP default-src 'none')
-PROBE = """<script>
-window.addEventListener('load', () => {
-  const imgs = Array.from(document.images);
-  document.body.setAttribute('data-images', imgs.length);
-  document.body.setAttribute('data-loaded', imgs.filter(i => i.complete && i.naturalWidth > 0).length);
-});
-</script>"""
-
-
-def chromium(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    profile = tmp / f"profile-{len(list(tmp.glob('profile-*')))}"  # a fresh profile per call
-    return subprocess.run(
-        [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *args],  # type: ignore[list-item]
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+pytestmark = BROWSER_MARKS
 
 
 def text_of(fragment: str) -> str:

@@ -7,30 +7,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers.approval_fixtures import Reviewers, make_policy, write_data, write_run
+from helpers.approval_fixtures import Reviewers, make_policy, make_reviewers, write_data, write_run
 
-from tunegate.approval.keys import generate_keypair
 from tunegate.policy.schema import GatePolicy
 
 
 @pytest.fixture(scope="session")
 def reviewers(tmp_path_factory: pytest.TempPathFactory) -> Reviewers:
-    root = tmp_path_factory.mktemp("reviewers")
-    approvers, keys_dir = root / "approvers", root / "keys"
-    approvers.mkdir()
-    keys: dict[str, Path] = {}
-    for name, roles in (
-        ("alice", ("reviewer",)),
-        ("bob", ("reviewer",)),
-        ("trainer", ("reviewer",)),
-        ("carol", ("auditor",)),
-    ):
-        priv, pub = generate_keypair(name, keys_dir, roles=roles)
-        shutil.copy(pub, approvers / pub.name)
-        keys[name] = priv
-    priv, _ = generate_keypair("mallory", keys_dir)  # never trusted
-    keys["mallory"] = priv
-    return Reviewers(approvers, keys)
+    return make_reviewers(tmp_path_factory.mktemp("reviewers"))
 
 
 @pytest.fixture(scope="session")
