@@ -1,4 +1,4 @@
-"""Prefect flow ``prepare-data``: the data gate, thin over ``tunegate.prepare``.
+"""Prefect flow ``prepare-data``: the data gate, thin over ``tunegate.data.prepare``.
 
 Run it locally with no setup (Prefect starts its ephemeral local server)::
 
@@ -17,8 +17,8 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
+from tunegate.data.prepare import prepare_data, render_data_report_md
 from tunegate.policy.pinned import resolve_policy
-from tunegate.prepare import prepare_data, render_data_report_md
 
 
 @task(name="data-gate")

@@ -191,7 +191,7 @@ def _checkpoint(workdir: Path, stage: str) -> None:
 
 
 def stage_prepare(cfg: GateRunConfig) -> dict[str, Any]:
-    from tunegate.prepare import prepare_data
+    from tunegate.data.prepare import prepare_data
 
     wd = Path(cfg.workdir)
     policy = _policy(cfg)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from tunegate.data.prepare import prepare_data
 from tunegate.demo_data import write_demo_tickets
 from tunegate.policy.schema import load_policy
-from tunegate.prepare import prepare_data
 
 REPO = Path(__file__).resolve().parents[2]
 

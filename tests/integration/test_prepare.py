@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
+from tunegate.data.prepare import prepare_data
 from tunegate.data.split import verify_holdout
 from tunegate.data.splits import read_split
 from tunegate.demo_data import generate_tickets
 from tunegate.errors import InputError, IntegrityError
 from tunegate.ledger import read_entries, verify_ledger
 from tunegate.policy.schema import load_policy
-from tunegate.prepare import prepare_data
 from tunegate.provenance import sha256_file
 from tunegate.records import content_id
 

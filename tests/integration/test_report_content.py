@@ -39,12 +39,12 @@ def text_of(fragment: str) -> str:
 @pytest.fixture(scope="module")
 def real_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     from tunegate.approval.report import write_report
+    from tunegate.data.prepare import prepare_data
     from tunegate.demo import minilm_path
     from tunegate.demo_data import write_demo_tickets
     from tunegate.evaluation.run import decide_run, evaluate_run
     from tunegate.pii.keys import create_pii_key_file
     from tunegate.policy.schema import load_policy, policy_from_mapping
-    from tunegate.prepare import prepare_data
     from tunegate.training.config import LoraSettings, TrainConfig
     from tunegate.training.train import train_run
 

@@ -66,8 +66,8 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Run the data gate: exit 0 when it passes, 1 when it fails (with reasons), 2 for unusable input."""
+        from tunegate.data.prepare import prepare_data
         from tunegate.policy.pinned import resolve_policy
-        from tunegate.prepare import prepare_data
 
         pol = resolve_policy(out, policy, change_reason=policy_change_reason)
         result = prepare_data(

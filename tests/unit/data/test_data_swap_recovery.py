@@ -8,9 +8,9 @@ from helpers.datagate_helpers import labelled
 
 from tunegate import ledger
 from tunegate.data.config import DataPolicy
+from tunegate.data.prepare import recover_data_swap
 from tunegate.data.split import SplitResult, freeze_holdout
 from tunegate.data.splits import read_split
-from tunegate.prepare import recover_data_swap
 from tunegate.provenance import atomic_write_json, sha256_file
 
 

@@ -23,9 +23,9 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect_dask import DaskTaskRunner
 
+from tunegate.data.prepare import prepare_data, render_data_report_md
+from tunegate.pii.scale import ShardedAnonymizer, anonymize_shard
 from tunegate.policy.pinned import resolve_policy
-from tunegate.prepare import prepare_data, render_data_report_md
-from tunegate.scale import ShardedAnonymizer, anonymize_shard
 
 
 @task(name="anonymize-shard")
@@ -36,7 +36,7 @@ def anonymize_shard_task(policy_json: str, records_json: list[str]) -> tuple[lis
 
 def _submit_shards(fn: Any, args: list[tuple[str, list[str]]]) -> list[tuple[list[str], dict[str, Any]]]:
     """The ``map_fn`` of :class:`ShardedAnonymizer`: one task per shard, results in shard order."""
-    del fn  # always tunegate.scale.anonymize_shard, wrapped as the Prefect task above
+    del fn  # always tunegate.pii.scale.anonymize_shard, wrapped as the Prefect task above
     futures = [anonymize_shard_task.submit(policy_json, records) for policy_json, records in args]
     return [f.result() for f in futures]
 

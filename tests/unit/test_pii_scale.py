@@ -1,4 +1,4 @@
-"""tunegate.scale: contiguous shards, and a sharded anonymizer equal to the one-engine run."""
+"""tunegate.pii.scale: contiguous shards, and a sharded anonymizer equal to the one-engine run."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from tunegate.demo_data import write_demo_tickets
 from tunegate.errors import StageError
 from tunegate.pii.anonymize import PIIEngine
 from tunegate.pii.keys import load_pii_key
+from tunegate.pii.scale import ShardedAnonymizer, anonymize_shard, shard
 from tunegate.policy.schema import load_policy
 from tunegate.records import Record, content_id, read_records
-from tunegate.scale import ShardedAnonymizer, anonymize_shard, shard
 
 
 def _rec(i: int) -> Record:

@@ -99,7 +99,7 @@ def anonymize_shard(policy_json: str, records_json: list[str]) -> tuple[list[str
 
 
 class ShardedAnonymizer:
-    """An ``Anonymizer`` for :func:`tunegate.prepare.prepare_data` that shards over ``map_fn``.
+    """An ``Anonymizer`` for :func:`tunegate.data.prepare.prepare_data` that shards over ``map_fn``.
 
     ``map_fn(anonymize_shard, [(policy_json, records_json), ...])`` must return one result per
     argument pair, in order; any executor fits (a list comprehension in tests, Prefect tasks on a

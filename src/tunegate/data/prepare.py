@@ -106,7 +106,7 @@ def prepare_data(
     """Run the data gate on ``data`` and write ``out/data/``. See the module docstring.
 
     ``anonymizer`` replaces the in-process ``PIIEngine.anonymize_records`` call, e.g. with one
-    that shards the records over a Dask cluster (``tunegate.scale``); it must return the records
+    that shards the records over a Dask cluster (``tunegate.pii.scale``); it must return the records
     in order with their ids kept, and one merged report.
 
     ``refreeze`` with a ``reason`` (both ledgered) is needed to freeze a hold-out other than the
