@@ -289,12 +289,19 @@ class Progress:
         *,
         unit: str = "steps",
         stream: IO[str] | None = None,
-        interval: float = PLAIN_INTERVAL,
+        interval: float | None = None,
         tty: bool | None = None,
+        lazy: bool = False,
     ) -> None:
-        self.stage, self.total, self.unit, self.interval = stage, total, unit, interval
+        self.stage, self.total, self.unit = stage, total, unit
+        self.interval = PLAIN_INTERVAL if interval is None else interval
         self.stream = stream
         self.tty = tty
+        #: plain lines only once the stage has run for ``interval`` (no bar on a terminal until
+        #: then either): a short pass, or one that fails fast, prints nothing, so the one-line
+        #: error contract holds; a long one still reports periodically
+        self.lazy = lazy
+        self._printed = False
         self.done = 0
         #: a short note appended to plain progress lines (e.g. "loss 1.2345")
         self.note = ""
@@ -308,6 +315,11 @@ class Progress:
         if self.tty is None:
             self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self._t0 = self._last = time.monotonic()
+        if not self.lazy:
+            self._start()
+        return self
+
+    def _start(self) -> None:
         if self.tty:
             from rich.console import Console
             from rich.progress import (
@@ -330,10 +342,10 @@ class Progress:
                 transient=False,
             )
             self._bar.start()
-            self._task = self._bar.add_task(self.stage, total=self.total)
+            self._task = self._bar.add_task(self.stage, total=self.total, completed=self.done)
         else:
             self._line(f"{self.stage}: started" + (f", {self.total} {self.unit}" if self.total else ""))
-        return self
+        self._printed = True
 
     def _line(self, text: str) -> None:
         assert self.stream is not None
@@ -365,11 +377,17 @@ class Progress:
         now = time.monotonic()
         if now - self._last >= self.interval:
             self._last = now
+            if not self._printed:
+                self._start()
+                if self._bar is not None:
+                    return
             self._line(self.status())
 
     def __exit__(self, *exc: Any) -> None:
         if self._bar is not None:
             self._bar.stop()
+        elif not self._printed:
+            return
         elif exc[0] is None:
             self._line(self.status().replace(" elapsed", " in total").split(", about")[0] + ": done")
         else:
@@ -392,9 +410,12 @@ class _NoProgress:
         self.done += n
 
 
-def progress(stage: str, total: int | None, *, unit: str = "items") -> Progress | _NoProgress:
+def progress(
+    stage: str, total: int | None, *, unit: str = "items", lazy: bool = False
+) -> Progress | _NoProgress:
     """A :class:`Progress` while a ``tunegate`` command runs (inside :func:`library_output`), so
-    long library loops (prediction, generation) report to the user; a no-op elsewhere."""
+    long library loops (prediction, generation, the PII pass) report to the user; a no-op
+    elsewhere. ``lazy``: nothing until the loop has run for :data:`PLAIN_INTERVAL` seconds."""
     if _state.get("command") is None or _state.get("log") is None:
         return _NoProgress()
-    return Progress(stage, total, unit=unit)
+    return Progress(stage, total, unit=unit, lazy=lazy)

@@ -111,3 +111,55 @@ def test_library_loops_report_progress_only_inside_a_command(tmp_path: Path) -> 
         sys.stderr = real
     text = err.getvalue()
     assert "classify: started, 3 texts" in text and "classify: 3/3 texts (100%)" in text
+
+
+def test_lazy_progress_is_silent_for_a_short_pass_and_reports_a_long_one() -> None:
+    """Issue 13: the PII pass of `prepare` reports progress (lazily, so that a short pass or a fast
+    failure keeps the one-line error contract)."""
+    short = io.StringIO()
+    with console.Progress("anonymize", total=10, unit="texts", stream=short, interval=3600.0, lazy=True) as p:
+        p.advance(10)
+    assert short.getvalue() == ""
+    failed = io.StringIO()
+    with (
+        pytest.raises(RuntimeError),
+        console.Progress("anonymize", total=10, stream=failed, interval=3600.0, lazy=True) as p,
+    ):
+        p.advance(3)
+        raise RuntimeError("bad record")
+    assert failed.getvalue() == ""
+    long = io.StringIO()
+    with console.Progress("anonymize", total=4, unit="texts", stream=long, interval=0.0, lazy=True) as p:
+        for _ in range(4):
+            p.advance()
+    lines = long.getvalue().splitlines()
+    assert lines[0] == "anonymize: started, 4 texts"
+    assert lines[1].startswith("anonymize: 1/4 texts (25%)")
+    assert lines[-1].startswith("anonymize: 4/4 texts (100%)") and lines[-1].endswith(": done")
+
+
+def test_the_pii_pass_reports_progress_inside_a_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real PII pass (Presidio + spaCy) inside a `tunegate` command prints plain progress lines
+    once it has run for the interval; the result is the same as without progress."""
+    from tunegate.pii.config import PIIPolicy
+    from tunegate.pii.detect import build_analyzer, detect_texts
+
+    monkeypatch.setattr(console, "PLAIN_INTERVAL", 0.0)
+    policy = PIIPolicy(n_process=1)
+    analyzer = build_analyzer(policy)
+    texts = [f"Call Anna Kowalska at +48 601 234 {i:03d} about ticket {i}." for i in range(40)]
+    quiet = detect_texts(analyzer, policy, texts)
+    err = io.StringIO()
+    real = sys.stderr
+    sys.stderr = err
+    try:
+        with console.library_output(tmp_path, command="prepare", verbose=False):
+            spans = detect_texts(analyzer, policy, texts)
+    finally:
+        sys.stderr = real
+    assert spans == quiet and any(s.entity_type == "PHONE_NUMBER" for s in spans[0])
+    text = err.getvalue()
+    assert "anonymize: started, 40 texts" in text and "anonymize: 40/40 texts (100%)" in text
+    assert "Kowalska" not in text  # progress names counts, never values

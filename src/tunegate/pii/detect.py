@@ -36,6 +36,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tunegate.console import progress
 from tunegate.errors import DependencyError
 from tunegate.pii.config import STRUCTURED_ENTITIES, SUPPORTED_ENTITIES, PIIPolicy
 
@@ -746,19 +747,26 @@ def detect_texts(
     n_proc = min(policy.processes(), available_cores())
     if multiprocessing.current_process().daemon:  # e.g. a Dask or pool worker: it may not have children
         n_proc = 1
-    if n_proc <= 1 or len(texts) < 4 * policy.batch_size:
-        if analyzer is None:
-            analyzer = build_analyzer(policy)
-        return _detect_chunk(analyzer, policy, texts)
-    method = "fork" if sys.platform.startswith("linux") and not _torch_threads_started() else "spawn"
-    ctx = multiprocessing.get_context(method)
-    size = max(policy.batch_size, len(texts) // (n_proc * 8) + 1)
-    if method == "fork" and analyzer is not None:
-        _WORKER.update(policy=policy, analyzer=analyzer)
     out: list[list[Span]] = []
-    with ProcessPoolExecutor(
-        max_workers=n_proc, mp_context=ctx, initializer=_worker_init, initargs=(policy.model_dump_json(),)
-    ) as pool:
-        for rows in pool.map(_worker_run, _chunks(texts, size)):
-            out.extend([Span(*t) for t in row] for row in rows)
+    # what a user sees during a long PII pass (lazy: a short one, or a fast failure, prints nothing)
+    with progress("anonymize", len(texts), unit="texts", lazy=True) as bar:
+        if n_proc <= 1 or len(texts) < 4 * policy.batch_size:
+            if analyzer is None:
+                analyzer = build_analyzer(policy)
+            # per-text detection: chunking changes nothing but how often progress is reported
+            for chunk in _chunks(texts, 16 * policy.batch_size):
+                out.extend(_detect_chunk(analyzer, policy, chunk))
+                bar.advance(len(chunk))
+            return out
+        method = "fork" if sys.platform.startswith("linux") and not _torch_threads_started() else "spawn"
+        ctx = multiprocessing.get_context(method)
+        size = max(policy.batch_size, len(texts) // (n_proc * 8) + 1)
+        if method == "fork" and analyzer is not None:
+            _WORKER.update(policy=policy, analyzer=analyzer)
+        with ProcessPoolExecutor(
+            max_workers=n_proc, mp_context=ctx, initializer=_worker_init, initargs=(policy.model_dump_json(),)
+        ) as pool:
+            for rows in pool.map(_worker_run, _chunks(texts, size)):
+                out.extend([Span(*t) for t in row] for row in rows)
+                bar.advance(len(rows))
     return out
