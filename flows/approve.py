@@ -24,11 +24,12 @@ from tunegate.workdir import resolve_run, run_dir
 
 
 @task(name="render-report")
-def render_report(workdir: str, run_id: str, policy_path: str | None) -> bool:
-    """Render only when absent: re-rendering would change the bytes reviewers sign."""
+def render_report(workdir: str, run_id: str, policy_path: str | None, registry: str | None = None) -> bool:
+    """Render only when absent: re-rendering would change the bytes reviewers sign. With a
+    registry, the report compares the run with the version in production."""
     if (run_dir(workdir, run_id) / "report.html").is_file():
         return False
-    write_report(workdir, policy=resolve_policy(workdir, policy_path), run_id=run_id)
+    write_report(workdir, policy=resolve_policy(workdir, policy_path), run_id=run_id, registry=registry)
     return True
 
 
@@ -74,7 +75,7 @@ def approve(
 ) -> dict[str, Any]:
     """Await the reviewers' signatures, then verify and promote."""
     rid = resolve_run(workdir, run_id)
-    render_report(workdir, rid, policy_path)
+    render_report(workdir, rid, policy_path, registry)
     status = wait_for_approval(workdir, rid, policy_path, approvers, timeout_s, poll_interval_s)
     if not status["approved"]:
         get_run_logger().info("run %s not promoted: %s", rid, status["reasons"])

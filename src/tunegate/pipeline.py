@@ -261,8 +261,13 @@ def stage_evaluate(cfg: GateRunConfig, run_id: str) -> dict[str, Any]:
         "policy": policy.digest(),
     }
 
+    if cfg.registry is not None:  # also compare with the version in production
+        inputs["registry"] = str(cfg.registry)
+
     def run() -> tuple[list[str], dict[str, Any]]:
-        evaluate_run(wd, run_id=run_id, policy=policy, device=resolve_device(cfg.device))
+        evaluate_run(
+            wd, run_id=run_id, policy=policy, device=resolve_device(cfg.device), registry=cfg.registry
+        )
         _checkpoint(wd, "evaluate")
         return [f"runs/{run_id}/evidence.json"], {"run_id": run_id}
 
@@ -302,8 +307,11 @@ def stage_report(cfg: GateRunConfig, run_id: str) -> dict[str, Any]:
         "policy": policy.digest(),
     }
 
+    if cfg.registry is not None:  # the report compares the run with the version in production
+        inputs["registry"] = str(cfg.registry)
+
     def run() -> tuple[list[str], dict[str, Any]]:
-        paths = write_report(wd, policy=policy, run_id=run_id)
+        paths = write_report(wd, policy=policy, run_id=run_id, registry=cfg.registry)
         rels = sorted(Path(p).resolve().relative_to(wd.resolve()).as_posix() for p in paths.values())
         return rels, {"files": rels}
 

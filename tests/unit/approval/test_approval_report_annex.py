@@ -283,3 +283,27 @@ def test_report_compares_with_the_promoted_version(
     html = (workdir / "runs/run-b/report.html").read_text()
     section = html[html.index('<section id="production">') : html.index('<section id="per-class">')]
     assert "v1 (run run-a)" in section and f"{row['delta']:+.4f}" in section
+
+
+def test_gate_run_report_stage_compares_with_production(
+    workdir: Path, reviewers: Reviewers, policy, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """`tunegate run` with a registry: its report stage shows the version in production."""
+    import yaml
+
+    from tunegate.approval.promote import promote
+    from tunegate.pipeline import GateRunConfig, stage_report
+
+    reg = tmp_path / "registry"
+    for who in ("alice", "bob"):
+        sign_run(workdir, reviewers.keys[who], "approve", policy=policy, run_id="run-a", registry=reg)
+    promote(workdir, reg, policy=policy, run_id="run-a")
+    pol = tmp_path / "policy.yaml"
+    pol.write_text(yaml.safe_dump(policy.model_dump(mode="json")))
+    cfg = GateRunConfig(
+        data="unused.jsonl", task="classification", workdir=str(workdir), model="m",
+        policy=str(pol), registry=str(reg),
+    )  # fmt: skip
+    stage_report(cfg, "run-b")
+    prod = json.loads((workdir / "runs/run-b/report_evidence.json").read_text())["production"]
+    assert (prod["version"], prod["run_id"]) == (1, "run-a") and prod["rows"]
