@@ -23,6 +23,7 @@ from tunegate.approval import artifacts
 from tunegate.approval.checkpoint import check_ledger, read_ledger, verify_checkpoint
 from tunegate.approval.dsse import STATEMENT_TYPE, parse_envelope, read_envelope, verify_signature
 from tunegate.approval.keys import load_reviewers
+from tunegate.approval.recovery import recover_approvals, tell
 from tunegate.approval.sign import (
     PREDICATE_FIELDS,
     PREDICATE_TYPE,
@@ -38,6 +39,7 @@ from tunegate.errors import IntegrityError
 from tunegate.policy.pinned import resolve_trust_root
 from tunegate.policy.schema import GatePolicy
 from tunegate.provenance import canonical_json, sha256_bytes, sha256_file
+from tunegate.workdir import pending_target
 
 #: How far in the future an approval's signed time may be (clock skew between machines).
 MAX_CLOCK_SKEW = dt.timedelta(minutes=5)
@@ -197,6 +199,8 @@ def reconcile_approvals(workdir: Path, run_id: str, entries: list[dict[str, Any]
         for p in sorted(adir.iterdir()):
             if p.name.startswith(".") and p.name.endswith(".lock") and p.is_file() and not p.is_symlink():
                 continue
+            if pending_target(p.name) and p.is_file() and not p.is_symlink():
+                continue  # staged by a sign that crashed: recovery settles it (audit verify notes it)
             if p.is_symlink() or not p.is_file() or not p.name.endswith(".dsse.json"):
                 raise IntegrityError(
                     f"{p}: unexpected entry in the approvals directory (only envelopes belong)"
@@ -308,11 +312,16 @@ def verify_run(
     run_id: str | None = None,
     approvers_dir: str | Path | None = None,
     registry_head: Any = _UNSET,
+    recover: bool = True,
 ) -> VerifyResult:
     """Verify all approvals of a run. ``registry_head``: the approval digest the approvals must
-    have been signed against (``None`` = empty registry); leave unset to skip the replay check."""
+    have been signed against (``None`` = empty registry); leave unset to skip the replay check.
+    ``recover``: first complete or discard a crashed ``sign``'s staged envelope (see
+    :mod:`tunegate.approval.recovery`); false for a read-only copy (a registry bundle)."""
     wd = Path(workdir)
     rid = artifacts.resolve_run(wd, run_id)
+    if recover:
+        tell(recover_approvals(wd, rid))
     trust = resolve_trust_root(policy, approvers_dir, workdir=wd)
     rep = check_ledger(wd)
     if not rep.ok:
