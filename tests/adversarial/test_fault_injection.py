@@ -140,7 +140,8 @@ def _registry_versions_have_ledger_events(root: Path, wd: Path) -> None:
         assert (reg / "HEAD.json").is_file(), f"v{versions[-1]} exists but HEAD.json does not"
         head = json.loads((reg / "HEAD.json").read_text())
         assert head["version"] == versions[-1], f"HEAD names v{head['version']}, newest is v{versions[-1]}"
-        hist = [json.loads(line)["version"] for line in (reg / "history.jsonl").read_text().splitlines()]
+        lines = (reg / "history.jsonl").read_text().splitlines() if (reg / "history.jsonl").is_file() else []
+        hist = [json.loads(line)["version"] for line in lines]
         assert hist == versions, f"history.jsonl lists {hist}, the registry holds {versions}"
 
 

@@ -252,3 +252,15 @@ def test_staged_file_waits_for_a_torn_tail_to_be_repaired(
     assert rep.ok, rep.problems
     assert not _staged(partial) and len(_envelopes(partial)) == 1
     assert _stages(partial)[-1] == "recover"
+
+
+def test_staged_copy_never_replaces_an_envelope_in_place(partial: Env) -> None:
+    """A copy of a committed envelope under its own staged name (digest and round both match):
+    the envelope in place is never overwritten; the copy is discarded."""
+    (env,) = _envelopes(partial)
+    inode = env.stat().st_ino
+    shutil.copy(env, env.with_name(f".{env.name}.pending"))
+    done = recover_approvals(partial.wd, "run-a")
+    assert [(r.action, r.reason) for r in done] == [("discarded", "the envelope is already in place")]
+    assert env.stat().st_ino == inode and not _staged(partial)
+    assert verify_run(partial.wd, policy=partial.policy, run_id="run-a").approvals
