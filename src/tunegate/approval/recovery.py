@@ -34,17 +34,39 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from filelock import FileLock, Timeout
 
 from tunegate import ledger
 from tunegate.approval.artifacts import refuse_links
+from tunegate.approval.checkpoint import check_ledger, read_ledger
 from tunegate.errors import IntegrityError, LockError
 from tunegate.provenance import fault_point, fsync_dir
 from tunegate.workdir import approvals_dir, pending_path, pending_target
 
 RECOVER_STAGE = "recover"
 SIGN_LOCK = ".sign.lock"
+
+#: Ledger stages after which the approvals of a run start afresh: a re-rendered report changes
+#: signed bytes (older approvals cannot verify any more), and a promotion consumes them.
+ROUND_BOUNDARIES = ("report", "promote")
+
+
+def ledgered_envelopes(entries: list[dict[str, Any]], run_id: str) -> dict[str, tuple[str, int]]:
+    """WORKDIR-relative envelope path -> (sha256, ledger seq) for the run's current approval round:
+    ``sign`` events after the last ``report`` or ``promote`` event of the run."""
+    out: dict[str, tuple[str, int]] = {}
+    for e in entries:
+        d = e.get("details") or {}
+        if d.get("run_id") != run_id:
+            continue
+        if e.get("stage") in ROUND_BOUNDARIES:
+            out.clear()
+        elif e.get("stage") == "sign":
+            for rel, digest in (e.get("outputs") or {}).items():
+                out[str(rel)] = (str(digest), int(e.get("seq") or 0))
+    return out
 
 
 @dataclass(frozen=True)
@@ -120,9 +142,6 @@ def recover_approvals(workdir: str | Path, run_id: str, *, locked: bool = False)
 
 
 def _recover_locked(wd: Path, run_id: str, adir: Path) -> list[Recovered]:
-    from tunegate.approval.checkpoint import check_ledger, read_ledger
-    from tunegate.approval.verify import ledgered_envelopes
-
     staged = _staged(adir)
     if not staged or not check_ledger(wd).ok:
         # a torn tail or a broken chain: every command refuses with its own message; recovery

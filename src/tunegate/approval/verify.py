@@ -23,7 +23,7 @@ from tunegate.approval import artifacts
 from tunegate.approval.checkpoint import check_ledger, read_ledger, verify_checkpoint
 from tunegate.approval.dsse import STATEMENT_TYPE, parse_envelope, read_envelope, verify_signature
 from tunegate.approval.keys import load_reviewers
-from tunegate.approval.recovery import recover_approvals, tell
+from tunegate.approval.recovery import ledgered_envelopes, recover_approvals, tell
 from tunegate.approval.sign import (
     PREDICATE_FIELDS,
     PREDICATE_TYPE,
@@ -43,9 +43,6 @@ from tunegate.workdir import pending_target
 
 #: How far in the future an approval's signed time may be (clock skew between machines).
 MAX_CLOCK_SKEW = dt.timedelta(minutes=5)
-#: Ledger stages after which the approvals of a run start afresh: a re-rendered report changes
-#: signed bytes (older approvals cannot verify any more), and a promotion consumes them.
-ROUND_BOUNDARIES = ("report", "promote")
 
 _UNSET: Any = object()
 
@@ -173,22 +170,6 @@ def parse_time(value: str, where: str) -> dt.datetime:
     if t.tzinfo is None:
         raise IntegrityError(f"{where}: time {value!r} has no time zone")
     return t
-
-
-def ledgered_envelopes(entries: list[dict[str, Any]], run_id: str) -> dict[str, tuple[str, int]]:
-    """WORKDIR-relative envelope path -> (sha256, ledger seq) for the run's current approval round:
-    ``sign`` events after the last ``report`` or ``promote`` event of the run."""
-    out: dict[str, tuple[str, int]] = {}
-    for e in entries:
-        d = e.get("details") or {}
-        if d.get("run_id") != run_id:
-            continue
-        if e.get("stage") in ROUND_BOUNDARIES:
-            out.clear()
-        elif e.get("stage") == "sign":
-            for rel, digest in (e.get("outputs") or {}).items():
-                out[str(rel)] = (str(digest), int(e.get("seq") or 0))
-    return out
 
 
 def reconcile_approvals(workdir: Path, run_id: str, entries: list[dict[str, Any]]) -> None:
