@@ -197,7 +197,7 @@ def _settle(
         if want is None:
             reason = (
                 "named only by a sign event of an earlier approval round (a replayed approval)"
-                if any(r == rel and d == digest for r, d in earlier)
+                if (rel, digest) in earlier
                 else "no sign event names it: the signature was never recorded (or the file was planted)"
             )
         elif want[0] != digest:

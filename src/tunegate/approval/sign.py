@@ -5,7 +5,9 @@ The statement's subjects are the sha256 digests of every covered artifact (see
 (name and key id), when, a per-run sequence number, the digest of the approval bundle last
 promoted to the registry (replay protection), the latest signed ledger checkpoint (truncation
 detection), and the comment / override justification. Envelopes are written to
-``runs/<id>/approvals/<seq>-<keyid16>.dsse.json``.
+``runs/<id>/approvals/<seq>-<keyid16>.dsse.json``: staged as ``.<name>.pending``, committed by
+the ledger ``sign`` event that names their sha256, then renamed into place; a crash in between
+is settled by :mod:`tunegate.approval.recovery` on the next start.
 """
 
 from __future__ import annotations
