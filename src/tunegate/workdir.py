@@ -82,6 +82,25 @@ def approvals_dir(workdir: str | Path, run_id: str) -> Path:
     return run_dir(workdir, run_id) / "approvals"
 
 
+#: An approval envelope is staged as ``.<name>.pending`` beside its final name, then its ledger
+#: ``sign`` event is appended, then it is renamed into place (see :mod:`tunegate.approval.recovery`).
+PENDING_PREFIX, PENDING_SUFFIX = ".", ".pending"
+
+
+def pending_path(final: str | Path) -> Path:
+    """The staged (pending) name of the file ``final``: ``.<name>.pending`` in the same folder."""
+    final = Path(final)
+    return final.with_name(f"{PENDING_PREFIX}{final.name}{PENDING_SUFFIX}")
+
+
+def pending_target(name: str) -> str | None:
+    """The final name a staged file name stands for (``.X.pending`` -> ``X``), or ``None``."""
+    if not (name.startswith(PENDING_PREFIX) and name.endswith(PENDING_SUFFIX)):
+        return None
+    final = name[len(PENDING_PREFIX) : -len(PENDING_SUFFIX)]
+    return final if _NAME_RE.fullmatch(final) else None
+
+
 def annex_dir(workdir: str | Path, run_id: str) -> Path:
     """Annex IV documents of a run written after it was signed (outside the signed set)."""
     return Path(workdir) / "annex_iv" / check_name(run_id, "run id")

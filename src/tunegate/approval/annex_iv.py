@@ -284,6 +284,10 @@ def write_annex_iv(workdir: str | Path, *, policy: GatePolicy, run_id: str | Non
     wd = Path(workdir)
     rid = artifacts.resolve_run(wd, run_id)
     with workdir_lock(wd, stage="annex-iv"):
+        # where the document goes depends on whether the run is signed: settle a crashed sign first
+        from tunegate.approval.recovery import recover_approvals, tell
+
+        tell(recover_approvals(wd, rid))
         return _write_annex_iv(wd, rid, policy)
 
 

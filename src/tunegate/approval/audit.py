@@ -57,41 +57,55 @@ def time_order_problems(entries: list[dict[str, Any]]) -> list[str]:
 
 
 def unfinished_promotions(entries: list[dict[str, Any]]) -> list[str]:
-    """``promote_intent`` events with no later ``promote`` of the same name and version (a crash)."""
-    done = {
-        ((e.get("details") or {}).get("name"), (e.get("details") or {}).get("version"))
-        for e in entries
-        if e.get("stage") == "promote"
-    }
+    """``promote_intent`` events with no later ``promote`` (or ``promote_abandoned``) of the same
+    name and version: a crashed promotion that recovery could not settle yet."""
+    from tunegate.approval.promote import unfinished_intents
+
     out = []
-    for e in entries:
+    for e in unfinished_intents(entries):
         d = e.get("details") or {}
-        if e.get("stage") == "promote_intent" and (d.get("name"), d.get("version")) not in done:
-            out.append(
-                f"ledger entry {e.get('seq')}: promotion of run {d.get('run_id')} to {d.get('name')}/"
-                f"v{d.get('version')} was started but not recorded as finished: check whether the registry "
-                "holds that version (`tunegate verify --registry`)"
-            )
+        out.append(
+            f"ledger entry {e.get('seq')}: promotion of run {d.get('run_id')} to {d.get('name')}/"
+            f"v{d.get('version')} was started but not recorded as finished: run `tunegate promote` with "
+            "the same --registry again (it completes or rolls back the interrupted promotion)"
+        )
     return out
 
 
 def audit_workdir(workdir: str | Path, *, policy: GatePolicy) -> AuditReport:
     """Ledger chain, checkpoints (own and embedded), time order, and every run's approval set."""
+    from tunegate.approval.promote import recover_promotions
+    from tunegate.approval.recovery import recover_approvals, staged_notes
     from tunegate.approval.verify import reconcile_approvals
     from tunegate.workdir import list_runs
 
+    # first finish what a crashed sign / promote left (each only on a ledger that verifies)
+    recovered: list[str] = []
+    unsettled: list[str] = []
+    for rid in list_runs(workdir, finished=False):
+        try:
+            recovered += [r.message() for r in recover_approvals(Path(workdir), rid)]
+        except TunegateError as exc:
+            unsettled.append(str(exc))
+    recovered += recover_promotions(Path(workdir), policy=policy)
+    for rid in list_runs(workdir, finished=False):  # what recovery could not settle (a torn tail)
+        recovered += staged_notes(workdir, rid)
     try:
         extra = embedded_checkpoints(workdir)
     except IntegrityError as exc:
         rep = verify_checkpoints(workdir, key_rel=policy.approval.checkpoint_key)
         rep.ok = False
-        rep.problems.append(str(exc))
+        rep.problems.extend([str(exc), *unsettled])
+        rep.notes.extend(recovered)
         return rep
     rep = verify_checkpoints(workdir, extra=extra, key_rel=policy.approval.checkpoint_key)
+    rep.notes.extend(recovered)
+    rep.problems.extend(unsettled)
+    rep.ok = not rep.problems
     try:
         entries = read_ledger(workdir)
     except IntegrityError:
-        return rep  # already reported by verify_checkpoints
+        return rep  # already reported by verify_checkpoints (recovery notes included)
     rep.problems.extend(time_order_problems(entries))
     runs = set(list_runs(workdir, finished=False))
     runs |= {

@@ -18,6 +18,14 @@ override exists. Re-promoting a run or adapter that is already in the registry i
 and needs every approval to be signed with ``--rollback``. Promotions of one name are
 serialized by a file lock; the new version is staged and renamed into place, so a crash never
 leaves a half-written ``v<N>``.
+
+Crash safety (issue 10): the ``promote_intent`` ledger event (name, version, the staged
+manifest's sha256, the registry) comes before anything becomes visible in the registry; then
+the rename of ``v<N>``, ``HEAD.json``, ``history.jsonl``, and the ``promote`` event. An intent
+without its ``promote`` event is settled on the next start (``promote`` into that registry, or
+``tunegate audit verify``): rolled *forward* when ``v<N>`` is exactly the staged version and
+verifies as a registry entry, rolled *back* (a ``promote_abandoned`` event) when ``v<N>`` never
+appeared. See :func:`_recover_locked`.
 """
 
 from __future__ import annotations
@@ -36,14 +44,18 @@ from filelock import FileLock, Timeout
 
 from tunegate import ledger
 from tunegate.approval import artifacts
-from tunegate.approval.checkpoint import read_ledger, write_checkpoint
+from tunegate.approval.checkpoint import check_ledger, read_ledger, write_checkpoint
 from tunegate.approval.sign import ApprovalRefusedError, registry_head_digest, registry_name
 from tunegate.approval.verify import VerifyResult, verify_run
-from tunegate.errors import DependencyError, IntegrityError, LockError
+from tunegate.errors import DependencyError, IntegrityError, LockError, TunegateError
 from tunegate.policy.pinned import pin_path, snapshot_path
 from tunegate.policy.schema import GatePolicy
 from tunegate.provenance import atomic_write_json, canonical_json, sha256_file, sha256_tree
 from tunegate.workdir import approvals_dir, audit_dir, check_name
+
+#: the ledger stage that closes a ``promote_intent`` whose version never appeared (rolled back)
+ABANDONED_STAGE = "promote_abandoned"
+STAGING_PREFIX = ".staging-"
 
 
 @dataclass(frozen=True)
@@ -114,7 +126,13 @@ def promote(
     merged: bool = False,
     lock_timeout: float = 120.0,
 ) -> RegistryEntry:
-    """Verify the run's approvals against the registry head and add ``v<N>``; return the entry."""
+    """Verify the run's approvals against the registry head and add ``v<N>``; return the entry.
+
+    Under the registry lock: settle this workdir's unfinished promotions first
+    (:func:`recover_promotions`), then ``promote_intent`` event, stage and rename ``v<N>``,
+    ``HEAD.json``, ``history.jsonl``, ``promote`` event. When the settling completed an
+    interrupted promotion of this very run, that entry is the result.
+    """
     wd = Path(workdir)
     rid = artifacts.resolve_run(wd, run_id)
     reg_name = registry_name(wd, rid, name)
@@ -130,21 +148,6 @@ def promote(
             entry = _promote_locked(wd, rid, root, reg, reg_name, policy, approvers_dir, merged)
     except Timeout:
         raise LockError(f"{reg}: another promotion holds the registry lock") from None
-    ledger.append_event(
-        wd,
-        "promote",
-        outputs={
-            f"registry:{reg_name}/v{entry.version}/manifest.json": sha256_file(entry.path / "manifest.json")
-        },
-        config_digest=policy.digest(),
-        details={
-            "run_id": rid,
-            "name": reg_name,
-            "version": entry.version,
-            "approval_digest": entry.approval_digest,
-            "trust_root": entry.manifest.get("trust_root"),
-        },
-    )
     write_checkpoint(wd, "promote", key_rel=policy.approval.checkpoint_key)
     return entry
 
@@ -159,6 +162,9 @@ def _promote_locked(
     approvers_dir: str | Path | None,
     merged: bool,
 ) -> RegistryEntry:
+    for entry, _ in _tell(_recover_locked(wd, registry, reg, reg_name, policy, approvers_dir)):
+        if entry is not None and entry.run_id == rid:
+            return entry  # the interrupted promotion of this run is now complete
     head = registry_head_digest(registry, reg_name)
     artifacts.check_tree(reg)
     versions = _versions(reg)
@@ -170,19 +176,14 @@ def _promote_locked(
         else None
     )
     if head != latest:
-        # a crash between the rename and HEAD? finish it when the same approvals still verify
-        check = verify_run(wd, policy=policy, run_id=rid, approvers_dir=approvers_dir, registry_head=head)
-        finished = (
-            _finish_interrupted(wd, rid, reg, reg_name, versions, head)
-            if check.approved and check.approval_digest == latest
-            else None
-        )
-        if finished is not None:
-            return finished
         raise IntegrityError(
             f"{reg}/HEAD.json names approval {str(head)[:16]}, but the newest entry "
-            f"v{versions[-1] if versions else 0} holds {str(latest)[:16]}: the registry head was edited"
+            f"v{versions[-1] if versions else 0} holds {str(latest)[:16]}: the registry head was edited, "
+            "or a promotion from another workdir was interrupted",
+            hint="if another workdir promoted here, run `tunegate audit verify` (or promote) in that "
+            "workdir: it completes its interrupted promotion",
         )
+    _refuse_already_promoted(wd, rid, reg, reg_name)
     result = verify_run(wd, policy=policy, run_id=rid, approvers_dir=approvers_dir, registry_head=head)
     if not result.approved:
         raise ApprovalRefusedError(f"run {rid} cannot be promoted: " + "; ".join(result.reasons))
@@ -200,7 +201,7 @@ def _promote_locked(
                     hint="reviewers sign with `tunegate sign ... --rollback --registry DIR`",
                 )
     version = (_versions(reg) or [0])[-1] + 1
-    staging = reg / f".staging-{uuid.uuid4().hex}"
+    staging = reg / f"{STAGING_PREFIX}{uuid.uuid4().hex}"
     bundle = staging / "bundle"
     try:
         for rel in tree:
@@ -259,8 +260,8 @@ def _promote_locked(
         atomic_write_json(staging / "manifest.json", manifest)
         artifacts.check_tree(staging)
         final = reg / f"v{version}"
-        # intent first: a crash after this line leaves a ledgered intent (reported by `audit
-        # verify`), never a registry version the ledger does not know about
+        # intent first: it names the manifest's digest and the registry, so that after a crash
+        # anywhere below the next start rolls this promotion forward or back (recover_promotions)
         ledger.append_event(
             wd,
             "promote_intent",
@@ -271,77 +272,278 @@ def _promote_locked(
                 "name": reg_name,
                 "version": version,
                 "approval_digest": result.approval_digest,
+                "registry": str(registry.resolve()),
             },
         )
         os.rename(staging, final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    _make_read_only(final)
-    _publish(reg, version, rid, result.approval_digest, head, str(manifest["time"]))
-    return RegistryEntry(
-        reg_name,
-        version,
-        final,
-        rid,
-        result.approval_digest,
-        final / weights_rel,
-        final / merged_rel if merged_rel else None,
-        manifest,
-    )
+    return _complete(wd, reg, reg_name, manifest, recovered=False)
 
 
-def _finish_interrupted(
-    wd: Path, rid: str, reg: Path, reg_name: str, versions: list[int], head: str | None
-) -> RegistryEntry | None:
-    """Complete a promotion of ``rid`` that crashed after its version was renamed into place but
-    before ``HEAD.json`` moved: only when this workdir's ledger holds its unfinished intent, HEAD
-    still names the version before it, and the version's files match its manifest."""
-    if not versions:
-        return None
-    version = versions[-1]
-    entry = reg / f"v{version}"
-    manifest = json.loads((entry / "manifest.json").read_text(encoding="utf-8"))
-    entries = read_ledger(wd)
-    done = any(
-        e.get("stage") == "promote"
-        and (e.get("details") or {}).get("name") == reg_name
-        and (e.get("details") or {}).get("version") == version
-        for e in entries
+def _refuse_already_promoted(wd: Path, rid: str, reg: Path, reg_name: str) -> None:
+    """Say so plainly when HEAD is this run, promoted (per this workdir's ledger) with exactly the
+    approvals present now: running promote again (after a crash that recovery completed, say)
+    would only replay them."""
+    from tunegate.approval.verify import approval_digest
+
+    headp = reg / "HEAD.json"
+    head = json.loads(headp.read_text(encoding="utf-8")) if headp.is_file() else None
+    if not isinstance(head, dict) or head.get("run_id") != rid:
+        return
+    adir = approvals_dir(wd, rid)
+    envs = (
+        sorted(p for p in adir.glob("*.dsse.json") if p.is_file() and not p.is_symlink())
+        if adir.is_dir()
+        else []
     )
-    intent = any(
-        e.get("stage") == "promote_intent"
-        and (e.get("details") or {}).get("name") == reg_name
-        and (e.get("details") or {}).get("version") == version
-        and (e.get("details") or {}).get("run_id") == rid == manifest.get("run_id")
-        and (e.get("details") or {}).get("approval_digest") == manifest.get("approval_digest")
-        for e in entries
-    )
-    if done or not intent or manifest.get("previous_approval_digest") != head:
-        return None
-    artifacts.check_tree(entry)
-    files = {k: v for k, v in sha256_tree(entry).items() if k != "manifest.json"}
-    if files != manifest.get("files"):
-        raise IntegrityError(f"{entry}: an interrupted promotion left files that differ from its manifest")
-    _make_read_only(entry)
-    _publish(reg, version, rid, str(manifest["approval_digest"]), head, str(manifest["time"]))
+    if not envs or approval_digest([sha256_file(p) for p in envs]) != head.get("approval_digest"):
+        return
+    for e in read_ledger(wd):
+        d = e.get("details") or {}
+        if (
+            e.get("stage") == "promote"
+            and d.get("name") == reg_name
+            and d.get("version") == head.get("version")
+            and d.get("approval_digest") == head.get("approval_digest")
+        ):
+            how = " (completed by recovery after a crash)" if d.get("recovered") else ""
+            raise IntegrityError(
+                f"replayed or stale approval: run {rid} is already promoted as {reg_name}/v{head['version']} "
+                f"with exactly these approvals (ledger entry {e.get('seq')}{how}); nothing to do",
+                hint="a new promotion needs approvals signed against the registry head (sign --registry)",
+            )
+
+
+def _entry(reg: Path, reg_name: str, manifest: dict[str, Any]) -> RegistryEntry:
+    path = reg / f"v{manifest['version']}"
     merged = manifest.get("merged")
     return RegistryEntry(
         reg_name,
-        version,
-        entry,
-        rid,
+        int(manifest["version"]),
+        path,
+        str(manifest["run_id"]),
         str(manifest["approval_digest"]),
-        entry / manifest["weights"],
-        entry / merged if merged else None,
+        path / manifest["weights"],
+        path / merged if merged else None,
         manifest,
     )
 
 
+def _complete(
+    wd: Path, reg: Path, reg_name: str, manifest: dict[str, Any], *, recovered: bool
+) -> RegistryEntry:
+    """The steps after ``v<N>`` is in place, each idempotent: read-only, HEAD, history, then the
+    ``promote`` event that closes the intent."""
+    version = int(manifest["version"])
+    final = reg / f"v{version}"
+    _make_read_only(final)
+    _publish(
+        reg,
+        version,
+        str(manifest["run_id"]),
+        str(manifest["approval_digest"]),
+        manifest.get("previous_approval_digest"),
+        str(manifest["time"]),
+    )
+    details: dict[str, Any] = {
+        "run_id": manifest["run_id"],
+        "name": reg_name,
+        "version": version,
+        "approval_digest": manifest["approval_digest"],
+        "trust_root": manifest.get("trust_root"),
+    }
+    if recovered:
+        details["recovered"] = True
+    ledger.append_event(
+        wd,
+        "promote",
+        outputs={f"registry:{reg_name}/v{version}/manifest.json": sha256_file(final / "manifest.json")},
+        config_digest=str(manifest.get("policy_digest")),
+        details=details,
+    )
+    return _entry(reg, reg_name, manifest)
+
+
+def unfinished_intents(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``promote_intent`` events with no later ``promote`` or ``promote_abandoned`` of the same
+    name and version (a promotion that crashed and was not settled yet)."""
+    open_: dict[tuple[Any, Any], list[dict[str, Any]]] = {}
+    for e in entries:
+        d = e.get("details") or {}
+        key = (d.get("name"), d.get("version"))
+        if e.get("stage") == "promote_intent":
+            open_.setdefault(key, []).append(e)
+        elif e.get("stage") in ("promote", ABANDONED_STAGE):
+            open_.pop(key, None)
+    return sorted((e for es in open_.values() for e in es), key=lambda e: int(e.get("seq") or 0))
+
+
+def _abandon(wd: Path, intent: dict[str, Any], reason: str) -> str:
+    d = intent.get("details") or {}
+    ledger.append_event(
+        wd,
+        ABANDONED_STAGE,
+        details={
+            "run_id": d.get("run_id"),
+            "name": d.get("name"),
+            "version": d.get("version"),
+            "intent_seq": intent.get("seq"),
+            "reason": reason,
+        },
+    )
+    return (
+        f"recovery rolled back the interrupted promotion of run {d.get('run_id')} to "
+        f"{d.get('name')}/v{d.get('version')} (ledger entry {intent.get('seq')}): {reason}"
+    )
+
+
+def _recover_locked(
+    wd: Path,
+    registry: Path,
+    reg: Path,
+    reg_name: str,
+    policy: GatePolicy,
+    approvers_dir: str | Path | None,
+) -> list[tuple[RegistryEntry | None, str]]:
+    """Settle this workdir's unfinished promotions into ``reg`` (the caller holds its lock).
+
+    An orphaned staging folder is removed (promotions are serialized by the lock). For each
+    unfinished intent: when ``v<N>`` is absent, or is not the version the intent staged (its
+    manifest's sha256 differs), the intent is rolled back (a ``promote_abandoned`` event); when
+    it is that version, its files match its manifest, HEAD names it or the version before it,
+    and it verifies as a registry entry (:func:`load_from_registry`), it is rolled forward
+    (read-only, HEAD, history, ``promote`` event with ``recovered: true``). Anything else raises
+    :class:`IntegrityError` naming the problem, and nothing is changed.
+    """
+    for p in reg.glob(f"{STAGING_PREFIX}*"):
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+    if not check_ledger(wd).ok:
+        return []  # every command refuses a ledger that does not verify; settle after `audit repair`
+    out: list[tuple[RegistryEntry | None, str]] = []
+    here = registry.resolve()
+    for intent in unfinished_intents(read_ledger(wd)):
+        d = intent.get("details") or {}
+        recorded = d.get("registry")
+        if d.get("name") != reg_name or (recorded is not None and Path(str(recorded)) != here):
+            continue  # another name, or another registry
+        version = d.get("version")
+        if not isinstance(version, int) or isinstance(version, bool):
+            continue
+        want = (intent.get("outputs") or {}).get(f"registry:{reg_name}/v{version}/manifest.json")
+        entry = reg / f"v{version}"
+        mpath = entry / "manifest.json"
+        if not os.path.lexists(entry):
+            out.append((None, _abandon(wd, intent, f"v{version} was never renamed into place")))
+            continue
+        if entry.is_symlink() or mpath.is_symlink() or not mpath.is_file() or sha256_file(mpath) != want:
+            why = f"{entry} is not the version this intent staged (another manifest)"
+            out.append((None, _abandon(wd, intent, why)))
+            continue
+        artifacts.check_tree(entry)
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+        files = {k: v for k, v in sha256_tree(entry).items() if k != "manifest.json"}
+        if files != manifest.get("files"):
+            raise IntegrityError(
+                f"{entry}: an interrupted promotion left files that differ from its manifest"
+            )
+        if version != max(_versions(reg)):
+            raise IntegrityError(
+                f"{entry}: an interrupted promotion, but v{max(_versions(reg))} came after it"
+            )
+        headp = reg / "HEAD.json"
+        head = json.loads(headp.read_text(encoding="utf-8")) if headp.is_file() else None
+        head_version = head.get("version") if isinstance(head, dict) else None
+        head_digest = head.get("approval_digest") if isinstance(head, dict) else None
+        if head_version == version and head_digest != manifest.get("approval_digest"):
+            raise IntegrityError(f"{headp}: names v{version} with another approval digest: it was edited")
+        if head_version != version and head_digest != manifest.get("previous_approval_digest"):
+            raise IntegrityError(
+                f"{headp}: names approval {str(head_digest)[:16]}, neither v{version} nor the version before "
+                "it (the registry head was edited): the interrupted promotion is not completed"
+            )
+        load_from_registry(registry, reg_name, version, policy=policy, approvers_dir=approvers_dir)
+        done = _complete(wd, reg, reg_name, manifest, recovered=True)
+        out.append(
+            (
+                done,
+                f"recovery completed the interrupted promotion of run {done.run_id} to {reg_name}/v{version} "
+                f"(ledger entry {intent.get('seq')})",
+            )
+        )
+    return out
+
+
+def _tell(done: list[tuple[RegistryEntry | None, str]]) -> list[tuple[RegistryEntry | None, str]]:
+    if done:
+        from tunegate.console import user_stream
+
+        stream = user_stream()
+        for _, msg in done:
+            stream.write(f"note: {msg}\n")
+        stream.flush()
+    return done
+
+
+def recover_promotions(
+    workdir: str | Path,
+    *,
+    policy: GatePolicy,
+    approvers_dir: str | Path | None = None,
+    lock_timeout: float = 30.0,
+) -> list[str]:
+    """Settle every unfinished promotion of this workdir whose intent records its registry
+    (``audit verify`` calls this; ``promote`` settles its own registry under its lock).
+
+    Returns one line per intent: what was done, or why it was left (the registry is gone, locked,
+    or the entry does not verify).
+    """
+    wd = Path(workdir)
+    if not check_ledger(wd).ok:
+        return []
+    notes: list[str] = []
+    targets = sorted(
+        {
+            (str((e.get("details") or {}).get("registry")), str((e.get("details") or {}).get("name")))
+            for e in unfinished_intents(read_ledger(wd))
+            if (e.get("details") or {}).get("registry")
+        }
+    )
+    for root_s, reg_name in targets:
+        root = Path(root_s)
+        try:
+            reg = root / check_name(reg_name, "registry name")
+        except TunegateError:
+            continue
+        if root.is_symlink() or reg.is_symlink() or not reg.is_dir():
+            continue  # left as an unfinished intent (audit verify notes it)
+        try:
+            with FileLock(str(reg / ".promote.lock"), timeout=lock_timeout):
+                notes += [msg for _, msg in _recover_locked(wd, root, reg, reg_name, policy, approvers_dir)]
+        except Timeout:
+            notes.append(f"{reg}: a promotion holds the registry lock; the interrupted one is settled later")
+        except TunegateError as exc:
+            notes.append(f"{reg}: the interrupted promotion was not settled: {exc}")
+    return notes
+
+
 def _publish(reg: Path, version: int, rid: str, approval: str, previous: str | None, time: str) -> None:
-    """Move HEAD to ``version`` and append it to history.jsonl (after the version is in place)."""
-    atomic_write_json(reg / "HEAD.json", {"version": version, "approval_digest": approval, "run_id": rid})
-    with open(reg / "history.jsonl", "a", encoding="utf-8") as fh:
+    """Move HEAD to ``version`` and append it to history.jsonl (after the version is in place);
+    idempotent, so that recovery can finish a promotion that crashed in between."""
+    headp = reg / "HEAD.json"
+    head = {"version": version, "approval_digest": approval, "run_id": rid}
+    current = json.loads(headp.read_text(encoding="utf-8")) if headp.is_file() else None
+    if current != head:
+        atomic_write_json(headp, head)
+    hist = reg / "history.jsonl"
+    if hist.is_file():
+        for line in hist.read_text(encoding="utf-8").splitlines():
+            with contextlib.suppress(json.JSONDecodeError):
+                if json.loads(line).get("version") == version:
+                    return
+    with open(hist, "a", encoding="utf-8") as fh:
         fh.write(
             canonical_json(
                 {
@@ -395,6 +597,7 @@ def load_from_registry(
         run_id=manifest["run_id"],
         approvers_dir=approvers_dir,
         registry_head=manifest["previous_approval_digest"],
+        recover=False,  # a registry entry is read-only: nothing in it is ever completed or removed
     )
     if result.approval_digest != manifest["approval_digest"]:
         raise IntegrityError(

@@ -1024,6 +1024,10 @@ def write_report(
     wd = Path(workdir)
     rid = artifacts.resolve_run(wd, run_id)
     with workdir_lock(wd, stage="report"):
+        # a re-render starts a new approval round: a crashed sign of this round is settled first
+        from tunegate.approval.recovery import recover_approvals, tell
+
+        tell(recover_approvals(wd, rid))
         return _write_report(wd, rid, policy, override_justification, registry)
 
 

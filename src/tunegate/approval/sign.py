@@ -5,13 +5,14 @@ The statement's subjects are the sha256 digests of every covered artifact (see
 (name and key id), when, a per-run sequence number, the digest of the approval bundle last
 promoted to the registry (replay protection), the latest signed ledger checkpoint (truncation
 detection), and the comment / override justification. Envelopes are written to
-``runs/<id>/approvals/<seq>-<keyid16>.dsse.json``.
+``runs/<id>/approvals/<seq>-<keyid16>.dsse.json``: staged as ``.<name>.pending``, committed by
+the ledger ``sign`` event that names their sha256, then renamed into place; a crash in between
+is settled by :mod:`tunegate.approval.recovery` on the next start.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import unicodedata
 from pathlib import Path
 from typing import Any, Literal
@@ -24,10 +25,11 @@ from tunegate.approval.checkpoint import read_ledger, write_checkpoint
 from tunegate.approval.decision import verified_decision
 from tunegate.approval.dsse import STATEMENT_TYPE, sign_envelope
 from tunegate.approval.keys import find_reviewer_for_key, load_private_key
+from tunegate.approval.recovery import SIGN_LOCK, publish_pending, recover_approvals, tell, write_pending
 from tunegate.errors import ConfigError, InputError, TunegateError
 from tunegate.policy.pinned import resolve_trust_root
 from tunegate.policy.schema import GatePolicy
-from tunegate.provenance import atomic_write_text, canonical_json, sha256_file
+from tunegate.provenance import canonical_json, sha256_bytes
 from tunegate.workdir import check_name, workdir_lock
 
 PREDICATE_TYPE = "https://tunegate.dev/attestation/approval/v1"
@@ -246,7 +248,8 @@ def _sign_locked(
     ckpt_rel = policy.approval.checkpoint_key
     adir = approvals_dir(wd, rid)
     adir.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(adir / ".sign.lock"), timeout=30):
+    with FileLock(str(adir / SIGN_LOCK), timeout=30):
+        tell(recover_approvals(wd, rid, locked=True))  # a sign that crashed before this one
         checkpoint = write_checkpoint(wd, "sign", key_rel=ckpt_rel)
         seq = next_sequence(wd, rid)
         predicate: dict[str, Any] = {
@@ -275,22 +278,30 @@ def _sign_locked(
         out = adir / f"{seq:04d}-{kid[:16]}.dsse.json"
         if out.exists():
             raise ConfigError(f"{out} already exists")
-        atomic_write_text(out, canonical_json(envelope) + "\n")
-        os.chmod(out, 0o444)
-    ledger.append_event(
-        wd,
-        "sign",
-        outputs={out.relative_to(wd).as_posix(): sha256_file(out)},
-        config_digest=policy.digest(),
-        details={
-            "run_id": rid,
-            "decision": decision,
-            "reviewer": reviewer,
-            "key_id": kid,
-            "sequence": seq,
-            "trust_root": str(trust.path),
-            "trust_root_digest": trust.digest,
-        },
-    )
+        # stage, ledger, publish (see tunegate.approval.recovery): the ledger event commits the
+        # exact bytes; a crash before it leaves a staged file that recovery discards, a crash
+        # after it one that recovery renames into place
+        data = (canonical_json(envelope) + "\n").encode("utf-8")
+        staged = write_pending(out, data)
+        try:
+            ledger.append_event(
+                wd,
+                "sign",
+                outputs={out.relative_to(wd).as_posix(): sha256_bytes(data)},
+                config_digest=policy.digest(),
+                details={
+                    "run_id": rid,
+                    "decision": decision,
+                    "reviewer": reviewer,
+                    "key_id": kid,
+                    "sequence": seq,
+                    "trust_root": str(trust.path),
+                    "trust_root_digest": trust.digest,
+                },
+            )
+        except BaseException:
+            staged.unlink(missing_ok=True)  # not committed: the signature never happened
+            raise
+        publish_pending(staged, out)
     write_checkpoint(wd, "sign", key_rel=ckpt_rel)
     return out

@@ -23,6 +23,7 @@ from tunegate.approval import artifacts
 from tunegate.approval.checkpoint import check_ledger, read_ledger, verify_checkpoint
 from tunegate.approval.dsse import STATEMENT_TYPE, parse_envelope, read_envelope, verify_signature
 from tunegate.approval.keys import load_reviewers
+from tunegate.approval.recovery import ledgered_envelopes, recover_approvals, tell
 from tunegate.approval.sign import (
     PREDICATE_FIELDS,
     PREDICATE_TYPE,
@@ -38,12 +39,10 @@ from tunegate.errors import IntegrityError
 from tunegate.policy.pinned import resolve_trust_root
 from tunegate.policy.schema import GatePolicy
 from tunegate.provenance import canonical_json, sha256_bytes, sha256_file
+from tunegate.workdir import pending_target
 
 #: How far in the future an approval's signed time may be (clock skew between machines).
 MAX_CLOCK_SKEW = dt.timedelta(minutes=5)
-#: Ledger stages after which the approvals of a run start afresh: a re-rendered report changes
-#: signed bytes (older approvals cannot verify any more), and a promotion consumes them.
-ROUND_BOUNDARIES = ("report", "promote")
 
 _UNSET: Any = object()
 
@@ -173,22 +172,6 @@ def parse_time(value: str, where: str) -> dt.datetime:
     return t
 
 
-def ledgered_envelopes(entries: list[dict[str, Any]], run_id: str) -> dict[str, tuple[str, int]]:
-    """WORKDIR-relative envelope path -> (sha256, ledger seq) for the run's current approval round:
-    ``sign`` events after the last ``report`` or ``promote`` event of the run."""
-    out: dict[str, tuple[str, int]] = {}
-    for e in entries:
-        d = e.get("details") or {}
-        if d.get("run_id") != run_id:
-            continue
-        if e.get("stage") in ROUND_BOUNDARIES:
-            out.clear()
-        elif e.get("stage") == "sign":
-            for rel, digest in (e.get("outputs") or {}).items():
-                out[str(rel)] = (str(digest), int(e.get("seq") or 0))
-    return out
-
-
 def reconcile_approvals(workdir: Path, run_id: str, entries: list[dict[str, Any]]) -> None:
     """Every envelope in approvals/ is ledgered, and every ledgered envelope is still there."""
     adir = approvals_dir(workdir, run_id)
@@ -197,6 +180,8 @@ def reconcile_approvals(workdir: Path, run_id: str, entries: list[dict[str, Any]
         for p in sorted(adir.iterdir()):
             if p.name.startswith(".") and p.name.endswith(".lock") and p.is_file() and not p.is_symlink():
                 continue
+            if pending_target(p.name) and p.is_file() and not p.is_symlink():
+                continue  # staged by a sign that crashed: recovery settles it (audit verify notes it)
             if p.is_symlink() or not p.is_file() or not p.name.endswith(".dsse.json"):
                 raise IntegrityError(
                     f"{p}: unexpected entry in the approvals directory (only envelopes belong)"
@@ -308,11 +293,16 @@ def verify_run(
     run_id: str | None = None,
     approvers_dir: str | Path | None = None,
     registry_head: Any = _UNSET,
+    recover: bool = True,
 ) -> VerifyResult:
     """Verify all approvals of a run. ``registry_head``: the approval digest the approvals must
-    have been signed against (``None`` = empty registry); leave unset to skip the replay check."""
+    have been signed against (``None`` = empty registry); leave unset to skip the replay check.
+    ``recover``: first complete or discard a crashed ``sign``'s staged envelope (see
+    :mod:`tunegate.approval.recovery`); false for a read-only copy (a registry bundle)."""
     wd = Path(workdir)
     rid = artifacts.resolve_run(wd, run_id)
+    if recover:
+        tell(recover_approvals(wd, rid))
     trust = resolve_trust_root(policy, approvers_dir, workdir=wd)
     rep = check_ledger(wd)
     if not rep.ok:
