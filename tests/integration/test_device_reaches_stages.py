@@ -24,13 +24,13 @@ def test_device_setting_reaches_training_baseline_and_evaluation(
     stories260k: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import bert_score
-    from test_evaluate_stories import _workdir  # type: ignore[import-not-found]
+    from helpers.eval_workdirs import instruction_workdir
 
     from tunegate import pipeline
     from tunegate.evaluation import metrics, run
     from tunegate.training import model_io
 
-    wd = _workdir(tmp_path / "wd")
+    wd = instruction_workdir(tmp_path / "wd")
     (tmp_path / "policy.yaml").write_text(
         yaml.safe_dump(
             {
