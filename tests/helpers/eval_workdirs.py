@@ -1,5 +1,6 @@
-"""A tiny, real classification workdir (stories-style sentences, two labels), sealed like the data
-gate would leave it: used by evaluation and regression-flow tests."""
+"""Tiny, real workdirs sealed like the data gate would leave them: a classification one
+(stories-style sentences, two labels) for evaluation and regression-flow tests, and an instruction
+one (one-line stories) for the stories260k evaluation and device tests."""
 
 from __future__ import annotations
 
@@ -34,6 +35,73 @@ def classification_workdir(tmp_path: Path) -> Path:
     atomic_write_json(
         data / "data_report.json",
         {"verdict": "pass", "checks": [], "pii": {"residual": {}, "residual_ok": True}},
+    )
+    from tunegate.data.splits import seal_splits
+
+    seal_splits(tmp_path)
+    return tmp_path
+
+
+STORY_NAMES = [
+    "Lily",
+    "Tom",
+    "Sue",
+    "Ben",
+    "Mia",
+    "Max",
+    "Anna",
+    "Tim",
+    "Sam",
+    "Zoe",
+    "Leo",
+    "Amy",
+    "Jack",
+    "Kim",
+    "Joe",
+    "Eve",
+    "Dan",
+    "Meg",
+    "Ray",
+    "Liv",
+]
+THINGS = ["ball", "kite", "cake", "dog", "boat"]
+
+
+def _story_records() -> list:
+    from tunegate.records import Record, content_id
+
+    out = []
+    for name in STORY_NAMES:
+        for thing in THINGS:
+            fields = {
+                "instruction": f"Tell a short story about {name}.",
+                "input": f"{name} has a {thing}.",
+                "output": f"{name} played with the {thing} all day and was very happy.",
+            }
+            out.append(Record(id=content_id("instruction", fields), task="instruction", **fields))
+    return out
+
+
+def instruction_workdir(tmp_path: Path) -> Path:
+    """100 instruction records (a name, a thing, a one-line story), 16 held out, sealed."""
+    from tunegate.data.split import write_holdout_manifest
+    from tunegate.records import write_records
+
+    recs = _story_records()  # 100
+    holdout = [r for k, r in enumerate(recs) if k % 4 == 0][:16]
+    rest = [r for r in recs if r not in holdout]
+    data = tmp_path / "data"
+    write_records(data / "train.jsonl", rest[:-8])
+    write_records(data / "validation.jsonl", rest[-8:])
+    write_records(data / "holdout.jsonl", holdout)
+    write_holdout_manifest(data, holdout, policy_digest="0" * 64, seed=0, holdout_file=data / "holdout.jsonl")
+    atomic_write_json(
+        data / "data_report.json",
+        {
+            "verdict": "pass",
+            "checks": [{"name": "sizes", "passed": True, "figures": {}, "message": "", "severity": "error"}],
+            "pii": {"residual": {}, "residual_ok": True, "regex_only": False},
+        },
     )
     from tunegate.data.splits import seal_splits
 

@@ -9,73 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from tunegate.provenance import atomic_write_json
-
-NAMES = [
-    "Lily",
-    "Tom",
-    "Sue",
-    "Ben",
-    "Mia",
-    "Max",
-    "Anna",
-    "Tim",
-    "Sam",
-    "Zoe",
-    "Leo",
-    "Amy",
-    "Jack",
-    "Kim",
-    "Joe",
-    "Eve",
-    "Dan",
-    "Meg",
-    "Ray",
-    "Liv",
-]
-THINGS = ["ball", "kite", "cake", "dog", "boat"]
-
-
-def _records() -> list:
-    from tunegate.records import Record, content_id
-
-    out = []
-    for name in NAMES:
-        for thing in THINGS:
-            fields = {
-                "instruction": f"Tell a short story about {name}.",
-                "input": f"{name} has a {thing}.",
-                "output": f"{name} played with the {thing} all day and was very happy.",
-            }
-            out.append(Record(id=content_id("instruction", fields), task="instruction", **fields))
-    return out
-
-
-def _workdir(tmp_path: Path) -> Path:
-    from tunegate.data.split import write_holdout_manifest
-    from tunegate.records import write_records
-
-    recs = _records()  # 100
-    holdout = [r for k, r in enumerate(recs) if k % 4 == 0][:16]
-    rest = [r for r in recs if r not in holdout]
-    data = tmp_path / "data"
-    write_records(data / "train.jsonl", rest[:-8])
-    write_records(data / "validation.jsonl", rest[-8:])
-    write_records(data / "holdout.jsonl", holdout)
-    write_holdout_manifest(data, holdout, policy_digest="0" * 64, seed=0, holdout_file=data / "holdout.jsonl")
-    atomic_write_json(
-        data / "data_report.json",
-        {
-            "verdict": "pass",
-            "checks": [{"name": "sizes", "passed": True, "figures": {}, "message": "", "severity": "error"}],
-            "pii": {"residual": {}, "residual_ok": True, "regex_only": False},
-        },
-    )
-    from tunegate.data.splits import seal_splits
-
-    seal_splits(tmp_path)
-    return tmp_path
+from helpers.eval_workdirs import instruction_workdir as _workdir
 
 
 @pytest.mark.slow

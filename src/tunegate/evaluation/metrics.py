@@ -12,7 +12,6 @@ scikit-learn's ``f1_score(..., labels=range(n_labels))``.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -285,8 +284,9 @@ class BertScorer:
 
         Unlike ``BERTScorer.score``, embeddings are cached per sentence for the scorer's lifetime:
         the references are embedded once and reused for the baseline and the tuned outputs, and
-        new sentences are batched by *token* length (bert_score sorts by word count), so batches
-        carry little padding.
+        each new sentence is tokenized once and batched by *token* length with a cap on padded
+        tokens per batch (bert_score sorts by word count and pads 64 rows to the longest, up to
+        512 tokens), so batches carry little padding. See ``bench/evaluate.py``.
         """
         if not preds:
             return np.zeros(0)
@@ -294,7 +294,7 @@ class BertScorer:
             raise ValueError(f"{len(preds)} predictions but {len(refs)} references")
         scorer = self._load()
         import torch
-        from bert_score.utils import get_bert_embedding, greedy_cos_idf
+        from bert_score.utils import greedy_cos_idf
         from torch.nn.utils.rnn import pad_sequence
 
         tok, model = scorer._tokenizer, scorer._model
@@ -308,28 +308,11 @@ class BertScorer:
 
         # References first, as their own batches: they are shared by baseline and tuned, so their
         # embeddings do not depend on which outputs happen to be scored alongside them.
-        def by_length(xs: set[str]) -> list[str]:
-            return sorted(xs, key=lambda x: (len(tok(x, truncation=True)["input_ids"]), x))
-
-        new_refs = by_length({x for x in refs if x not in cache})
-        new_preds = by_length({x for x in preds if x not in cache} - set(new_refs))
-        todo = new_refs + new_preds
-        idf = _UniformIdf(tok)
+        new_refs = sorted({x for x in refs if x not in cache})
+        new_preds = sorted({x for x in preds if x not in cache} - set(new_refs))
         with torch.inference_mode():
-            n_refs = len(new_refs)
-            bounds = [
-                *range(0, n_refs, self.batch_size),
-                *range(n_refs, len(todo), self.batch_size),
-                len(todo),
-            ]
-            for start, stop in itertools.pairwise(bounds):
-                batch = todo[start : min(stop, start + self.batch_size)]
-                if not batch:
-                    continue
-                emb, mask, pidf = get_bert_embedding(batch, model, tok, idf, device=self.device)
-                for i, sen in enumerate(batch):
-                    n = int(mask[i].sum())
-                    cache[sen] = (emb[i, :n].cpu(), pidf[i, :n].cpu())
+            for group in (new_refs, new_preds):
+                self._embed(group, tok, model, cache)
 
             def stack(sens: list[str]) -> tuple[Any, Any, Any]:
                 embs = [cache[x][0] for x in sens]
@@ -355,6 +338,46 @@ class BertScorer:
                 base = scorer.baseline_vals[2]
                 f = (f - base) / (1 - base)
         return f.detach().cpu().numpy().astype(np.float64)
+
+    #: padded tokens per embedding batch (rows x longest row); with length-sorted rows a batch of
+    #: long references holds fewer rows, so no batch pads short sentences to 512 tokens
+    tokens_per_batch: int = 4096
+
+    def _embed(self, sentences: list[str], tok: Any, model: Any, cache: dict[str, tuple[Any, Any]]) -> None:
+        """Embed ``sentences`` into ``cache``: each tokenized once (bert_score's own ``sent_encode``,
+        so the ids are bert_score's), sorted by token length and batched by padded size, padded
+        from the ids with bert_score's padding (pad id, attention mask) and run through the same
+        truncated model as ``bert_score`` (its ``bert_encode``: last layer kept, ``out[0]``)."""
+        import torch
+        from bert_score.utils import sent_encode
+
+        if not sentences:
+            return
+        ids = {s: sent_encode(tok, s) for s in sentences}
+        order = sorted(sentences, key=lambda s: (len(ids[s]), s))
+        idf = _UniformIdf(tok)
+        pad = tok.pad_token_id
+        start = 0
+        while start < len(order):
+            stop = start + 1
+            while (
+                stop < len(order)
+                and stop - start < self.batch_size
+                and (stop - start + 1) * len(ids[order[stop]]) <= self.tokens_per_batch
+            ):
+                stop += 1
+            batch = order[start:stop]
+            start = stop
+            width = len(ids[batch[-1]])
+            x = torch.full((len(batch), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for r, s in enumerate(batch):
+                x[r, : len(ids[s])] = torch.tensor(ids[s], dtype=torch.long)
+                mask[r, : len(ids[s])] = 1
+            emb = model(x.to(self.device), attention_mask=mask.to(self.device))[0]
+            for r, s in enumerate(batch):
+                n = len(ids[s])
+                cache[s] = (emb[r, :n].cpu().clone(), torch.tensor([float(idf[i]) for i in ids[s]]))
 
 
 class _UniformIdf(dict):  # type: ignore[type-arg]

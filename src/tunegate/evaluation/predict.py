@@ -1,10 +1,10 @@
 """Batched inference for hold-out scoring: greedy generation, label log-likelihoods, encoder heads.
 
-Speed comes from three things the per-example loop lacks: prompts are sorted by length and
-batched (little padding), padded on the *left* so every row's last position is its real last
-token, and decoded with the KV cache (``use_cache=True``). Greedy decoding makes a batched
-output identical to the unbatched one up to float rounding, so baseline and tuned see the same
-decoding. ``generate_loop`` is the naive reference used by ``bench/evaluate.py``.
+Speed comes from what the per-example loop lacks: prompts are tokenized once, sorted by length and
+batched (little padding), padded on the *left* from their ids so every row's last position is its
+real last token, and decoded with the KV cache (``use_cache=True``). Greedy decoding makes a
+batched output identical to the unbatched one up to float rounding, so baseline and tuned see the
+same decoding. ``generate_loop`` is the plain reference the tests compare with.
 """
 
 from __future__ import annotations
@@ -70,18 +70,15 @@ def generate_batched(
     stops = stop_token_ids(tokenizer, stop_on_bos=stop_on_bos)
     out: list[str] = [""] * len(prompts)
     try:
-        order = _order_by_length(tokenizer, prompts)
+        # one tokenizer call for every prompt: the ids give the length order and are padded per
+        # batch (``tokenizer.pad``, left), never tokenized again
+        ids = tokenizer(list(prompts), truncation=True, max_length=max_input_tokens)["input_ids"]
+        order = sorted(range(len(ids)), key=lambda i: (-len(ids[i]), i))
         bar = progress("generate", len(order), unit="prompts").__enter__()
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             bar.advance(len(idx))
-            enc = tokenizer(
-                [prompts[i] for i in idx],
-                return_tensors="pt",
-                padding=True,
-                truncation=True,
-                max_length=max_input_tokens,
-            ).to(device)
+            enc = tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt").to(device)
             gen = model.generate(
                 **enc,
                 max_new_tokens=max_new_tokens,
@@ -112,7 +109,7 @@ def generate_loop(
     max_input_tokens: int = 448,
     stop_on_bos: bool = True,
 ) -> list[str]:
-    """The naive reference: one ``generate`` call per prompt (used only by the benchmark)."""
+    """The plain reference: one ``generate`` call per prompt (the tests compare with it)."""
     ensure_pad_token(tokenizer)
     device = _device_of(model)
     stops = stop_token_ids(tokenizer, stop_on_bos=stop_on_bos)

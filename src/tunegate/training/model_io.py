@@ -272,7 +272,9 @@ def load_run_model(run_dir: str | Path, *, device: str = "cpu", merged: bool = F
         from peft import PeftModel
 
         base = load_pretrained(src.path, kind=kind, labels=labels, **kwargs)
-        model = PeftModel.from_pretrained(base, str(folder))
+        # the adapter's weights are read onto the run's device too (peft's default is the first
+        # accelerator it finds, whatever the device setting says)
+        model = PeftModel.from_pretrained(base, str(folder), torch_device=dev)
     if quantized:
         from tunegate.training.methods import quiet_forward
 

@@ -28,6 +28,33 @@ def test_batched_generation_equals_the_per_example_loop(stories: tuple[Any, Any]
     assert all(a)
 
 
+def _alpaca(shared_data: Any, n: int) -> tuple[list[str], list[str]]:
+    import json
+
+    from tunegate.evaluation.scoring import build_prompt
+
+    rows = json.loads((shared_data / "alpaca_demo" / "alpaca_en_demo.json").read_text())[:n]
+    recs = []
+    for r in rows:
+        f = {"instruction": r["instruction"], "input": r["input"] or None, "output": r["output"]}
+        recs.append(Record(id=content_id("instruction", f), task="instruction", **f))
+    policy = EvaluationPolicy(prompt_style="template")
+    return [build_prompt(r, policy) for r in recs], [r.target_text() for r in recs]
+
+
+def test_batched_generation_equals_plain_hf_generate_on_alpaca(
+    stories: tuple[Any, Any], shared_data: Any
+) -> None:
+    """The evaluation path (one tokenizer call, length-sorted, left-padded batches of mixed lengths)
+    gives exactly the greedy outputs of one plain ``model.generate`` per prompt."""
+    model, tok = stories
+    prompts, _ = _alpaca(shared_data, 20)
+    a = generate_batched(model, tok, prompts, max_new_tokens=24, batch_size=8)
+    b = generate_loop(model, tok, prompts, max_new_tokens=24)
+    assert a == b
+    assert sum(bool(x) for x in a) >= 15
+
+
 def test_label_logliks_match_a_direct_forward(stories: tuple[Any, Any]) -> None:
     model, tok = stories
     ll = label_logliks(model, tok, ["Lily was sad and started to", "The sun was"], ["cry", "bright", "fly"])
@@ -99,6 +126,48 @@ def test_bertscore_minilm_offline_matches_bert_score() -> None:
     model = scorer._scorer
     scorer.score_f1(["x"], ["y"])
     assert scorer._scorer is model
+
+
+def test_bertscore_equals_bert_score_on_long_references_and_any_batching(shared_data: Any) -> None:
+    """Long alpaca references (some past the 512-token window), batched by padded tokens at two caps,
+    score what ``bert_score``'s own ``BERTScorer.score`` gives for the same pairs."""
+    from bert_score import BERTScorer as Reference
+
+    from tunegate.evaluation.metrics import default_bertscore_model
+
+    _, refs = _alpaca(shared_data, 64)
+    refs = [*refs[:23], refs[63]]  # record 63's output is 554 MiniLM tokens: truncated at 512
+    # other references cut to varied lengths (never empty: bert_score cannot embed "")
+    preds = [(refs[(k + 1) % len(refs)] + " x")[: 20 + (37 * k) % 600] for k in range(len(refs))]
+    ref = Reference(model_type=str(default_bertscore_model()), num_layers=6, lang="en", device="cpu")
+    want = ref.score(preds, refs)[2].numpy()
+    for cap in (512, 4096):
+        scorer = BertScorer(batch_size=8)
+        scorer.tokens_per_batch = cap
+        assert scorer.score_f1(preds, refs) == pytest.approx(want, abs=1e-5)
+        # the second model's outputs reuse the references' embeddings
+        assert scorer.score_f1(preds[::-1], refs[::-1]) == pytest.approx(want[::-1], abs=1e-5)
+
+
+def test_seq_cls_predict_equals_plain_hf_on_minilm(shared_data: Any) -> None:
+    """MiniLM with a 77-way head on Banking77 texts: the batched path's predictions are the argmax of
+    one plain forward per text."""
+    import csv
+
+    from tunegate.evaluation.metrics import default_bertscore_model
+    from tunegate.evaluation.predict import seq_cls_predict
+    from tunegate.training.model_io import load_pretrained, load_tokenizer
+
+    with open(shared_data / "banking77" / "test.csv", newline="", encoding="utf-8") as fh:
+        texts = [row["text"] for row in csv.DictReader(fh)][::40]
+    torch.manual_seed(0)
+    labels = [f"l{k}" for k in range(77)]
+    model = load_pretrained(default_bertscore_model(), kind="seq_cls", labels=labels).eval()
+    tok = load_tokenizer(default_bertscore_model())
+    with torch.no_grad():
+        want = [int(model(**tok(t, return_tensors="pt")).logits.argmax(-1)) for t in texts]
+    assert seq_cls_predict(model, tok, texts, batch_size=16).tolist() == want
+    assert len(set(want)) > 1
 
 
 def test_intruder_counts_a_new_high_ranking_direction() -> None:
