@@ -109,7 +109,8 @@ def merge_adapter(base_path: Path, adapter_dir: Path, out: Path) -> None:
     if not base_path.is_dir():
         raise DependencyError(f"{base_path}: the base model named in run.json is not available offline")
     base = AutoModelForCausalLM.from_pretrained(str(base_path))
-    model = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    # the base is on the CPU; peft would read the adapter onto the first accelerator it finds
+    model = PeftModel.from_pretrained(base, str(adapter_dir), torch_device="cpu").merge_and_unload()
     model.save_pretrained(str(out))
     with contextlib.suppress(OSError, ValueError):  # a base without a tokenizer still merges
         AutoTokenizer.from_pretrained(str(base_path)).save_pretrained(str(out))
