@@ -86,12 +86,14 @@ def lora_config(dropout: float = 0.0) -> Any:
 
 def _truncated_encoder(base_dir: Path) -> Any:
     """The first :data:`NUM_LAYERS` blocks of MiniLM with their pretrained weights (safetensors only)."""
+    import torch
     from safetensors.torch import load_file
     from transformers import AutoConfig, BertModel
 
     config = AutoConfig.from_pretrained(str(base_dir))
     config.num_hidden_layers = NUM_LAYERS
-    model = BertModel(config, add_pooling_layer=False)
+    with torch.random.fork_rng(devices=[]):  # the random init is overwritten: it must not move the seed
+        model = BertModel(config, add_pooling_layer=False)
     wanted = model.state_dict()
     state = {k.removeprefix("bert."): v for k, v in load_file(str(base_dir / "model.safetensors")).items()}
     kept = {k: v for k, v in state.items() if k in wanted}
