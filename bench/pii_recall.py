@@ -222,8 +222,8 @@ def score(
 # -- detectors ------------------------------------------------------------------------------------
 
 
-def tunegate_detector(model: str) -> Detector:
-    policy = PIIPolicy(spacy_model=model)
+def tunegate_detector(model: str, **policy_overrides: Any) -> Detector:
+    policy = PIIPolicy(spacy_model=model, **policy_overrides)
     engine = PIIEngine(policy, key=secrets.token_hex(32).encode())  # throwaway key, never stored
 
     def run(texts: list[str]) -> list[list[Found]]:
@@ -282,10 +282,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=PIIPolicy().spacy_model)
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "pii_recall.json")
     ap.add_argument("--skip-baseline", action="store_true")
+    ap.add_argument(
+        "--person-tagger",
+        choices=("policy", "disabled", "veto", "detect"),
+        default="policy",
+        help="pii.person_tagger for the tunegate side (default: the policy's)",
+    )
+    ap.add_argument("--tagger-veto", type=float, default=None, help="pii.person_tagger_veto override")
+    ap.add_argument(
+        "--tagger-threshold", type=float, default=None, help="pii.person_tagger_threshold override"
+    )
     args = ap.parse_args(argv)
 
     sets = load_sets([s.strip() for s in args.sets.split(",")], args.banking)
-    detectors: dict[str, Detector] = {"tunegate": tunegate_detector(args.model)}
+    over: dict[str, Any] = {} if args.tagger_veto is None else {"person_tagger_veto": args.tagger_veto}
+    detectors: dict[str, Detector] = {}
+    if args.tagger_threshold is not None:
+        over["person_tagger_threshold"] = args.tagger_threshold
+    if args.person_tagger != "policy":
+        over["person_tagger"] = args.person_tagger
+    detectors["tunegate"] = tunegate_detector(args.model, **over)
     if not args.skip_baseline:
         detectors["presidio_stock"] = stock_detector(args.model)
     result: dict[str, Any] = {
@@ -302,6 +318,14 @@ def main(argv: list[str] | None = None) -> int:
             "person_recall_noisy_ugc": WNUT_PERSON_TARGET,
             "banking77_false_positives_per_1000_words": BANKING_FP_TARGET,
             "instructions_share_records_with_false_positive": INSTRUCTION_FP_TARGET,
+        },
+        "policy": PIIPolicy(spacy_model=args.model).model_dump(
+            include={"person_tagger", "person_tagger_veto", "person_tagger_threshold"}
+        )
+        | {
+            "cli_person_tagger": args.person_tagger,
+            "cli_tagger_veto": args.tagger_veto,
+            "cli_tagger_threshold": args.tagger_threshold,
         },
         "sets": {},
     }
@@ -333,7 +357,7 @@ def _fmt(v: float | None) -> str:
 
 
 def _print_set(name: str, entry: dict[str, Any]) -> None:
-    dets = [d for d in ("tunegate", "presidio_stock") if d in entry]
+    dets = [d for d in ("tunegate", "tunegate_tagger", "presidio_stock") if d in entry]
     print(f"\n== {name}: {entry['tunegate']['records']} records, {entry['tunegate']['words']} words")
     print(f"{'entity':<15}" + "".join(f" {d[:8]:>8}-R {d[:8]:>8}-P" for d in dets))
     ents = sorted({e for d in dets for e in entry[d]["per_entity"]})

