@@ -136,9 +136,31 @@ def run_jobs(
     return out
 
 
+def _random_llama(out: Path) -> str:
+    """A 7.5M-parameter random-init Llama (speed mechanics only: stories260k is so small that a
+    second thread barely helps it, so sharing the cores costs it nothing)."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(str(SHARED / "models" / "stories260k"))
+    cfg = LlamaConfig(
+        vocab_size=len(tok), hidden_size=384, intermediate_size=1024, num_hidden_layers=4,
+        num_attention_heads=6, num_key_value_heads=6, max_position_embeddings=1024,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    LlamaForCausalLM(cfg).save_pretrained(str(out))
+    tok.save_pretrained(str(out))
+    return str(out)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=str(SHARED / "models" / "stories260k"))
+    ap.add_argument(
+        "--model",
+        default=str(SHARED / "models" / "stories260k"),
+        help="a local causal LM, or 'random-llama-7m': a random-init 7.5M Llama (stories260k's "
+        "tokenizer, hidden 384, 4 layers) built in a temporary folder, big enough that threads matter",
+    )
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--n", type=int, default=96)
     ap.add_argument("--no-naive", action="store_true", help="skip the pre-fix (oversubscribed) phase")
@@ -151,9 +173,12 @@ def main() -> int:
     from tunegate.provenance import atomic_write_json
     from tunegate.resources import available_cores
 
+    model_label = args.model
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="tunegate-concurrent-") as tmp:
         root = Path(tmp)
+        if args.model == "random-llama-7m":
+            args.model = _random_llama(root / "random-llama-7m")
         runtime = root / "runtime"
         jobs = {name: _make_workdir(args.n, root / name) for name in ("A", "B")}
         common = {"model": args.model, "steps": args.steps, "runtime": runtime}
@@ -170,12 +195,12 @@ def main() -> int:
         else None
     )
     out = {
-        "what": "two tunegate training processes (stories260k LoRA) at once vs alone; goal <= 2.5x solo",
+        "what": "two tunegate training processes (LoRA) at once vs alone; goal <= 2.5x solo",
         "platform": platform.platform(),
         "usable_cores": available_cores(),
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
-        "settings": {"model": args.model, "steps": args.steps, "records": args.n, "method": "lora"},
+        "settings": {"model": model_label, "steps": args.steps, "records": args.n, "method": "lora"},
         "solo": solo,
         "concurrent_sized": sized,
         "concurrent_naive": naive,
