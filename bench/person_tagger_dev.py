@@ -22,7 +22,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pii_recall import score, tunegate_detector  # noqa: E402
+from pii_recall import person_spans, score, tunegate_detector  # noqa: E402
 
 
 def _recipe() -> Any:
@@ -36,28 +36,10 @@ def _recipe() -> Any:
 
 
 def items_from(sents: list[tuple[list[str], list[int]]]) -> list[dict[str, Any]]:
+    """The recipe's (words, labels 0/1/2 = O/B/I) sentences as scoring items."""
     out = []
     for words, labels in sents:
-        text, gold, pos, cur = "", [], 0, None
-        for w, lab in zip(words, labels, strict=True):
-            if text:
-                text += " "
-                pos += 1
-            a, b = pos, pos + len(w)
-            text += w
-            pos = b
-            if lab == 1:
-                if cur:
-                    gold.append(cur)
-                cur = ("PERSON", a, b)
-            elif lab == 2 and cur:
-                cur = ("PERSON", cur[1], b)
-            else:
-                if cur:
-                    gold.append(cur)
-                cur = None
-        if cur:
-            gold.append(cur)
+        text, gold = person_spans(words, ["OBI"[lab] for lab in labels])
         out.append({"text": text, "gold": gold, "group": "all"})
     return out
 

@@ -83,34 +83,41 @@ def load_synth(path: Path) -> dict[str, list[dict[str, Any]]]:
     return folds
 
 
+def person_spans(words: Sequence[str], tags: Sequence[str]) -> tuple[str, list[Gold]]:
+    """Words joined by one space, and the ``PERSON`` spans of their B/I/O tags ("B", "I", other)."""
+    text, gold, pos, cur = "", [], 0, None
+    for w, tag in zip(words, tags, strict=True):
+        if text:
+            text += " "
+            pos += 1
+        start, end = pos, pos + len(w)
+        text += w
+        pos = end
+        if tag == "B":
+            if cur:
+                gold.append(cur)
+            cur = ("PERSON", start, end)
+        elif tag == "I" and cur:
+            cur = ("PERSON", cur[1], end)
+        else:
+            if cur:
+                gold.append(cur)
+            cur = None
+    if cur:
+        gold.append(cur)
+    return text, gold
+
+
 def load_conll(path: Path) -> list[dict[str, Any]]:
     """Sentences as text (tokens joined by one space) with ``person`` gold spans."""
     out: list[dict[str, Any]] = []
     tokens: list[tuple[str, str]] = []
+    bio = {"B-person": "B", "I-person": "I"}
 
     def flush() -> None:
         if not tokens:
             return
-        text, gold, pos, cur = "", [], 0, None
-        for tok, tag in tokens:
-            if text:
-                text += " "
-                pos += 1
-            start, end = pos, pos + len(tok)
-            text += tok
-            pos = end
-            if tag == "B-person":
-                if cur:
-                    gold.append(cur)
-                cur = ("PERSON", start, end)
-            elif tag == "I-person" and cur:
-                cur = ("PERSON", cur[1], end)
-            else:
-                if cur:
-                    gold.append(cur)
-                cur = None
-        if cur:
-            gold.append(cur)
+        text, gold = person_spans([t for t, _ in tokens], [bio.get(tag, "O") for _, tag in tokens])
         has_lower = any(text[a:b] == text[a:b].lower() for _, a, b in gold)
         out.append({"text": text, "gold": gold, "group": "lower-case name" if has_lower else "other"})
         tokens.clear()

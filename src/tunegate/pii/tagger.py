@@ -20,7 +20,6 @@ sub-word, and consecutive words above the threshold form one span.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import warnings
 from collections.abc import Sequence
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from tunegate.errors import DependencyError
+from tunegate.provenance import sha256_file
 
 #: sha256 of the shipped ``person_tagger.safetensors`` (written by the recipe; checked at load).
 WEIGHTS_SHA256 = "fd28a60a6a6e9b2988081cd6db36b45c004f05b39e0aabffe7b7f02b50d60b00"
@@ -68,14 +68,6 @@ def case_class(word: str) -> int:
     if word.isupper() and sum(c.isalpha() for c in word) > 1:
         return 2
     return 1 if word[:1].isupper() else 0
-
-
-def sha256_path(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def lora_config(dropout: float = 0.0) -> Any:
@@ -172,7 +164,7 @@ class PersonTagger:
                 f"{weights}: the PERSON tagger weights are missing (pii.person_tagger is not 'disabled')",
                 hint="rebuild them with scripts/train_person_tagger.py, or set pii.person_tagger: disabled",
             )
-        digest = sha256_path(weights)
+        digest = sha256_file(weights)
         if digest != WEIGHTS_SHA256:
             raise DependencyError(
                 f"{weights}: sha256 {digest} is not the shipped tagger's {WEIGHTS_SHA256}; "
@@ -182,7 +174,7 @@ class PersonTagger:
         from tunegate.models import minilm_dir
 
         base = minilm_dir()
-        base_digest = sha256_path(base / "model.safetensors")
+        base_digest = sha256_file(base / "model.safetensors")
         if base_digest != BASE_SHA256:
             raise DependencyError(
                 f"{base}: the MiniLM base weights (sha256 {base_digest}) are not the ones the tagger was "

@@ -39,7 +39,7 @@ def _copy_assets(tmp_path: Path) -> Path:
 def test_card_records_the_shipped_digest() -> None:
     card = json.loads((tg.default_dir() / "person_tagger.json").read_text(encoding="utf-8"))
     assert card["weights_sha256"] == tg.WEIGHTS_SHA256
-    assert tg.sha256_path(tg.default_dir() / "person_tagger.safetensors") == tg.WEIGHTS_SHA256
+    assert tg.sha256_file(tg.default_dir() / "person_tagger.safetensors") == tg.WEIGHTS_SHA256
     assert card["base_model"]["sha256"] == tg.BASE_SHA256
     assert {s["license"] for s in card["sources"].values()} == {"CC BY 4.0"}
 
@@ -121,7 +121,7 @@ def test_recipe_runs_end_to_end_on_a_tiny_slice(tmp_path: Path, monkeypatch: pyt
         mod.main([*args, "--generated", "8", "--max-train", "16", "--batch-size", "8", "--threads", "1"]) == 0
     )
     card = json.loads((out / "person_tagger.json").read_text(encoding="utf-8"))
-    assert card["weights_sha256"] == tg.sha256_path(out / "person_tagger.safetensors")
+    assert card["weights_sha256"] == tg.sha256_file(out / "person_tagger.safetensors")
     assert card["seed"] == 13 and card["sentences"]["train"] == 16
     monkeypatch.setattr(tg, "WEIGHTS_SHA256", card["weights_sha256"])
     rebuilt = tg.PersonTagger(out)  # the recipe's output loads through the same fail-closed path
