@@ -12,6 +12,12 @@ types, imperatives, ``Grandpa``...). Names of people, real or fictional (``Janet
 Potter``), and the placeholder e-mails/phone are PII. Names no detector flagged are not labelled,
 so the set measures over-redaction (false positives), not name recall; a detection not in the
 labels counts as a false positive, which is conservative for any other detector.
+Second review (2026-12-06): every span flagged by any of stock Presidio, tunegate without the
+tagger, ``veto`` and ``detect`` was listed again. 76 values flagged only by the trained tagger were
+people's names the first review never saw (``Aiden``, ``Igor``, ``Victor Hugo``; named story
+animals, as ``Tobias`` the wolf already was) and were added; ``Moth``/``Montparnasse`` (a character
+of a novel) were moved to PII under the same rule. Still not PII: ``Matilda`` and ``Terabithia`` as
+book titles, ``Well`` (``Well's mother`` reads as a name but is kept conservative), ``madeleine``.
 Sources: ``../shared/data/alpaca_demo/alpaca_en_demo.json`` and ``../shared/data/gsm8k/test.jsonl``
 (see ``../shared/data/README.md`` for licences; the Alpaca file is research-only data).
 """

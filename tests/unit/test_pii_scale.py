@@ -103,12 +103,12 @@ def test_a_name_found_in_one_shard_is_replaced_in_the_others(pii_key: str) -> No
         return Record(id=content_id("instruction", fields), task="instruction", **fields)
 
     records = [
-        rec("Please remember that my name is Rubija.", "Noted."),
-        rec("Write the name on the badge.", "Rubija"),
+        rec("Please remember that my name is zorvath.", "Noted."),
+        rec("Write the name on the badge.", "zorvath"),
     ]
     policy = load_policy().pii
     alone, _ = PIIEngine(policy, load_pii_key()).anonymize_records(records[1:])
-    assert alone[0].output == "Rubija", "the premise: shard 2 alone misses it"
+    assert alone[0].output == "zorvath", "the premise: shard 2 alone misses it"
     seen: list[Any] = []
 
     def spying_map(fn: Any, args: list[tuple[str, list[str]]]) -> list[Any]:
@@ -119,6 +119,15 @@ def test_a_name_found_in_one_shard_is_replaced_in_the_others(pii_key: str) -> No
     got, report = ShardedAnonymizer(policy, spying_map, n_shards=2)(records)
     want, want_report = PIIEngine(policy, load_pii_key()).anonymize_records(records)
     assert [r.to_json() for r in got] == [r.to_json() for r in want]
-    assert "rubija" not in json.dumps([r.model_dump() for r in got]).casefold()
+    assert "zorvath" not in json.dumps([r.model_dump() for r in got]).casefold()
     assert report.totals == want_report.totals
-    assert "rubija" not in json.dumps([rep for _, rep in seen]).casefold()  # digests, never the name
+    assert "zorvath" not in json.dumps([rep for _, rep in seen]).casefold()  # digests, never the name
+
+
+def test_propagated_names_never_rewrite_a_placeholder() -> None:
+    """A name detected in one shard ("PESEL", say) must not be replaced inside another shard's
+    placeholders (``<PL_PESEL_25433533>``), only where it stands as a word."""
+    text = "My PESEL is <PL_PESEL_25433533>; ask PESEL."
+    spans = PIIEngine.scan_names([text], lambda key: "PERSON" if key == "PESEL" else None)[0]
+    assert [text[s.start : s.end] for s in spans] == ["PESEL", "PESEL"]
+    assert all(s.end <= text.index("<") or s.start > text.index(">") for s in spans)

@@ -251,9 +251,17 @@ class PIIEngine:
     @staticmethod
     def scan_names(texts: Sequence[str], lookup: Callable[[str], str | None]) -> list[list[Span]]:
         """Spans of every word group whose name key ``lookup`` knows (longest match first)."""
+        from tunegate.pii.detect import _rx
+
         out: list[list[Span]] = [[] for _ in texts]
         for i, text in enumerate(texts):
-            words = [(m.start(), m.end(), m.group(0)) for m in _WORD.finditer(text)]
+            # never inside a placeholder: a name "PESEL" must not rewrite <PL_PESEL_25433533>
+            holes = [(m.start(), m.end()) for m in _rx()["placeholder"].finditer(text)]
+            words = [
+                (m.start(), m.end(), m.group(0))
+                for m in _WORD.finditer(text)
+                if not any(a < m.end() and m.start() < b for a, b in holes)
+            ]
             j = 0
             while j < len(words):
                 hit = 0

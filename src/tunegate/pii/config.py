@@ -125,7 +125,7 @@ class PIIPolicy(BaseModel):
         "misses lower-case names such as 'me and sarah'); pattern recognizers still run on every text.",
     )
     person_tagger: Literal["disabled", "veto", "detect"] = Field(
-        "disabled",
+        "detect",
         description="tunegate's trained PERSON token tagger (LoRA + head on the offline MiniLM; "
         "scripts/train_person_tagger.py): 'detect' adds its names to spaCy's and the pattern recognizers' "
         "and applies the veto; 'veto' only drops spaCy-only names it scores below person_tagger_veto; "

@@ -644,6 +644,18 @@ class PersonContextRecognizer(PatternRecognizer):
         return None
 
 
+def _in_address(text: str, start: int, end: int) -> bool:
+    """Whether ``[start, end)`` lies in a whitespace-delimited token that is an e-mail or URL."""
+    a = start
+    while a > 0 and not text[a - 1].isspace():
+        a -= 1
+    b = end
+    while b < len(text) and not text[b].isspace():
+        b += 1
+    token = text[a:b].lower()
+    return "@" in token or "://" in token or token.startswith("www.")
+
+
 class PersonTaggerRecognizer(EntityRecognizer):
     """PERSON spans from tunegate's trained token tagger (:mod:`tunegate.pii.tagger`).
 
@@ -660,6 +672,12 @@ class PersonTaggerRecognizer(EntityRecognizer):
     _TITLES = frozenset(
         {"mr", "mrs", "ms", "mx", "dr", "prof", "sir", "madam", "rev", "fr", "mister", "doctor"}
     )
+    #: Names of identifier kinds ("My PESEL is ...", "IBAN:"): the tagger, seeing a capitalized word
+    #: in a name slot, may call them names; the pattern recognizers own the values they introduce.
+    _ID_WORDS = frozenset(
+        {"pesel", "iban", "ssn", "nip", "regon", "bic", "swift", "cvv", "cvc", "iccid", "imei",
+         "dob", "ip", "url", "email", "e-mail", "phone", "passport", "vat", "nhs"}
+    )  # fmt: skip
 
     def __init__(self, tagger: Any, supported_language: str = "en", *, adds: bool = True) -> None:
         self.tagger = tagger
@@ -717,12 +735,14 @@ class PersonTaggerRecognizer(EntityRecognizer):
         stop = _rx()["stop"]
 
         def edge(x: int, y: int) -> bool:  # a title, or a lower-case stop/cue word ("Will" stays)
-            word = text[x:y].rstrip(".")
-            return word.lower() in self._TITLES or (word.islower() and word in stop)
+            word = text[x:y].rstrip(".").lower()
+            return word in self._TITLES or word in self._ID_WORDS or (text[x:y].islower() and word in stop)
 
         words = self._words(text)
         out = []
         for a, b, _ in self.tagger.spans(text, words):
+            if _in_address(text, a, b):
+                continue  # "ola.nowak@..." is the e-mail/URL recognizers' to take whole
             inside = [(x, y) for x, y, _ in words if a <= x and y <= b]
             while inside and edge(*inside[0]):
                 inside.pop(0)

@@ -128,10 +128,10 @@ def test_name_replaced_in_every_field(engine: PIIEngine) -> None:
 
 
 def test_name_split_across_fields(engine: PIIEngine) -> None:
-    assert engine.detect(["Rubija"]) == [[]]  # alone, the word is not a name
-    rec = _alpaca("Please remember that my name is", "Rubija", "Noted.")
+    assert engine.detect(["zorvath"]) == [[]]  # alone, the (lower-case) word is not a name
+    rec = _alpaca("Please remember that my name is", "zorvath", "Noted.")
     (out,), report = engine.anonymize_records([rec])
-    assert out.input != "Rubija" and "PERSON" in report.totals
+    assert out.input != "zorvath" and "PERSON" in report.totals
 
 
 def test_anonymize_refuses_in_place(

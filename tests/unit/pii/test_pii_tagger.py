@@ -135,7 +135,7 @@ def test_veto_drops_a_spacy_only_non_name_and_runs_only_where_spacy_found_a_pers
     from tunegate.pii.detect import _person_tagger
 
     texts = ["Rewrite the Sentence about Tom Hanks.", "How do I top up my card?"]
-    plain = PIIEngine(PIIPolicy(), key=b"k" * 32).detect(texts)[0]
+    plain = PIIEngine(PIIPolicy(person_tagger="disabled"), key=b"k" * 32).detect(texts)[0]
     assert "Sentence" in [texts[0][s.start : s.end] for s in plain]  # spaCy alone calls it a name
     engine = PIIEngine(PIIPolicy(person_tagger="veto"), key=b"k" * 32)
     rec = _person_tagger(engine.analyzer)
@@ -160,3 +160,26 @@ def test_detect_keeps_the_name_after_a_lower_case_title() -> None:
     engine = PIIEngine(PIIPolicy(person_tagger="detect"), key=b"k" * 32)
     found = [text[s.start : s.end] for s in engine.detect([text])[0] if s.entity_type == "PERSON"]
     assert found == ["patel"]  # the title is trimmed off the tagger's span, the name is not lost
+
+
+def test_detect_leaves_names_inside_addresses_to_the_address_recognizers() -> None:
+    """The tagger calls "ola.nowak" a name; inside an e-mail or URL it must not cut the address
+    (the e-mail recognizer, and the residual re-scan, must still see a whole address)."""
+    from tunegate.pii.anonymize import PIIEngine
+
+    text = "Write to ola.nowak@example.pl or see https://example.pl/ola.nowak today, Ola Nowak."
+    engine = PIIEngine(PIIPolicy(person_tagger="detect", entities=("PERSON",)), key=b"k" * 32)
+    found = [text[s.start : s.end] for s in engine.detect([text])[0]]
+    assert found == ["Ola Nowak"]
+    full = PIIEngine(PIIPolicy(person_tagger="detect"), key=b"k" * 32)
+    kinds = {(s.entity_type, text[s.start : s.end]) for s in full.detect([text])[0]}
+    assert ("EMAIL_ADDRESS", "ola.nowak@example.pl") in kinds
+
+
+def test_detect_does_not_call_an_identifier_kind_a_name() -> None:
+    from tunegate.pii.anonymize import PIIEngine
+
+    text = "My PESEL is 88110958893 if you need it. My IBAN is on file. Thanks, Rick Wright"
+    engine = PIIEngine(PIIPolicy(person_tagger="detect"), key=b"k" * 32)
+    persons = [text[s.start : s.end] for s in engine.detect([text])[0] if s.entity_type == "PERSON"]
+    assert persons == ["Rick Wright"]
