@@ -645,15 +645,18 @@ class PersonContextRecognizer(PatternRecognizer):
 
 
 def _in_address(text: str, start: int, end: int) -> bool:
-    """Whether ``[start, end)`` lies in a whitespace-delimited token that is an e-mail or URL."""
+    """Whether ``[start, end)`` lies in a whitespace-delimited token that is an e-mail or URL.
+
+    A handle (``@john_smith``: an ``@`` only at the start) is not an address: the tagger's name
+    there is kept (a handle identifies a person as well as a name does)."""
     a = start
     while a > 0 and not text[a - 1].isspace():
         a -= 1
     b = end
     while b < len(text) and not text[b].isspace():
         b += 1
-    token = text[a:b].lower()
-    return "@" in token or "://" in token or token.startswith("www.")
+    token = text[a:b].lower().strip("\"'([{<>}]),;:!?")
+    return "@" in token[1:] or "://" in token or token.startswith("www.")
 
 
 class PersonTaggerRecognizer(EntityRecognizer):

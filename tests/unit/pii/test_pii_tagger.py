@@ -183,3 +183,12 @@ def test_detect_does_not_call_an_identifier_kind_a_name() -> None:
     engine = PIIEngine(PIIPolicy(person_tagger="detect"), key=b"k" * 32)
     persons = [text[s.start : s.end] for s in engine.detect([text])[0] if s.entity_type == "PERSON"]
     assert persons == ["Rick Wright"]
+
+
+def test_a_handle_is_not_an_address() -> None:
+    from tunegate.pii.recognizers import _in_address
+
+    text = "ping @ola_nowak or (ola.nowak@example.pl), see www.example.pl/ola"
+    assert not _in_address(text, text.index("ola_nowak"), text.index("ola_nowak") + 9)
+    assert _in_address(text, text.index("ola.nowak"), text.index("ola.nowak") + 9)
+    assert _in_address(text, text.rindex("ola"), len(text))
