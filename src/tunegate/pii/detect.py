@@ -229,7 +229,9 @@ def build_analyzer(policy: PIIPolicy) -> AnalyzerEngine:
         # fail closed: missing weights or a digest mismatch raise DependencyError here
         ours.append(
             rec.PersonTaggerRecognizer(
-                PersonTagger(threshold=policy.person_tagger_threshold),
+                PersonTagger(
+                    threshold=policy.person_tagger_threshold, boundaries=(policy.person_tagger_veto,)
+                ),
                 supported_language=lang,
                 adds=policy.person_tagger == "detect",
             )

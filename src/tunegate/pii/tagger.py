@@ -49,6 +49,10 @@ LORA_ALPHA = 16
 WINDOW_WORDS = 96
 MAX_SUBWORDS = 192
 
+#: How close to a decision boundary a word's probability must be for its window to be recomputed
+#: alone (batch-shape noise is about 2e-6; 50x margin).
+NEAR_BOUNDARY = 1e-4
+
 _WORD = re.compile(r"\w+(?:['’.\-]\w+)*|[^\w\s]")
 
 
@@ -153,7 +157,13 @@ def encode(tokenizer: Any, windows: Sequence[Sequence[str]]) -> tuple[Any, Any, 
 class PersonTagger:
     """The loaded tagger (merged LoRA weights: inference costs what plain MiniLM costs)."""
 
-    def __init__(self, directory: Path | None = None, *, threshold: float | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path | None = None,
+        *,
+        threshold: float | None = None,
+        boundaries: Sequence[float] = (),
+    ) -> None:
         import json
 
         directory = directory or default_dir()
@@ -183,6 +193,8 @@ class PersonTagger:
             )
         card = json.loads(card_path.read_text(encoding="utf-8")) if card_path.is_file() else {}
         self.threshold = float(threshold if threshold is not None else card.get("threshold", 0.5))
+        #: every probability a caller compares with (the span threshold, the veto): see word_probs
+        self.boundaries = (self.threshold, *(float(b) for b in boundaries))
         self._load(base, weights)
 
     def _load(self, base: Path, weights: Path) -> None:
@@ -209,7 +221,31 @@ class PersonTagger:
 
     # -- inference --------------------------------------------------------------------------------
     def word_probs(self, windows: Sequence[Sequence[str]], batch_size: int = 64) -> list[list[float]]:
-        """PERSON probability of each word of each window (first sub-word; 0 for truncated words)."""
+        """PERSON probability of each word of each window (first sub-word; 0 for truncated words).
+
+        Deterministic whatever the batch: a matrix product's last bits depend on the batch's shape
+        (about 2e-6 here), so a word this close to a decision boundary (:attr:`boundaries`) could
+        flip between a one-process and a sharded run. A window with a word within
+        :data:`NEAR_BOUNDARY` of one is recomputed alone on one thread, a value that depends on
+        the window only (rare: a few windows in ten thousand)."""
+        out = self._batched_probs(windows, batch_size)
+        near = [
+            i
+            for i, ps in enumerate(out)
+            if any(abs(p - b) < NEAR_BOUNDARY for p in ps for b in self.boundaries)
+        ]
+        if near:
+            torch = self._torch
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                for i in near:
+                    out[i] = self._batched_probs([windows[i]], 1)[0]
+            finally:
+                torch.set_num_threads(threads)
+        return out
+
+    def _batched_probs(self, windows: Sequence[Sequence[str]], batch_size: int) -> list[list[float]]:
         torch = self._torch
         order = sorted(range(len(windows)), key=lambda i: len(windows[i]))
         out: list[list[float]] = [[] for _ in windows]

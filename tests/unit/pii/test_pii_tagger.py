@@ -192,3 +192,30 @@ def test_a_handle_is_not_an_address() -> None:
     assert not _in_address(text, text.index("ola_nowak"), text.index("ola_nowak") + 9)
     assert _in_address(text, text.index("ola.nowak"), text.index("ola.nowak") + 9)
     assert _in_address(text, text.rindex("ola"), len(text))
+
+
+def test_word_probabilities_near_a_boundary_do_not_depend_on_the_batch(
+    person_tagger: tg.PersonTagger,
+) -> None:
+    """A one-process and a sharded run batch texts differently; the matrix products then differ in
+    their last bits, so a word this close to a threshold must get a batch-independent value."""
+    texts = [
+        "met anna kowalski at the station",
+        "Ask Pedro about the refund, he knows",
+        "the app crashes when I open statements",
+        "ok so me and sarah went to see jake last night lol",
+        "Dr. Hugo Grumpus and his assistant, Igor, were preparing",
+    ]
+    windows = [[t[a:b] for a, b in tg.split_words(t)] for t in texts]
+    free = person_tagger._batched_probs(windows, 64)
+    target = free[3][3]  # "sarah"
+    saved = person_tagger.boundaries
+    try:
+        person_tagger.boundaries = (target + 5e-7,)  # inside the batch-shape noise
+        one_batch = person_tagger.word_probs(windows, 64)
+        small = person_tagger.word_probs(windows[2:4] + windows[:2], 1)  # other batch-mates, other order
+        alone = person_tagger.word_probs([windows[3]], 64)
+    finally:
+        person_tagger.boundaries = saved
+    assert one_batch[3] == small[1] == alone[0]  # bit for bit
+    assert max(abs(x - y) for x, y in zip(one_batch[3], free[3], strict=True)) < 1e-4
