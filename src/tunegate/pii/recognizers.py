@@ -677,9 +677,10 @@ class PersonTaggerRecognizer(EntityRecognizer):
     )
     #: Names of identifier kinds ("My PESEL is ...", "IBAN:"): the tagger, seeing a capitalized word
     #: in a name slot, may call them names; the pattern recognizers own the values they introduce.
+    #: Not "swift" or "ip": surnames (Taylor Swift, Ip Man) would lose a word.
     _ID_WORDS = frozenset(
-        {"pesel", "iban", "ssn", "nip", "regon", "bic", "swift", "cvv", "cvc", "iccid", "imei",
-         "dob", "ip", "url", "email", "e-mail", "phone", "passport", "vat", "nhs"}
+        {"pesel", "iban", "ssn", "nip", "regon", "bic", "cvv", "cvc", "iccid", "imei",
+         "dob", "url", "email", "e-mail", "phone", "passport", "vat", "nhs"}
     )  # fmt: skip
 
     def __init__(self, tagger: Any, supported_language: str = "en", *, adds: bool = True) -> None:
