@@ -162,25 +162,24 @@ def test_detect_keeps_the_name_after_a_lower_case_title() -> None:
     assert found == ["patel"]  # the title is trimmed off the tagger's span, the name is not lost
 
 
-def test_detect_leaves_names_inside_addresses_to_the_address_recognizers() -> None:
+def test_detect_leaves_names_inside_addresses_to_the_address_recognizers(
+    engine: Any, pii_analyzer: Any
+) -> None:
     """The tagger calls "ola.nowak" a name; inside an e-mail or URL it must not cut the address
     (the e-mail recognizer, and the residual re-scan, must still see a whole address)."""
     from tunegate.pii.anonymize import PIIEngine
 
+    assert engine.policy.person_tagger == "detect"  # the shared engine runs the default policy
     text = "Write to ola.nowak@example.pl or see https://example.pl/ola.nowak today, Ola Nowak."
-    engine = PIIEngine(PIIPolicy(person_tagger="detect", entities=("PERSON",)), key=b"k" * 32)
-    found = [text[s.start : s.end] for s in engine.detect([text])[0]]
-    assert found == ["Ola Nowak"]
-    full = PIIEngine(PIIPolicy(person_tagger="detect"), key=b"k" * 32)
-    kinds = {(s.entity_type, text[s.start : s.end]) for s in full.detect([text])[0]}
+    names_only = PIIEngine(PIIPolicy(entities=("PERSON",)), key=b"k" * 32, analyzer=pii_analyzer)
+    assert [text[s.start : s.end] for s in names_only.detect([text])[0]] == ["Ola Nowak"]
+    kinds = {(s.entity_type, text[s.start : s.end]) for s in engine.detect([text])[0]}
     assert ("EMAIL_ADDRESS", "ola.nowak@example.pl") in kinds
 
 
-def test_detect_does_not_call_an_identifier_kind_a_name() -> None:
-    from tunegate.pii.anonymize import PIIEngine
-
+def test_detect_does_not_call_an_identifier_kind_a_name(engine: Any) -> None:
+    assert engine.policy.person_tagger == "detect"
     text = "My PESEL is 88110958893 if you need it. My IBAN is on file. Thanks, Rick Wright"
-    engine = PIIEngine(PIIPolicy(person_tagger="detect"), key=b"k" * 32)
     persons = [text[s.start : s.end] for s in engine.detect([text])[0] if s.entity_type == "PERSON"]
     assert persons == ["Rick Wright"]
 
