@@ -63,7 +63,9 @@ def _config(tmp: Path, data: Path, model: Path, name: str) -> Path:
 
 
 def _run(config: Path, **kw: object) -> subprocess.Popen[str]:
-    env = {**os.environ, "TUNEGATE_PII_KEY": KEY, "TUNEGATE_OPERATOR": "ci"}
+    # Threads pinned: the fair share would shrink if another tunegate run trained beside this test,
+    # and a CPU matmul's bits depend on the thread count (the clean and crashed runs must compare).
+    env = {**os.environ, "TUNEGATE_PII_KEY": KEY, "TUNEGATE_OPERATOR": "ci", "TUNEGATE_THREADS": "2"}
     return subprocess.Popen(
         [sys.executable, "-m", "tunegate.cli", "run", str(config)],
         stdout=subprocess.PIPE,

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import math
 import os
 import resource
@@ -102,6 +103,8 @@ from tunegate.training.model_io import (
     write_base_record,
 )
 from tunegate.workdir import data_dir, run_dir, runs_dir
+
+log = logging.getLogger(__name__)
 
 
 def operator_identity() -> str:
@@ -347,6 +350,9 @@ class TrainState:
     train_time_s: float = 0.0
     resumed_from_step: int | None = None
     stopped_early: bool = False
+    #: torch's intra-op threads on CPU (None on an accelerator). A CPU matmul's result depends on
+    #: how many threads split it, so a resumed run keeps the count its checkpoint was made with.
+    cpu_threads: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -629,13 +635,26 @@ class TrainRecipe:
     def _load_checkpoint(self) -> TrainState:
         """Continue from the run's verified checkpoint, if it has one (every process loads it)."""
         if not (self.ckpt_dir / RECORD).is_file():
-            return TrainState()
+            return TrainState(cpu_threads=self.threads)
         saved = load_checkpoint(self.ckpt_dir, run_id=self.run_id, fingerprint=self.fingerprint)
         load_trainable(self.net, saved.params, self.ctx)
         load_optimizer(self.net, self.optimizer, saved.optimizer, self.ctx)
         self.scheduler.load_state_dict(saved.scheduler)
         state = TrainState.from_json(saved.state)
         state.resumed_from_step = state.step
+        if self.threads is not None and state.cpu_threads and state.cpu_threads != self.threads:
+            # The fair share (or TUNEGATE_THREADS) may differ now; the run's own count makes the
+            # continuation bit-identical to an uninterrupted run, whatever else runs beside it.
+            import torch
+
+            log.info(
+                "run %s resumes with the %d CPU threads it started with (this machine's share now: %d)",
+                self.run_id,
+                state.cpu_threads,
+                self.threads,
+            )
+            torch.set_num_threads(state.cpu_threads)
+            self.threads = state.cpu_threads
         return state
 
     # -- the loop -----------------------------------------------------------------------------------------

@@ -147,6 +147,47 @@ def test_resume_after_crash_matches_uninterrupted(tiny_llama: Path, make_workdir
     assert [p["loss"] for p in run["loss_curve"]] == [p["loss"] for p in ref_run["loss_curve"]]
 
 
+def test_resume_keeps_the_thread_count_the_run_started_with(
+    tiny_llama: Path, make_workdir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CPU matmul's bits depend on how many threads split it: a run started with 2 threads and
+    resumed where the fair share is now 1 (another run beside it) continues with 2."""
+    cfg = TrainConfig.model_validate(
+        {"max_steps": 4, "batch_size": 4, "eval_steps": 2, "checkpoint_steps": 2, "max_seq_len": 96,
+         "learning_rate": 5e-3, "lora": {"rank": 4}, "early_stopping_patience": None}
+    )  # fmt: skip
+    recs = (
+        [instruction(i) for i in range(16)],
+        [instruction(i) for i in range(16, 20)],
+        [instruction(i) for i in range(20, 24)],
+    )
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("TUNEGATE_THREADS", "2")
+        wd = make_workdir(*recs, name="threads")
+
+        def crash_at_3(step: int, loss: float) -> None:
+            if step == 3:
+                raise Crash
+
+        with pytest.raises(Crash):
+            train_run(
+                wd, model=str(tiny_llama), method="lora", config=cfg, progress=False, on_step=crash_at_3
+            )
+        record = json.loads(next(wd.glob("runs/*/checkpoints/last.json")).read_text())
+        assert record["state"]["cpu_threads"] == 2
+        monkeypatch.setenv("TUNEGATE_THREADS", "1")
+        res = train_run(wd, model=str(tiny_llama), method="lora", config=cfg, progress=False, resume="auto")
+        run = json.loads((res.run_dir / "run.json").read_text())
+        assert run["resumed_from_step"] == 2 and run["cpu_threads"] == 2
+        assert torch.get_num_threads() == 2
+        fresh = train_run(make_workdir(*recs, name="fresh1"), model=str(tiny_llama), method="lora",
+                          config=cfg, progress=False)  # fmt: skip
+        assert json.loads((fresh.run_dir / "run.json").read_text())["cpu_threads"] == 1  # not sticky
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_encoder_classification_lora_and_full(tiny_bert: Path, make_workdir) -> None:
     wd = make_workdir([classification(i) for i in range(32)], [classification(i) for i in range(32, 40)],
                       [classification(i) for i in range(40, 48)])  # fmt: skip
