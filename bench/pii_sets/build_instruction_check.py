@@ -18,6 +18,12 @@ people's names the first review never saw (``Aiden``, ``Igor``, ``Victor Hugo``;
 animals, as ``Tobias`` the wolf already was) and were added; ``Moth``/``Montparnasse`` (a character
 of a novel) were moved to PII under the same rule. Still not PII: ``Matilda`` and ``Terabithia`` as
 book titles, ``Well`` (``Well's mother`` reads as a name but is kept conservative), ``madeleine``.
+Third review (2026-12-06, second tagger weights): every span the new default flagged without a
+label (23 values) was judged under the same rule. Three were first names of GSM8K people no earlier
+detector had flagged (``Sandy`` walking between two towns, ``Aleena``, ``Chatty`` with her four
+children) and were added; the other 20 stay false positives (``Alice`` in the book title ``Alice's
+Adventures in Wonderland``, ``Farbo`` a mountain, ``Affenpinscher`` a dog breed, ``Iceberg`` a rose,
+``Sure``, ``Player``, table labels, titles).
 Sources: ``../shared/data/alpaca_demo/alpaca_en_demo.json`` and ``../shared/data/gsm8k/test.jsonl``
 (see ``../shared/data/README.md`` for licences; the Alpaca file is research-only data).
 """
