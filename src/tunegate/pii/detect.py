@@ -286,7 +286,7 @@ def _rx() -> dict[str, Any]:
     if not _RX:
         import regex
 
-        from tunegate.pii.recognizers import _INITIAL, _NAME_TOKEN, _PARTICLE
+        from tunegate.pii.recognizers import _INITIAL, _NAME_TOKEN, _PARTICLE, FIELD_LABELS
 
         _RX["right"] = regex.compile(
             r"\A[ \t]+(?:" + _INITIAL + r"[ \t]+)?(?:" + _PARTICLE + r"[ \t]+)?(" + _NAME_TOKEN + r")"
@@ -306,6 +306,8 @@ def _rx() -> dict[str, Any]:
             r"|(?:" + item + r")(?:[ \t]*,[ \t]*(?:" + item + r")){2,}"
         )
         _RX["placeholder"] = regex.compile(PLACEHOLDER_PATTERN)
+        _RX["field_labels"] = FIELD_LABELS
+        _RX["line_part"] = regex.compile(r"\w(?:[^\n]*\w)?")  # one line's first to last word character
         _RX["cap"] = regex.compile(r"(?<![\w])\p{Lu}[\p{L}'’\-]*")
         _RX["stop"] = _person_stop_words()
     return _RX
@@ -394,6 +396,25 @@ def _resolve(text: str, spans: list[Span]) -> list[Span]:
     return merged
 
 
+def _split_lines(text: str, spans: list[Span]) -> list[Span]:
+    """A PERSON span never crosses a line break: the NER sometimes runs a name into the next line
+    (``Name: Peter\nAge: 43`` -> ``Peter\nAge``; two list items ``Kylo Ren\n- John Boyega``).
+    Each line's part becomes its own span (trimmed to its first and last word character), so the
+    filters judge it alone and one person's pseudonym never covers a second line's words; a part
+    that is a form label before ``:`` is dropped. The tagger's veto has already judged the whole
+    span: judged per line, a quoted ``>Alberico Rizzo`` block lost its name."""
+    out: list[Span] = []
+    for s in spans:
+        if s.entity_type != "PERSON" or "\n" not in text[s.start : s.end]:
+            out.append(s)
+            continue
+        for m in _rx()["line_part"].finditer(text, s.start, s.end):
+            if m.group().lower() in _rx()["field_labels"] and text[m.end() :].lstrip(" \t").startswith(":"):
+                continue  # the next line's form label (``Phone:``), not part of the name
+            out.append(Span("PERSON", m.start(), m.end(), s.score))
+    return out
+
+
 def postprocess(
     text: str,
     results: Sequence[RecognizerResult],
@@ -415,6 +436,7 @@ def postprocess(
     if "PHONE_NUMBER" in wanted:
         spans = [s for s in spans if s.entity_type != "PHONE_NUMBER" or not not_a_phone(text, s.start, s.end)]
     if "PERSON" in wanted:
+        spans = _split_lines(text, spans)
         spans = filter_persons(text, spans, tags)
         spans = _improve_persons(text, spans)
         spans = filter_persons(text, spans, tags)

@@ -158,3 +158,31 @@ def test_only_real_placeholders_are_exempt(pii_analyzer: Any, pii_policy: PIIPol
 def test_unformatted_phone_after_cue(engine: Any, text: str, found: bool) -> None:
     spans = engine.detect([text])[0]
     assert any(s.entity_type == "PHONE_NUMBER" for s in spans) is found
+
+
+def test_a_person_span_never_crosses_a_line(pii_analyzer: Any, pii_policy: PIIPolicy) -> None:
+    """spaCy runs a name into the next line (``Victoria Bruun\\nPhone``): the form label stays, each
+    line's name is its own span (its own pseudonym)."""
+    from presidio_analyzer import RecognizerResult
+
+    from tunegate.pii.detect import postprocess
+
+    meta = {"recognizer_name": "SpacyRecognizer"}
+    text = "Cast:\n- Kylo Ren\n- John Boyega\nName: Peter\nAge: 43"
+    a, b, c = text.index("Kylo"), text.index("Boyega") + len("Boyega"), text.index("Peter")
+    spans = postprocess(
+        text,
+        [
+            RecognizerResult("PERSON", a, b, 0.85, recognition_metadata=meta),
+            RecognizerResult("PERSON", c, text.index(": 43"), 0.85, recognition_metadata=meta),
+        ],
+        pii_policy,
+    )
+    assert [text[s.start : s.end] for s in spans] == ["Kylo Ren", "John Boyega", "Peter"]
+    form = (
+        "Date: 2012-10-01 00:46:43\nName: Victoria Bruun\nPhone: (72) 754-186\n"
+        "Name: Lena Wirth\nAddress: 3421 Fagradalsbraut 71"
+    )
+    found = _found(pii_analyzer, pii_policy, form)
+    assert {"Victoria Bruun", "Lena Wirth"} <= set(found["PERSON"])
+    assert all("\n" not in v for v in found["PERSON"]), found
