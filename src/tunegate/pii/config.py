@@ -137,9 +137,9 @@ class PIIPolicy(BaseModel):
         0.8,
         ge=0.0,
         le=1.0,
-        description="PERSON probability a word needs to be added as a name ('detect'). 0.8 has the best "
-        "whole-detector PERSON F1 on the tagger's training dev split (bench/person_tagger_dev.py); null = "
-        "the card's word-level threshold (0.4).",
+        description="PERSON probability a word needs to be added as a name ('detect'). 0.8 was chosen by "
+        "whole-detector PERSON F1 on the tagger's training dev split (bench/person_tagger_dev.py, "
+        "docs/pii.md); null = the card's word-level threshold (0.4).",
     )
     person_tagger_veto: float = Field(
         0.1,

@@ -397,7 +397,7 @@ def _resolve(text: str, spans: list[Span]) -> list[Span]:
 
 
 def _split_lines(text: str, spans: list[Span]) -> list[Span]:
-    """A PERSON span never crosses a line break: the NER sometimes runs a name into the next line
+    r"""A PERSON span never crosses a line break: the NER sometimes runs a name into the next line
     (``Name: Peter\nAge: 43`` -> ``Peter\nAge``; two list items ``Kylo Ren\n- John Boyega``).
     Each line's part becomes its own span (trimmed to its first and last word character), so the
     filters judge it alone and one person's pseudonym never covers a second line's words; a part
