@@ -403,13 +403,14 @@ def _split_lines(text: str, spans: list[Span]) -> list[Span]:
     filters judge it alone and one person's pseudonym never covers a second line's words; a part
     that is a form label before ``:`` is dropped. The tagger's veto has already judged the whole
     span: judged per line, a quoted ``>Alberico Rizzo`` block lost its name."""
+    rx = _rx()
     out: list[Span] = []
     for s in spans:
         if s.entity_type != "PERSON" or "\n" not in text[s.start : s.end]:
             out.append(s)
             continue
-        for m in _rx()["line_part"].finditer(text, s.start, s.end):
-            if m.group().lower() in _rx()["field_labels"] and text[m.end() :].lstrip(" \t").startswith(":"):
+        for m in rx["line_part"].finditer(text, s.start, s.end):
+            if m.group().lower() in rx["field_labels"] and text[m.end() :].lstrip(" \t").startswith(":"):
                 continue  # the next line's form label (``Phone:``), not part of the name
             out.append(Span("PERSON", m.start(), m.end(), s.score))
     return out

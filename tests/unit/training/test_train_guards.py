@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from conftest import classification, instruction
 
 from tunegate.errors import IntegrityError, LeakageError
 from tunegate.ledger import read_entries, verify_ledger
+from tunegate.records import Record
 from tunegate.training.config import TrainConfig
 from tunegate.training.model_io import load_run_model, merge_run
 from tunegate.training.train import train_run
@@ -109,27 +111,41 @@ class Crash(Exception):
     pass
 
 
-def test_resume_after_crash_matches_uninterrupted(tiny_llama: Path, make_workdir) -> None:
-    cfg = TrainConfig.model_validate(
-        {"max_steps": 6, "batch_size": 4, "eval_steps": 2, "checkpoint_steps": 2, "max_seq_len": 96,
+def _resume_cfg(max_steps: int) -> TrainConfig:
+    """A run that checkpoints every 2 steps (so a crash leaves something to resume from)."""
+    return TrainConfig.model_validate(
+        {"max_steps": max_steps, "batch_size": 4, "eval_steps": 2, "checkpoint_steps": 2, "max_seq_len": 96,
          "learning_rate": 5e-3, "lora": {"rank": 4}, "early_stopping_patience": None}
     )  # fmt: skip
-    recs = (
-        [instruction(i) for i in range(24)],
-        [instruction(i) for i in range(24, 32)],
-        [instruction(i) for i in range(32, 40)],
+
+
+def _splits(n_train: int, n_other: int) -> tuple[list[Record], list[Record], list[Record]]:
+    """train, validation and hold-out instruction records (n_other each for the last two)."""
+    return (
+        [instruction(i) for i in range(n_train)],
+        [instruction(i) for i in range(n_train, n_train + n_other)],
+        [instruction(i) for i in range(n_train + n_other, n_train + 2 * n_other)],
     )
+
+
+def _crash_at(crash_step: int) -> Callable[[int, float], None]:
+    def on_step(step: int, loss: float) -> None:
+        if step == crash_step:
+            raise Crash
+
+    return on_step
+
+
+def test_resume_after_crash_matches_uninterrupted(tiny_llama: Path, make_workdir) -> None:
+    cfg = _resume_cfg(6)
+    recs = _splits(24, 8)
     ref_wd = make_workdir(*recs, name="ref")
     ref = train_run(ref_wd, model=str(tiny_llama), method="lora", config=cfg, progress=False)
 
     wd = make_workdir(*recs, name="crash")
 
-    def crash_at_5(step: int, loss: float) -> None:
-        if step == 5:
-            raise Crash
-
     with pytest.raises(Crash):
-        train_run(wd, model=str(tiny_llama), method="lora", config=cfg, progress=False, on_step=crash_at_5)
+        train_run(wd, model=str(tiny_llama), method="lora", config=cfg, progress=False, on_step=_crash_at(5))
     (run_dir,) = (wd / "runs").iterdir()
     assert (run_dir / "checkpoints" / "last.json").is_file() and not (run_dir / "run.json").exists()
     res = train_run(wd, model=str(tiny_llama), method="lora", config=cfg, progress=False, resume="auto")
@@ -152,27 +168,16 @@ def test_resume_keeps_the_thread_count_the_run_started_with(
 ) -> None:
     """A CPU matmul's bits depend on how many threads split it: a run started with 2 threads and
     resumed where the fair share is now 1 (another run beside it) continues with 2."""
-    cfg = TrainConfig.model_validate(
-        {"max_steps": 4, "batch_size": 4, "eval_steps": 2, "checkpoint_steps": 2, "max_seq_len": 96,
-         "learning_rate": 5e-3, "lora": {"rank": 4}, "early_stopping_patience": None}
-    )  # fmt: skip
-    recs = (
-        [instruction(i) for i in range(16)],
-        [instruction(i) for i in range(16, 20)],
-        [instruction(i) for i in range(20, 24)],
-    )
+    cfg = _resume_cfg(4)
+    recs = _splits(16, 4)
     before = torch.get_num_threads()
     try:
         monkeypatch.setenv("TUNEGATE_THREADS", "2")
         wd = make_workdir(*recs, name="threads")
 
-        def crash_at_3(step: int, loss: float) -> None:
-            if step == 3:
-                raise Crash
-
         with pytest.raises(Crash):
             train_run(
-                wd, model=str(tiny_llama), method="lora", config=cfg, progress=False, on_step=crash_at_3
+                wd, model=str(tiny_llama), method="lora", config=cfg, progress=False, on_step=_crash_at(3)
             )
         record = json.loads(next(wd.glob("runs/*/checkpoints/last.json")).read_text())
         assert record["state"]["cpu_threads"] == 2
