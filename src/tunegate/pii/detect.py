@@ -308,6 +308,8 @@ def _rx() -> dict[str, Any]:
         _RX["placeholder"] = regex.compile(PLACEHOLDER_PATTERN)
         _RX["field_labels"] = FIELD_LABELS
         _RX["line_part"] = regex.compile(r"\w(?:[^\n]*\w)?")  # one line's first to last word character
+        # a line-start label before ":" (``Occupation: ...``, ``- Game Name: ...``; not ``https://``)
+        _RX["line_label"] = regex.compile(r"(?m)^[ \t>*#\-•]*(\p{L}[^\n:]{0,40}?)[ \t]*:(?!//)")
         _RX["cap"] = regex.compile(r"(?<![\w])\p{Lu}[\p{L}'’\-]*")
         _RX["stop"] = _person_stop_words()
     return _RX
@@ -710,6 +712,37 @@ def _vetoed(tagger: Any, policy: PIIPolicy, text: str, r: RecognizerResult) -> b
     return bool(tagger.person_probability(text, r.start, r.end) < policy.person_tagger_veto)
 
 
+def _line_labels(text: str) -> list[tuple[int, int]]:
+    """``(start, end)`` of each line-start label of at most four words before a ``:``."""
+    return [m.span(1) for m in _rx()["line_label"].finditer(text) if len(m.group(1).split()) <= 4]
+
+
+def _label_persons(text: str, results: Sequence[RecognizerResult]) -> list[RecognizerResult]:
+    """The PERSON results that lie inside a line-start label (a speaker, or a form's field)."""
+    if ":" not in text:
+        return []
+    persons = [r for r in results if r.entity_type == "PERSON"]
+    labels = _line_labels(text) if persons else []
+    return [r for r in persons if any(a <= r.start and r.end <= b for a, b in labels)]
+
+
+def _drop_form_labels(
+    tagger: Any, policy: PIIPolicy, text: str, results: list[RecognizerResult]
+) -> list[RecognizerResult]:
+    """Drop PERSON results inside the line-start labels of a form (``Name: Amelia\nAge: 24\n
+    Personality: brave``, ``Topic:/Category:/Statement:``): a text with two or more such labels,
+    none of which the tagger gives ``person_tagger_veto`` or more. A dialog keeps its speakers
+    while the tagger believes one of them (``Ubul: ...\nNicole: ...``: ``Ubul`` scores 0.002,
+    ``Nicole`` 0.99); a single ``Ubul: What a wife.`` line is never judged a form."""
+    labels = _line_labels(text)
+    if len(labels) < 2 or any(
+        tagger.person_probability(text, a, b) >= policy.person_tagger_veto for a, b in labels
+    ):
+        return results
+    drop = {id(r) for r in _label_persons(text, results)}
+    return [r for r in results if id(r) not in drop]
+
+
 def _tagger_pipes(nlp: Any) -> list[Any]:
     """The (disabled) tagger and the components it listens to, in pipeline order; [] if none."""
     if "tagger" not in nlp.component_names:
@@ -745,6 +778,11 @@ def _detect_clean(analyzer: AnalyzerEngine, policy: PIIPolicy, texts: Sequence[s
             tagger.prime([texts[i] for i in judge], batch_size=policy.batch_size)
             for i in judge:
                 results[i] = [r for r in results[i] if not _vetoed(tagger, policy, texts[i], r)]
+            # form labels read as dialog speakers: judged against every label of their text
+            forms = [i for i, res in enumerate(results) if _label_persons(texts[i], res)]
+            tagger.prime([texts[i] for i in forms], batch_size=policy.batch_size)
+            for i in forms:
+                results[i] = _drop_form_labels(tagger, policy, texts[i], results[i])
     finally:
         if tagger is not None:
             tagger.clear()

@@ -186,3 +186,28 @@ def test_a_person_span_never_crosses_a_line(pii_analyzer: Any, pii_policy: PIIPo
     found = _found(pii_analyzer, pii_policy, form)
     assert {"Victoria Bruun", "Lena Wirth"} <= set(found["PERSON"])
     assert all("\n" not in v for v in found["PERSON"]), found
+
+
+def test_form_labels_are_not_names_but_dialog_speakers_are(engine: Any) -> None:
+    """Line-start labels the NER or the speaker pattern call names (``Personality:``,
+    ``Hypothesis:``) are dropped when no label of the text is a name the tagger believes; a
+    dialog keeps every speaker, even one the tagger gives 0.002 (``Ubul``), and so does a single
+    speaker line."""
+    texts = [
+        "Name: Amelia Grace\nAge: 24\nPersonality: Amelia is brave.\nBackground: She grew up on a farm.",
+        "Purpose: measure sleep\nHypothesis: More screen time means less sleep.\nParticipants: 40 students",
+        "Occupation: Teacher\nHobbies: Reading",
+        "Ubul: What a wife.\nNicole: Remember me, Mary?\nJohn: You saved my life!",
+        "Ubul: What a wife.",
+    ]
+    found = [
+        sorted({t[s.start : s.end] for s in row if s.entity_type == "PERSON"})
+        for t, row in zip(texts, engine.detect(texts), strict=True)
+    ]
+    assert found == [
+        ["Amelia", "Amelia Grace"],
+        [],
+        [],
+        ["John", "Mary", "Nicole", "Ubul"],
+        ["Ubul"],
+    ]
