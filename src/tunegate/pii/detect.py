@@ -230,7 +230,8 @@ def build_analyzer(policy: PIIPolicy) -> AnalyzerEngine:
         ours.append(
             rec.PersonTaggerRecognizer(
                 PersonTagger(
-                    threshold=policy.person_tagger_threshold, boundaries=(policy.person_tagger_veto,)
+                    threshold=policy.person_tagger_threshold,
+                    boundaries=(policy.person_tagger_veto, ADDED_WORD_FLOOR),
                 ),
                 supported_language=lang,
                 adds=policy.person_tagger == "detect",
@@ -319,8 +320,26 @@ def _is_name_word(word: str) -> bool:
     return word.lower() not in _rx()["stop"] and len(word) > 1
 
 
-def _improve_persons(text: str, spans: list[Span]) -> list[Span]:
+#: With the tagger loaded, a word the name rules add (a capitalized neighbour, a list item) needs at
+#: least this tagger probability: ``Finally`` in ``Finally Sara went``, ``Marvel`` in ``Marvel,
+#: Star Wars, John Wick`` score under 0.01 (see _improve_persons).
+ADDED_WORD_FLOOR = 0.01
+
+
+def _improve_persons(
+    text: str, spans: list[Span], words: Sequence[tuple[int, int, float]] | None = None
+) -> list[Span]:
+    """Extend PERSON spans over neighbouring name words, add the other items of a coordinated list
+    with a name, and every repeated mention of a name's tokens. ``words`` (the tagger's word
+    probabilities, when it is loaded) gate the first two: an added word the tagger gives less than
+    :data:`ADDED_WORD_FLOOR` is not a name (repeated mentions are the detected name itself)."""
     rx = _rx()
+
+    def believed(a: int, b: int) -> bool:
+        if words is None:
+            return True
+        return max((p for x, y, p in words if a <= x and y <= b), default=0.0) >= ADDED_WORD_FLOOR
+
     persons = [s for s in spans if s.entity_type == "PERSON"]
     if not persons:
         return spans
@@ -330,13 +349,13 @@ def _improve_persons(text: str, spans: list[Span]) -> list[Span]:
         start, end = s.start, s.end
         for _ in range(3):  # extend right over initials and capitalized tokens
             m = rx["right"].match(text, end)
-            if m and _is_name_word(m.group(1)):
+            if m and _is_name_word(m.group(1)) and believed(*m.span(1)):
                 end = m.end()
                 continue
             break
         for _ in range(2):  # extend left over a capitalized token (+ initial)
             m = rx["left"].search(text, 0, start)
-            if m and m.end() == start and _is_name_word(m.group(1)):
+            if m and m.end() == start and _is_name_word(m.group(1)) and believed(*m.span(1)):
                 start = m.start()
                 continue
             break
@@ -346,7 +365,7 @@ def _improve_persons(text: str, spans: list[Span]) -> list[Span]:
         items = [(i.start(), i.end()) for i in rx["item"].finditer(text, m.start(), m.end())]
         if any(a < p.end and p.start < b for a, b in items for p in extended):
             for a, b in items:
-                if _is_name_word(text[a:b].split()[0]):
+                if _is_name_word(text[a:b].split()[0]) and believed(a, b):
                     extended.append(Span("PERSON", a, b, 0.5))
     # repeated mentions of a detected name's tokens in the same text
     import regex
@@ -424,11 +443,13 @@ def postprocess(
     policy: PIIPolicy,
     *,
     tags: Sequence[tuple[int, int, str]] | None = None,
+    words: Sequence[tuple[int, int, float]] | None = None,
 ) -> list[Span]:
     """Typed, thresholded, non-overlapping spans; placeholders excluded.
 
     ``tags`` (token start, end, Penn tag) let the person filters trim verbs, determiners and
     common nouns off name spans; without them (regex-only, prefiltered texts) they are skipped.
+    ``words`` (the PERSON tagger's word probabilities) gate the words the name rules add.
     """
     wanted = set(policy.entities)
     spans = [
@@ -441,7 +462,7 @@ def postprocess(
     if "PERSON" in wanted:
         spans = _split_lines(text, spans)
         spans = filter_persons(text, spans, tags)
-        spans = _improve_persons(text, spans)
+        spans = _improve_persons(text, spans, words)
         spans = filter_persons(text, spans, tags)
     holes = [(m.start(), m.end()) for m in _rx()["placeholder"].finditer(text)]
     if holes:
@@ -764,6 +785,7 @@ def _detect_clean(analyzer: AnalyzerEngine, policy: PIIPolicy, texts: Sequence[s
     if tagger is not None and tagger.adds:
         tagger.prime(list(texts), batch_size=policy.batch_size)  # one batched model pass for the chunk
     results = []
+    word_probs: dict[int, list[tuple[int, int, float]]] = {}
     try:
         for text, doc in zip(texts, docs, strict=True):
             artifacts = engine._doc_to_nlp_artifact(doc, lang)
@@ -783,6 +805,12 @@ def _detect_clean(analyzer: AnalyzerEngine, policy: PIIPolicy, texts: Sequence[s
             tagger.prime([texts[i] for i in forms], batch_size=policy.batch_size)
             for i in forms:
                 results[i] = _drop_form_labels(tagger, policy, texts[i], results[i])
+        # the tagger's word probabilities of every text with a PERSON: they gate what the name rules
+        # add in postprocess (a list item, a capitalized neighbour)
+        if tagger is not None:
+            persons = [i for i, res in enumerate(results) if any(r.entity_type == "PERSON" for r in res)]
+            tagger.prime([texts[i] for i in persons], batch_size=policy.batch_size)
+            word_probs = {i: tagger.words(texts[i]) for i in persons}
     finally:
         if tagger is not None:
             tagger.clear()
@@ -796,9 +824,9 @@ def _detect_clean(analyzer: AnalyzerEngine, policy: PIIPolicy, texts: Sequence[s
         for i, doc in zip(need, tagged, strict=True):
             docs[i] = doc
     out: list[list[Span]] = []
-    for text, doc, res in zip(texts, docs, results, strict=True):
+    for i, (text, doc, res) in enumerate(zip(texts, docs, results, strict=True)):
         tags = [(t.idx, t.idx + len(t.text), t.tag_) for t in doc] if doc.has_annotation("TAG") else None
-        out.append(postprocess(text, res, policy, tags=tags))
+        out.append(postprocess(text, res, policy, tags=tags, words=word_probs.get(i)))
     return out
 
 

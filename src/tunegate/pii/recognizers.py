@@ -705,14 +705,15 @@ class PersonTaggerRecognizer(EntityRecognizer):
     def clear(self) -> None:
         self._cache.clear()
 
-    def _words(self, text: str) -> list[tuple[int, int, float]]:
+    def words(self, text: str) -> list[tuple[int, int, float]]:
+        """Each word of ``text`` as ``(start, end, PERSON probability)`` (runs the model if not primed)."""
         if text not in self._cache:
             self.prime([text])
         return self._cache[text]
 
     def person_probability(self, text: str, start: int, end: int) -> float:
         """Highest PERSON probability of a word inside ``[start, end)`` (0 when none)."""
-        return max((p for a, b, p in self._words(text) if start <= a and b <= end), default=0.0)
+        return max((p for a, b, p in self.words(text) if start <= a and b <= end), default=0.0)
 
     def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[RecognizerResult]:
         if "PERSON" not in entities or not self.adds:
@@ -742,7 +743,7 @@ class PersonTaggerRecognizer(EntityRecognizer):
             word = text[x:y].rstrip(".").lower()
             return word in self._TITLES or word in self._ID_WORDS or (text[x:y].islower() and word in stop)
 
-        words = self._words(text)
+        words = self.words(text)
         out = []
         for a, b, _ in self.tagger.spans(text, words):
             if _in_address(text, a, b):

@@ -211,3 +211,23 @@ def test_form_labels_are_not_names_but_dialog_speakers_are(engine: Any) -> None:
         ["John", "Mary", "Nicole", "Ubul"],
         ["Ubul"],
     ]
+
+
+def test_name_rules_add_only_words_the_tagger_does_not_rule_out(engine: Any) -> None:
+    """A coordinated list with one name made every item a name (``Marvel``, ``Spanish Steps``) and a
+    capitalized neighbour joined a name (``Producer James Sparks``); with the tagger loaded, an added
+    word it gives less than ADDED_WORD_FLOOR stays text. Unusual names in a list are still added."""
+    texts = [
+        "The update adds skins related to Marvel, Star Wars, John Wick and more.",
+        "Visit the Trevi Fountain, the Spanish Steps, and Piazza Navona on day two.",
+        "The photos were taken by Producer James Sparks last week.",
+        "Ubul, Krzysztof and Jodi went to the lake.",
+    ]
+    found = [
+        {t[s.start : s.end] for s in row if s.entity_type == "PERSON"}
+        for t, row in zip(texts, engine.detect(texts), strict=True)
+    ]
+    assert "Marvel" not in found[0] and "John Wick" in found[0]
+    assert found[1] == {"Piazza Navona"}
+    assert found[2] == {"James Sparks"}
+    assert found[3] == {"Ubul", "Krzysztof", "Jodi"}
