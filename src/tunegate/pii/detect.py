@@ -231,7 +231,7 @@ def build_analyzer(policy: PIIPolicy) -> AnalyzerEngine:
             rec.PersonTaggerRecognizer(
                 PersonTagger(
                     threshold=policy.person_tagger_threshold,
-                    boundaries=(policy.person_tagger_veto, ADDED_WORD_FLOOR),
+                    boundaries=(policy.person_tagger_veto, RULE_NAME_FLOOR),
                 ),
                 supported_language=lang,
                 adds=policy.person_tagger == "detect",
@@ -320,10 +320,12 @@ def _is_name_word(word: str) -> bool:
     return word.lower() not in _rx()["stop"] and len(word) > 1
 
 
-#: With the tagger loaded, a word the name rules add (a capitalized neighbour, a list item) needs at
-#: least this tagger probability: ``Finally`` in ``Finally Sara went``, ``Marvel`` in ``Marvel,
-#: Star Wars, John Wick`` score under 0.01 (see _improve_persons).
-ADDED_WORD_FLOOR = 0.01
+#: With the tagger loaded (and ``person_tagger_veto`` > 0), a name that only a rule supports needs at
+#: least this tagger probability: a word the name rules add (a capitalized neighbour, a list item:
+#: ``Marvel`` in ``Marvel, Star Wars, John Wick``; see _improve_persons) and a name from the
+#: context or initial recognizers (``Virtual Reality works``, ``Topic: ...``, ``Farm Y. He``; see
+#: _judge_rule_names). Real names they found on dev data scored 0.017 or more, outside dialogs.
+RULE_NAME_FLOOR = 0.01
 
 
 def _improve_persons(
@@ -332,13 +334,13 @@ def _improve_persons(
     """Extend PERSON spans over neighbouring name words, add the other items of a coordinated list
     with a name, and every repeated mention of a name's tokens. ``words`` (the tagger's word
     probabilities, when it is loaded) gate the first two: an added word the tagger gives less than
-    :data:`ADDED_WORD_FLOOR` is not a name (repeated mentions are the detected name itself)."""
+    :data:`RULE_NAME_FLOOR` is not a name (repeated mentions are the detected name itself)."""
     rx = _rx()
 
     def believed(a: int, b: int) -> bool:
         if words is None:
             return True
-        return max((p for x, y, p in words if a <= x and y <= b), default=0.0) >= ADDED_WORD_FLOOR
+        return max((p for x, y, p in words if a <= x and y <= b), default=0.0) >= RULE_NAME_FLOOR
 
     persons = [s for s in spans if s.entity_type == "PERSON"]
     if not persons:
@@ -738,30 +740,50 @@ def _line_labels(text: str) -> list[tuple[int, int]]:
     return [m.span(1) for m in _rx()["line_label"].finditer(text) if len(m.group(1).split()) <= 4]
 
 
-def _label_persons(text: str, results: Sequence[RecognizerResult]) -> list[RecognizerResult]:
-    """The PERSON results that lie inside a line-start label (a speaker, or a form's field)."""
-    if ":" not in text:
-        return []
+#: Recognizers whose PERSON spans come from a sentence role or shape alone (no name list, no model)
+_RULE_RECOGNIZERS = frozenset({"PersonContextRecognizer", "PersonInitialRecognizer"})
+
+
+def _rule_names(text: str, results: Sequence[RecognizerResult]) -> bool:
+    """Whether a PERSON result needs :func:`_judge_rule_names`: found by a rule recognizer, or
+    inside a line-start label."""
     persons = [r for r in results if r.entity_type == "PERSON"]
-    labels = _line_labels(text) if persons else []
-    return [r for r in persons if any(a <= r.start and r.end <= b for a, b in labels)]
+    if any((r.recognition_metadata or {}).get("recognizer_name") in _RULE_RECOGNIZERS for r in persons):
+        return True
+    labels = _line_labels(text) if persons and ":" in text else []
+    return any(a <= r.start and r.end <= b for a, b in labels for r in persons)
 
 
-def _drop_form_labels(
+def _judge_rule_names(
     tagger: Any, policy: PIIPolicy, text: str, results: list[RecognizerResult]
 ) -> list[RecognizerResult]:
-    """Drop PERSON results inside the line-start labels of a form (``Name: Amelia\nAge: 24\n
-    Personality: brave``, ``Topic:/Category:/Statement:``): a text with two or more such labels,
-    none of which the tagger gives ``person_tagger_veto`` or more. A dialog keeps its speakers
-    while the tagger believes one of them (``Ubul: ...\nNicole: ...``: ``Ubul`` scores 0.002,
-    ``Nicole`` 0.99); a single ``Ubul: What a wife.`` line is never judged a form."""
-    labels = _line_labels(text)
-    if len(labels) < 2 or any(
-        tagger.person_probability(text, a, b) >= policy.person_tagger_veto for a, b in labels
-    ):
-        return results
-    drop = {id(r) for r in _label_persons(text, results)}
-    return [r for r in results if id(r) not in drop]
+    r"""Judge, with the tagger, the PERSON results a rule made or that sit in a line-start label.
+
+    * A form's labels are not names: in a text with two or more line-start labels before ``:``,
+      none of which the tagger gives ``person_tagger_veto`` or more (``Name: Amelia\nAge: 24\n
+      Personality: brave``), a PERSON inside a label is dropped, whichever recognizer found it.
+      A dialog keeps its speakers while the tagger believes one of them (``Ubul`` scores 0.002
+      beside ``Nicole`` at 0.99), and a lone speaker line is never a form.
+    * A name from the context or initial recognizers outside a label that the tagger gives less
+      than :data:`RULE_NAME_FLOOR` is dropped (``Virtual Reality works``, ``Farm Y. He sold``). A
+      speaker keeps its name whatever the tagger says: ``Ubul: What a wife.`` alone scores under
+      the floor, and a leaked name costs more than a ``Category:`` placeholder.
+    """
+    labels = _line_labels(text) if ":" in text else []
+    form = len(labels) >= 2 and all(
+        tagger.person_probability(text, a, b) < policy.person_tagger_veto for a, b in labels
+    )
+    out = []
+    for r in results:
+        if r.entity_type == "PERSON":
+            in_label = any(a <= r.start and r.end <= b for a, b in labels)
+            if in_label and form:
+                continue
+            rule = (r.recognition_metadata or {}).get("recognizer_name") in _RULE_RECOGNIZERS
+            if rule and not in_label and tagger.person_probability(text, r.start, r.end) < RULE_NAME_FLOOR:
+                continue
+        out.append(r)
+    return out
 
 
 def _tagger_pipes(nlp: Any) -> list[Any]:
@@ -800,14 +822,13 @@ def _detect_clean(analyzer: AnalyzerEngine, policy: PIIPolicy, texts: Sequence[s
             tagger.prime([texts[i] for i in judge], batch_size=policy.batch_size)
             for i in judge:
                 results[i] = [r for r in results[i] if not _vetoed(tagger, policy, texts[i], r)]
-            # form labels read as dialog speakers: judged against every label of their text
-            forms = [i for i, res in enumerate(results) if _label_persons(texts[i], res)]
-            tagger.prime([texts[i] for i in forms], batch_size=policy.batch_size)
-            for i in forms:
-                results[i] = _drop_form_labels(tagger, policy, texts[i], results[i])
-        # the tagger's word probabilities of every text with a PERSON: they gate what the name rules
-        # add in postprocess (a list item, a capitalized neighbour)
-        if tagger is not None:
+            # names only a rule supports, and form labels read as dialog speakers
+            ruled = [i for i, res in enumerate(results) if _rule_names(texts[i], res)]
+            tagger.prime([texts[i] for i in ruled], batch_size=policy.batch_size)
+            for i in ruled:
+                results[i] = _judge_rule_names(tagger, policy, texts[i], results[i])
+            # the word probabilities of every text with a PERSON: they gate what the name rules add
+            # in postprocess (a list item, a capitalized neighbour)
             persons = [i for i, res in enumerate(results) if any(r.entity_type == "PERSON" for r in res)]
             tagger.prime([texts[i] for i in persons], batch_size=policy.batch_size)
             word_probs = {i: tagger.words(texts[i]) for i in persons}

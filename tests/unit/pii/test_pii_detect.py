@@ -216,7 +216,7 @@ def test_form_labels_are_not_names_but_dialog_speakers_are(engine: Any) -> None:
 def test_name_rules_add_only_words_the_tagger_does_not_rule_out(engine: Any) -> None:
     """A coordinated list with one name made every item a name (``Marvel``, ``Spanish Steps``) and a
     capitalized neighbour joined a name (``Producer James Sparks``); with the tagger loaded, an added
-    word it gives less than ADDED_WORD_FLOOR stays text. Unusual names in a list are still added."""
+    word it gives less than RULE_NAME_FLOOR stays text. Unusual names in a list are still added."""
     texts = [
         "The update adds skins related to Marvel, Star Wars, John Wick and more.",
         "Visit the Trevi Fountain, the Spanish Steps, and Piazza Navona on day two.",
@@ -231,3 +231,20 @@ def test_name_rules_add_only_words_the_tagger_does_not_rule_out(engine: Any) -> 
     assert found[1] == {"Piazza Navona"}
     assert found[2] == {"James Sparks"}
     assert found[3] == {"Ubul", "Krzysztof", "Jodi"}
+
+
+def test_a_rule_name_the_tagger_rules_out_is_dropped(engine: Any) -> None:
+    """The subject-of-a-person-verb and initial rules fire on capitalized non-names (``Virtual Reality
+    works``, ``Farm Y. He sold``); the tagger scores those under RULE_NAME_FLOOR. Names the same rules
+    find in person contexts stay."""
+    texts = [
+        "Explain how Virtual Reality works in a few sentences.",
+        "Farm X has 40 cows. Farm Y. He sold 10 goats to the market.",
+        "Tomomi Nishiyama lives at 12 Oak Street.",
+        "Zak shouted at Scott across the yard.",
+    ]
+    found = [
+        {t[s.start : s.end] for s in row if s.entity_type == "PERSON"}
+        for t, row in zip(texts, engine.detect(texts), strict=True)
+    ]
+    assert found == [set(), set(), {"Tomomi Nishiyama"}, {"Zak", "Scott"}]
