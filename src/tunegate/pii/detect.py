@@ -520,6 +520,16 @@ def _sentence_start(text: str, start: int) -> bool:
     return not before or before[-1] in ".!?:;\n"
 
 
+def _determined_noun(text: str, word: tuple[int, int, str], tags: Sequence[tuple[int, int, str]]) -> bool:
+    """A lower-case singular common noun right after a determiner or possessive (``the player``,
+    ``her huntsman``), whichever recognizer called it a name."""
+    a, b, tag = word
+    if tag != "NN" or not text[a:b].islower():
+        return False
+    before = [t for t in tags if t[1] <= a][-1:]
+    return bool(before) and before[0][2] in ("DT", "PRP$") and not text[before[0][1] : a].strip()
+
+
 def filter_persons(text: str, spans: list[Span], tags: Sequence[tuple[int, int, str]] | None) -> list[Span]:
     """Trim and drop PERSON spans that are not names, by word class and position, not word lists.
 
@@ -580,6 +590,8 @@ def filter_persons(text: str, spans: list[Span], tags: Sequence[tuple[int, int, 
                 and s.score >= _NER_SCORE
             ):
                 continue  # "koala", "garlic": only the statistical NER calls a lower-case common noun a name
+            if len(words) == 1 and _determined_noun(text, words[0], all_tags):
+                continue  # "the player", "a huntsman": a name in lower case takes no article
             s = Span("PERSON", start, end, s.score)
         value = text[s.start : s.end].strip()
         if " " not in value and _camel_case(value):

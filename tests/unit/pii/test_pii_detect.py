@@ -248,3 +248,19 @@ def test_a_rule_name_the_tagger_rules_out_is_dropped(engine: Any) -> None:
         for t, row in zip(texts, engine.detect(texts), strict=True)
     ]
     assert found == [set(), set(), {"Tomomi Nishiyama"}, {"Zak", "Scott"}]
+
+
+def test_a_lower_case_noun_after_an_article_is_not_a_name(engine: Any) -> None:
+    """The tagger calls ``player`` a name in ``If the player answers``; a lower-case name takes no
+    article, so a single common noun right after one is dropped. Lower-case names stay."""
+    texts = [
+        "- If the player answers the question correctly, they get 10 points.\n"
+        "- If a player does not answer, they lose 2.",
+        "i told dorota about it yesterday",
+        "saw the frank freud version last night",
+    ]
+    found = [
+        {t[s.start : s.end] for s in row if s.entity_type == "PERSON"}
+        for t, row in zip(texts, engine.detect(texts), strict=True)
+    ]
+    assert found == [set(), {"dorota"}, {"frank freud"}]
