@@ -541,8 +541,9 @@ def filter_persons(text: str, spans: list[Span], tags: Sequence[tuple[int, int, 
       to a proper noun (``text william`` -> ``william``);
     * a sentence-initial capitalized base verb (an imperative: ``Rewrite``, ``Convert``) is trimmed;
     * a single remaining plural (``Dreams``, ``Vomitoriums``) or CamelCase word (``DeepMind``), a
-      span of common words around a function word (``km to miles``) and a span right after a travel
-      verb (``visit malawi``) are dropped.
+      span of common words around a function word (``km to miles``), a lower-case common noun right
+      after an article (``the player``) and a span right after a travel verb (``visit malawi``) are
+      dropped.
     """
     if not any(s.entity_type == "PERSON" for s in spans):
         return spans
