@@ -419,9 +419,18 @@ class PersonCueRecognizer(PatternRecognizer):
         return None
 
 
-#: Capitalized words that follow cues but are not names (sentence words, months, weekdays).
+#: Capitalized words that follow cues but are not names (sentence words, pronouns, greeting
+#: objects such as ``Hello World``, months, weekdays).
 _NOT_NAMES = frozenset(
     [
+        "world",
+        "everyone",
+        "everybody",
+        "folks",
+        "us",
+        "him",
+        "them",
+        "not",
         "the",
         "a",
         "an",

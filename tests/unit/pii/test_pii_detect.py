@@ -264,3 +264,12 @@ def test_a_lower_case_noun_after_an_article_is_not_a_name(engine: Any) -> None:
         for t, row in zip(texts, engine.detect(texts), strict=True)
     ]
     assert found == [set(), {"dorota"}, {"frank freud"}]
+
+
+def test_greeting_objects_and_pronouns_after_a_cue_are_not_names(engine: Any) -> None:
+    texts = ['print("Hello World!")', "Contact Us or read About Us.", "Hello Maria, welcome back."]
+    found = [
+        {t[s.start : s.end] for s in row if s.entity_type == "PERSON"}
+        for t, row in zip(texts, engine.detect(texts), strict=True)
+    ]
+    assert found == [set(), set(), {"Maria"}]
