@@ -146,8 +146,9 @@ class PIIPolicy(BaseModel):
         ge=0.0,
         le=1.0,
         description="With the tagger loaded: drop a PERSON span found only by the spaCy NER when no word "
-        "of it reaches this tagger probability (0 = never veto; 0.1 was chosen on the tagger's training "
-        "dev split).",
+        "of it reaches this tagger probability; the same bound tells a form's line-start labels from "
+        "dialog speakers, and with it on, names only a rule supports need tagger probability 0.01 "
+        "(0 = the tagger never removes a name; 0.1 was chosen on the tagger's training dev split).",
     )
     batch_size: int = Field(64, ge=1, le=10_000, description="Texts per spaCy nlp.pipe batch.")
     skip_fields: tuple[str, ...] = Field(

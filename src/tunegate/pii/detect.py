@@ -323,8 +323,8 @@ def _is_name_word(word: str) -> bool:
 #: With the tagger loaded (and ``person_tagger_veto`` > 0), a name that only a rule supports needs at
 #: least this tagger probability: a word the name rules add (a capitalized neighbour, a list item:
 #: ``Marvel`` in ``Marvel, Star Wars, John Wick``; see _improve_persons) and a name from the
-#: context or initial recognizers (``Virtual Reality works``, ``Topic: ...``, ``Farm Y. He``; see
-#: _judge_rule_names). Real names they found on dev data scored 0.017 or more, outside dialogs.
+#: context or initial recognizers outside a line-start label (``Virtual Reality works``, ``Farm Y.
+#: He``; see _judge_rule_names). Real names they found on dev data scored 0.017 or more.
 RULE_NAME_FLOOR = 0.01
 
 
