@@ -335,12 +335,12 @@ def _improve_persons(
     with a name, and every repeated mention of a name's tokens. ``words`` (the tagger's word
     probabilities, when it is loaded) gate the first two: an added word the tagger gives less than
     :data:`RULE_NAME_FLOOR` is not a name (repeated mentions are the detected name itself)."""
+    from tunegate.pii.tagger import span_probability  # no torch: the module loads it lazily
+
     rx = _rx()
 
     def believed(a: int, b: int) -> bool:
-        if words is None:
-            return True
-        return max((p for x, y, p in words if a <= x and y <= b), default=0.0) >= RULE_NAME_FLOOR
+        return words is None or span_probability(words, a, b) >= RULE_NAME_FLOOR
 
     persons = [s for s in spans if s.entity_type == "PERSON"]
     if not persons:

@@ -722,7 +722,9 @@ class PersonTaggerRecognizer(EntityRecognizer):
 
     def person_probability(self, text: str, start: int, end: int) -> float:
         """Highest PERSON probability of a word inside ``[start, end)`` (0 when none)."""
-        return max((p for a, b, p in self.words(text) if start <= a and b <= end), default=0.0)
+        from tunegate.pii.tagger import span_probability
+
+        return span_probability(self.words(text), start, end)
 
     def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[RecognizerResult]:
         if "PERSON" not in entities or not self.adds:

@@ -154,6 +154,12 @@ def encode(tokenizer: Any, windows: Sequence[Sequence[str]]) -> tuple[Any, Any, 
     return enc, case, word_ids
 
 
+def span_probability(words: Sequence[tuple[int, int, float]], start: int, end: int) -> float:
+    """Highest PERSON probability of a word inside ``[start, end)`` (0 when none), from
+    :meth:`PersonTagger.predict_words` output."""
+    return max((p for a, b, p in words if start <= a and b <= end), default=0.0)
+
+
 class PersonTagger:
     """The loaded tagger (merged LoRA weights: inference costs what plain MiniLM costs)."""
 

@@ -15,6 +15,14 @@ from tunegate.pii.config import PIIPolicy
 from tunegate.pii.detect import analyzer_info, build_analyzer, detect_texts
 
 
+def _person_values(engine: Any, texts: list[str]) -> list[set[str]]:
+    """The PERSON values the engine finds in each text."""
+    return [
+        {t[s.start : s.end] for s in row if s.entity_type == "PERSON"}
+        for t, row in zip(texts, engine.detect(texts), strict=True)
+    ]
+
+
 def _found(analyzer: Any, policy: PIIPolicy, text: str) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for s in detect_texts(analyzer, policy, [text])[0]:
@@ -200,10 +208,7 @@ def test_form_labels_are_not_names_but_dialog_speakers_are(engine: Any) -> None:
         "Ubul: What a wife.\nNicole: Remember me, Mary?\nJohn: You saved my life!",
         "Ubul: What a wife.",
     ]
-    found = [
-        sorted({t[s.start : s.end] for s in row if s.entity_type == "PERSON"})
-        for t, row in zip(texts, engine.detect(texts), strict=True)
-    ]
+    found = [sorted(v) for v in _person_values(engine, texts)]
     assert found == [
         ["Amelia", "Amelia Grace"],
         [],
@@ -223,10 +228,7 @@ def test_name_rules_add_only_words_the_tagger_does_not_rule_out(engine: Any) -> 
         "The photos were taken by Producer James Sparks last week.",
         "Ubul, Krzysztof and Jodi went to the lake.",
     ]
-    found = [
-        {t[s.start : s.end] for s in row if s.entity_type == "PERSON"}
-        for t, row in zip(texts, engine.detect(texts), strict=True)
-    ]
+    found = _person_values(engine, texts)
     assert "Marvel" not in found[0] and "John Wick" in found[0]
     assert found[1] == {"Piazza Navona"}
     assert found[2] == {"James Sparks"}
@@ -243,10 +245,7 @@ def test_a_rule_name_the_tagger_rules_out_is_dropped(engine: Any) -> None:
         "Tomomi Nishiyama lives at 12 Oak Street.",
         "Zak shouted at Scott across the yard.",
     ]
-    found = [
-        {t[s.start : s.end] for s in row if s.entity_type == "PERSON"}
-        for t, row in zip(texts, engine.detect(texts), strict=True)
-    ]
+    found = _person_values(engine, texts)
     assert found == [set(), set(), {"Tomomi Nishiyama"}, {"Zak", "Scott"}]
 
 
@@ -259,17 +258,11 @@ def test_a_lower_case_noun_after_an_article_is_not_a_name(engine: Any) -> None:
         "i told dorota about it yesterday",
         "saw the frank freud version last night",
     ]
-    found = [
-        {t[s.start : s.end] for s in row if s.entity_type == "PERSON"}
-        for t, row in zip(texts, engine.detect(texts), strict=True)
-    ]
+    found = _person_values(engine, texts)
     assert found == [set(), {"dorota"}, {"frank freud"}]
 
 
 def test_greeting_objects_and_pronouns_after_a_cue_are_not_names(engine: Any) -> None:
     texts = ['print("Hello World!")', "Contact Us or read About Us.", "Hello Maria, welcome back."]
-    found = [
-        {t[s.start : s.end] for s in row if s.entity_type == "PERSON"}
-        for t, row in zip(texts, engine.detect(texts), strict=True)
-    ]
+    found = _person_values(engine, texts)
     assert found == [set(), set(), {"Maria"}]
