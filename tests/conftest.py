@@ -15,6 +15,14 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("TUNEGATE_SHARED", REPO.parent / "shared"))
 TEST_PII_KEY = "tunegate-test-key-not-secret-0123456789"
 
+# pytest-xdist runs two test processes at once: each gets its own CPU-stage registry, so one
+# worker's training never changes the thread count (and so the last bits) of the other's runs.
+_XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if _XDIST_WORKER and "TUNEGATE_RUNTIME_DIR" not in os.environ:
+    import tempfile
+
+    os.environ["TUNEGATE_RUNTIME_DIR"] = tempfile.mkdtemp(prefix=f"tunegate-runtime-{_XDIST_WORKER}-")
+
 
 @pytest.fixture(scope="session")
 def repo_root() -> Path:

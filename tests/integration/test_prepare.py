@@ -63,6 +63,14 @@ def canary_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def small_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Just above the default policy's min_pairs (200): for tests of paths, not of PII."""
+    path = tmp_path_factory.mktemp("small") / "tickets.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in generate_tickets(220, seed=11)), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
 def prepared(tmp_path_factory: pytest.TempPathFactory, canary_data: Path) -> tuple[Path, object]:
     os.environ["TUNEGATE_PII_KEY"] = "integration-test-key-0123456789abcdef"
     work = tmp_path_factory.mktemp("wd")
@@ -269,7 +277,7 @@ OUT_CASES = {
 
 
 def test_out_works_from_any_cwd(
-    tmp_path: Path, canary_data: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, small_data: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`tunegate prepare DATA --task classification --out wd` from any directory (issue 13)."""
     from tunegate.cli import main
@@ -282,7 +290,7 @@ def test_out_works_from_any_cwd(
         monkeypatch.chdir(base / cwd)
         arg = out if out is not None else str(base / expected)
         with pytest.raises(SystemExit) as exc:
-            main(["prepare", str(canary_data), "--task", "classification", "--out", arg,
+            main(["prepare", str(small_data), "--task", "classification", "--out", arg,
                   "--field", "group=customer_id"])  # fmt: skip
         captured = capsys.readouterr()
         assert exc.value.code == 0, (case, captured.out, captured.err)
