@@ -818,7 +818,7 @@ def _detect_clean(analyzer: AnalyzerEngine, policy: PIIPolicy, texts: Sequence[s
     docs = list(_docs(analyzer, policy, texts))
     tagger = _person_tagger(analyzer) if "PERSON" in entities else None
     if tagger is not None and tagger.adds:
-        tagger.prime(list(texts), batch_size=policy.batch_size)  # one batched model pass for the chunk
+        tagger.prime(list(texts))  # one batched model pass for the chunk
     results = []
     word_probs: dict[int, list[tuple[int, int, float]]] = {}
     try:
@@ -832,18 +832,18 @@ def _detect_clean(analyzer: AnalyzerEngine, policy: PIIPolicy, texts: Sequence[s
         if tagger is not None and policy.person_tagger_veto > 0:
             # veto: the model runs (batched) only on texts with a spaCy-only PERSON to judge
             judge = [i for i, res in enumerate(results) if any(_spacy_person(r) for r in res)]
-            tagger.prime([texts[i] for i in judge], batch_size=policy.batch_size)
+            tagger.prime([texts[i] for i in judge])
             for i in judge:
                 results[i] = [r for r in results[i] if not _vetoed(tagger, policy, texts[i], r)]
             # names only a rule supports, and form labels read as dialog speakers
             ruled = [i for i, res in enumerate(results) if _rule_names(texts[i], res)]
-            tagger.prime([texts[i] for i in ruled], batch_size=policy.batch_size)
+            tagger.prime([texts[i] for i in ruled])
             for i in ruled:
                 results[i] = _judge_rule_names(tagger, policy, texts[i], results[i])
             # the word probabilities of every text with a PERSON: they gate what the name rules add
             # in postprocess (a list item, a capitalized neighbour)
             persons = [i for i, res in enumerate(results) if any(r.entity_type == "PERSON" for r in res)]
-            tagger.prime([texts[i] for i in persons], batch_size=policy.batch_size)
+            tagger.prime([texts[i] for i in persons])
             word_probs = {i: tagger.words(texts[i]) for i in persons}
     finally:
         if tagger is not None:

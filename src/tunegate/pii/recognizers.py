@@ -706,10 +706,11 @@ class PersonTaggerRecognizer(EntityRecognizer):
     def load(self) -> None:  # the tagger is loaded (and its digest checked) before construction
         return None
 
-    def prime(self, texts: list[str], batch_size: int = 64) -> None:
+    def prime(self, texts: list[str]) -> None:
+        """Run the model once over every text not seen yet (in the tagger's own batches)."""
         todo = list(dict.fromkeys(t for t in texts if t not in self._cache))
         if todo:
-            self._cache.update(zip(todo, self.tagger.predict_words(todo, batch_size), strict=True))
+            self._cache.update(zip(todo, self.tagger.predict_words(todo), strict=True))
 
     def clear(self) -> None:
         self._cache.clear()

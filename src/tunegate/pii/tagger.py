@@ -48,6 +48,10 @@ LORA_ALPHA = 16
 #: Words per window (long texts are cut into windows of this many words).
 WINDOW_WORDS = 96
 MAX_SUBWORDS = 192
+#: Windows per model call. Measured on 2 cores, one thread (sorted windows): 16 gave 1.15-1.25x the
+#: throughput of 64 on short texts (Banking77 + presidio_synth) and on long ones (Alpaca): a larger
+#: batch spans more lengths (more padding) and leaves the cache.
+BATCH_WINDOWS = 16
 
 #: How close to a decision boundary a word's probability must be for its window to be recomputed
 #: alone (batch-shape noise is about 2e-6; 50x margin).
@@ -226,7 +230,9 @@ class PersonTagger:
         self._torch = torch
 
     # -- inference --------------------------------------------------------------------------------
-    def word_probs(self, windows: Sequence[Sequence[str]], batch_size: int = 64) -> list[list[float]]:
+    def word_probs(
+        self, windows: Sequence[Sequence[str]], batch_size: int = BATCH_WINDOWS
+    ) -> list[list[float]]:
         """PERSON probability of each word of each window (first sub-word; 0 for truncated words).
 
         Deterministic whatever the batch: a matrix product's last bits depend on the batch's shape
@@ -269,7 +275,9 @@ class PersonTagger:
                     out[i] = scores
         return out
 
-    def predict_words(self, texts: Sequence[str], batch_size: int = 64) -> list[list[tuple[int, int, float]]]:
+    def predict_words(
+        self, texts: Sequence[str], batch_size: int = BATCH_WINDOWS
+    ) -> list[list[tuple[int, int, float]]]:
         """Each word of each text as ``(start, end, PERSON probability)``; texts without a letter
         skip the model (all words 0)."""
         ranges = [split_words(t) for t in texts]
@@ -303,6 +311,8 @@ class PersonTagger:
                 cur = []
         return out
 
-    def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[list[tuple[int, int, float]]]:
+    def predict(
+        self, texts: Sequence[str], batch_size: int = BATCH_WINDOWS
+    ) -> list[list[tuple[int, int, float]]]:
         """PERSON spans ``(start, end, mean word probability)`` per text."""
         return [self.spans(t, w) for t, w in zip(texts, self.predict_words(texts, batch_size), strict=True)]
