@@ -135,13 +135,15 @@ class PIIEngine:
         self._pseudo: Pseudonymizer | None = None
         self._anonymizer: Any = None
         self._cache: dict[str, list[Span]] = {}
-        self._residual_cache: dict[str, list[Span]] = {}
-        #: Name key -> entity of the last consistency pass (see :meth:`name_table`).
-        self.last_name_table: dict[str, str] = {}
         #: The re-scan always covers the structured identifiers, whatever ``entities`` lists.
         self.residual_policy = policy.model_copy(
             update={"entities": tuple(dict.fromkeys((*policy.entities, *STRUCTURED_ENTITIES)))}
         )
+        # When the re-scan's entities are the policy's (the default), it is the same deterministic
+        # detector: a text the anonymizer left unchanged is not scanned twice (its spans are cached).
+        self._residual_cache: dict[str, list[Span]] = self._cache if self.residual_policy == policy else {}
+        #: Name key -> entity of the last consistency pass (see :meth:`name_table`).
+        self.last_name_table: dict[str, str] = {}
 
     # -- setup ------------------------------------------------------------------------------------
     @property

@@ -162,3 +162,29 @@ def test_regex_only_is_stamped_into_the_report() -> None:
     assert report.regex_only and report.model == "regex-only"
     assert "REGEX-ONLY" in report.summary_lines()[0]
     assert report.totals == {"EMAIL_ADDRESS": 1}
+
+
+def test_residual_rescan_scans_again_only_what_the_anonymizer_changed(
+    engine: PIIEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the default entities the re-scan is the same deterministic detector: a text left
+    unchanged is not scanned twice; an anonymized one is scanned again (the real detector runs)."""
+    import tunegate.pii.anonymize as anonymize_module
+
+    seen: list[str] = []
+    real = anonymize_module.detect_texts
+
+    def counting(analyzer: Any, policy: PIIPolicy, texts: list[str]) -> Any:
+        seen.extend(texts)
+        return real(analyzer, policy, texts)
+
+    monkeypatch.setattr(anonymize_module, "detect_texts", counting)
+    clean = "The parcel arrived two days late and the box was damaged."
+    dirty = "Write to jan.kowalski@example.com about the refund."
+    new_texts, report = engine.anonymize_items([(0, "text", clean), (1, "text", dirty)], 2)
+    assert new_texts[0] == clean and "jan.kowalski" not in new_texts[1]
+    assert seen.count(clean) == 1 and seen.count(dirty) == 1
+    assert seen.count(new_texts[1]) == 1  # the output was re-scanned
+    assert report.residual_totals == {}
+    only_person = PIIEngine(PIIPolicy(entities=("PERSON",)), key=TEST_KEY)
+    assert only_person.residual_policy != only_person.policy  # its re-scan is a wider detector
