@@ -19,9 +19,12 @@ TEST_PII_KEY = "tunegate-test-key-not-secret-0123456789"
 # worker's training never changes the thread count (and so the last bits) of the other's runs.
 _XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
 if _XDIST_WORKER and "TUNEGATE_RUNTIME_DIR" not in os.environ:
+    import atexit
+    import shutil
     import tempfile
 
     os.environ["TUNEGATE_RUNTIME_DIR"] = tempfile.mkdtemp(prefix=f"tunegate-runtime-{_XDIST_WORKER}-")
+    atexit.register(shutil.rmtree, os.environ["TUNEGATE_RUNTIME_DIR"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

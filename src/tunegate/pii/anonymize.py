@@ -139,9 +139,7 @@ class PIIEngine:
         self.residual_policy = policy.model_copy(
             update={"entities": tuple(dict.fromkeys((*policy.entities, *STRUCTURED_ENTITIES)))}
         )
-        # When the re-scan's entities are the policy's (the default), it is the same deterministic
-        # detector: a text the anonymizer left unchanged is not scanned twice (its spans are cached).
-        self._residual_cache: dict[str, list[Span]] = self._cache if self.residual_policy == policy else {}
+        self._residual_cache: dict[str, list[Span]] = {}
         #: Name key -> entity of the last consistency pass (see :meth:`name_table`).
         self.last_name_table: dict[str, str] = {}
 
@@ -171,9 +169,10 @@ class PIIEngine:
         structured identifier (the re-scan must catch e-mails even when only PERSON is anonymized).
         """
         self.prepare(need_key=False)
-        policy, cache = (
-            (self.residual_policy, self._residual_cache) if residual else (self.policy, self._cache)
-        )
+        # When the re-scan's entities are the policy's (the default), it is the same deterministic
+        # detector: a text the anonymizer left unchanged keeps its first-pass spans (cached).
+        wider = residual and self.residual_policy != self.policy
+        policy, cache = (self.residual_policy, self._residual_cache) if wider else (self.policy, self._cache)
         digests = [hashlib.sha256(t.encode("utf-8")).hexdigest() for t in texts]
         todo: dict[str, str] = {}
         for d, t in zip(digests, texts, strict=True):

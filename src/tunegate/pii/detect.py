@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 from tunegate.console import progress
 from tunegate.errors import DependencyError
 from tunegate.pii.config import STRUCTURED_ENTITIES, SUPPORTED_ENTITIES, PIIPolicy
+from tunegate.pii.tagger import span_probability  # no torch: the tagger module loads it lazily
 
 if TYPE_CHECKING:
     from presidio_analyzer import AnalyzerEngine, RecognizerResult
@@ -335,8 +336,6 @@ def _improve_persons(
     with a name, and every repeated mention of a name's tokens. ``words`` (the tagger's word
     probabilities, when it is loaded) gate the first two: an added word the tagger gives less than
     :data:`RULE_NAME_FLOOR` is not a name (repeated mentions are the detected name itself)."""
-    from tunegate.pii.tagger import span_probability  # no torch: the module loads it lazily
-
     rx = _rx()
 
     def believed(a: int, b: int) -> bool:

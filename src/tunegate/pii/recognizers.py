@@ -28,6 +28,8 @@ from typing import Any, ClassVar
 from presidio_analyzer import EntityRecognizer, Pattern, PatternRecognizer, RecognizerResult
 from presidio_analyzer.predefined_recognizers import EmailRecognizer
 
+from tunegate.pii.tagger import span_probability  # no torch: the tagger module loads it lazily
+
 
 @lru_cache(maxsize=1)
 def offline_tldextract() -> Any:
@@ -723,8 +725,6 @@ class PersonTaggerRecognizer(EntityRecognizer):
 
     def person_probability(self, text: str, start: int, end: int) -> float:
         """Highest PERSON probability of a word inside ``[start, end)`` (0 when none)."""
-        from tunegate.pii.tagger import span_probability
-
         return span_probability(self.words(text), start, end)
 
     def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[RecognizerResult]:
