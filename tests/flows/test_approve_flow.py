@@ -29,7 +29,7 @@ def test_flow_imports_only_prefect_tunegate_stdlib() -> None:
 
 
 def test_approve_flow_waits_for_signatures_then_promotes(tmp_path: Path) -> None:
-    from prefect.testing.utilities import prefect_test_harness
+    from helpers.prefect_server import local_prefect_server
 
     from flows.approve import approve
     from tunegate.approval.keys import generate_keypair
@@ -50,7 +50,7 @@ def test_approve_flow_waits_for_signatures_then_promotes(tmp_path: Path) -> None
     )
     policy = make_policy(approvers)
 
-    with prefect_test_harness(server_startup_timeout=120):
+    with local_prefect_server():
         # nobody signs: the wait ends at its timeout and nothing is promoted
         out = approve(str(wd), str(reg), policy_path=str(policy_yaml), timeout_s=0)
         assert out["promoted"] is False and out["reasons"], out

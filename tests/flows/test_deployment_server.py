@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 import yaml
+from helpers.prefect_server import STARTUP_TIMEOUT_S
 
 from tunegate.records import Record, content_id
 
@@ -152,7 +153,7 @@ def server(prefect_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
             start_new_session=True,
         )
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while True:
             if proc.poll() is not None:
                 pytest.fail(f"prefect server exited with {proc.returncode}:\n{_tail(log)}")
@@ -162,7 +163,7 @@ def server(prefect_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
             except (urllib.error.URLError, ConnectionError, TimeoutError, json.JSONDecodeError):
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"prefect server not healthy within 90 s:\n{_tail(log)}")
+                pytest.fail(f"prefect server not healthy within {STARTUP_TIMEOUT_S} s:\n{_tail(log)}")
             time.sleep(0.5)
         yield api
     finally:

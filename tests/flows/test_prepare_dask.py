@@ -19,10 +19,10 @@ COMPARED = ("train.jsonl", "validation.jsonl", "holdout.jsonl", "holdout.manifes
 
 
 def test_dask_sharded_prepare_equals_single_process(pii_key: str, tmp_path: Path) -> None:
+    from helpers.prefect_server import local_prefect_server
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName
     from prefect.client.schemas.sorting import TaskRunSort
-    from prefect.testing.utilities import prefect_test_harness
 
     from flows.prepare_dask import prepare_data_dask_flow
 
@@ -30,7 +30,7 @@ def test_dask_sharded_prepare_equals_single_process(pii_key: str, tmp_path: Path
     fields = {"group": "customer_id"}
     single = prepare_data(data, "classification", tmp_path / "single", policy=load_policy(), fields=fields)
 
-    with prefect_test_harness(server_startup_timeout=120):
+    with local_prefect_server():
         report = prepare_data_dask_flow(
             str(data), "classification", str(tmp_path / "dask"), None, fields, n_workers=2, n_shards=4
         )
@@ -68,7 +68,7 @@ def test_existing_cluster_by_address(pii_key: str, tmp_path: Path, free_port: in
     import subprocess
 
     from distributed import Client
-    from prefect.testing.utilities import prefect_test_harness
+    from helpers.prefect_server import local_prefect_server
 
     from flows.prepare_dask import prepare_data_dask_flow
 
@@ -77,7 +77,7 @@ def test_existing_cluster_by_address(pii_key: str, tmp_path: Path, free_port: in
     single = prepare_data(data, "classification", tmp_path / "single", policy=load_policy(), fields=fields)
     address = f"tcp://127.0.0.1:{free_port}"
     env = {**os.environ, "PYTHONPATH": str(REPO)}  # the worker imports the flow's task by name
-    with prefect_test_harness(server_startup_timeout=120):
+    with local_prefect_server():
         procs = [
             subprocess.Popen(
                 [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",

@@ -25,12 +25,12 @@ def _load_flow_module() -> object:
 def test_prepare_flow_runs_and_publishes_the_report(
     tmp_path: Path, pii_key: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from helpers.prefect_server import local_prefect_server
     from prefect.client.orchestration import get_client
-    from prefect.testing.utilities import prefect_test_harness
 
     data = write_demo_tickets(tmp_path / "tickets.jsonl", 260, seed=5)
     mod = _load_flow_module()
-    with prefect_test_harness():
+    with local_prefect_server():
         report = mod.prepare_data_flow(  # type: ignore[attr-defined]
             str(data), "classification", str(tmp_path / "wd"), None, {"group": "customer_id"}
         )

@@ -19,7 +19,7 @@ def test_recheck_rescoring_a_real_run_keeps_signed_evidence(
     stories260k: Path, tmp_path: Path, quick_lora_config: Any
 ) -> None:
     from helpers.eval_workdirs import classification_workdir as _workdir
-    from prefect.testing.utilities import prefect_test_harness
+    from helpers.prefect_server import local_prefect_server
 
     from flows.regression import regression_recheck_flow
     from tunegate.evaluation.run import decide_run, evaluate_run
@@ -37,7 +37,7 @@ def test_recheck_rescoring_a_real_run_keeps_signed_evidence(
     run_dir = wd / "runs" / res.run_id
     before = {p.name: sha256_file(p) for p in run_dir.iterdir() if p.is_file()}
 
-    with prefect_test_harness(server_startup_timeout=120):
+    with local_prefect_server():
         skipped = regression_recheck_flow(str(wd), policy_path=str(policy_yaml))
         out = regression_recheck_flow(str(wd), run_id=res.run_id, policy_path=str(policy_yaml))
 
