@@ -22,6 +22,7 @@ from _safety_helpers import (
     listing,
     run_tunegate,
 )
+from helpers.policies import mechanics_policy_file
 
 
 @pytest.fixture(scope="module")
@@ -214,8 +215,9 @@ def test_prepare_on_full_disk_is_one_line_and_leaves_nothing(scratch: Path, tmp_
     write_demo_tickets(data, 300, seed=3)
     before = data.read_bytes()
     wd = tmp_path / "wd"
+    fast = mechanics_policy_file(tmp_path)
     res: Result = run_tunegate(
-        "prepare", data, "--task", "classification", "--out", wd,
+        "prepare", data, "--task", "classification", "--out", wd, "--policy", fast,
         cwd=tmp_path, preexec_fn=file_size_limit(16 * 1024),
     )  # fmt: skip
     assert_clean_error(res, 2, contains=["File too large"])
@@ -223,6 +225,8 @@ def test_prepare_on_full_disk_is_one_line_and_leaves_nothing(scratch: Path, tmp_
     left = listing(wd) if wd.exists() else {}
     assert not any(k.startswith(("data", ".data")) for k in left), left
     # the same command without the limit completes: nothing half-done blocks it
-    ok = run_tunegate("prepare", data, "--task", "classification", "--out", wd, cwd=tmp_path)
+    ok = run_tunegate(
+        "prepare", data, "--task", "classification", "--out", wd, "--policy", fast, cwd=tmp_path
+    )
     assert ok.code in (0, 1) and "Traceback" not in ok.err, str(ok)
     assert (wd / "data" / "holdout.manifest.json").is_file()

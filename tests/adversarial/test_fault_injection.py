@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from _safety_helpers import REPO, Result, assert_clean_error, run_tunegate
 from helpers.approval_fixtures import make_policy, write_data, write_run
+from helpers.policies import mechanics_policy_file
 
 from tunegate import ledger
 from tunegate.approval.checkpoint import verify_checkpoints
@@ -226,7 +227,16 @@ def test_crash_in_prepare_ledger_append(tmp_path: Path) -> None:
     data = tmp_path / "tickets.jsonl"
     write_demo_tickets(data, 200, seed=5)
     wd = tmp_path / "wd"
-    argv = ["prepare", data, "--task", "classification", "--out", wd]
+    argv = [
+        "prepare",
+        data,
+        "--task",
+        "classification",
+        "--out",
+        wd,
+        "--policy",
+        mechanics_policy_file(tmp_path),
+    ]
     crashed = run_tunegate(*argv, cwd=tmp_path, env={"TUNEGATE_FAULT_AT": "ledger:prepare:mid-write"})
     assert crashed.code == 137, str(crashed)
     assert not ledger.verify_ledger(wd).ok and ledger.verify_ledger(wd).torn_tail is not None

@@ -33,6 +33,9 @@ evaluation:
   regression_tasks: [tunegate_tiny_stories]
   bootstrap_samples: 300
   max_new_tokens: 24
+pii:  # what is tested here is crash and resume; PII detection is tested elsewhere
+  person_tagger: disabled
+  n_process: 1
 checks:
   primary_metric: rouge_l
   min_improvement_lcb: 0.0

@@ -68,13 +68,17 @@ def test_existing_cluster_by_address(pii_key: str, tmp_path: Path, free_port: in
     import subprocess
 
     from distributed import Client
+    from helpers.policies import mechanics_policy, mechanics_policy_file
     from helpers.prefect_server import local_prefect_server
 
     from flows.prepare_dask import prepare_data_dask_flow
 
+    # what is tested here is the cluster connection; PII of shards is the test above
     data = write_demo_tickets(tmp_path / "tickets.jsonl", n=240, seed=11)
     fields = {"group": "customer_id"}
-    single = prepare_data(data, "classification", tmp_path / "single", policy=load_policy(), fields=fields)
+    single = prepare_data(
+        data, "classification", tmp_path / "single", policy=mechanics_policy(), fields=fields
+    )
     address = f"tcp://127.0.0.1:{free_port}"
     env = {**os.environ, "PYTHONPATH": str(REPO)}  # the worker imports the flow's task by name
     with local_prefect_server():
@@ -95,7 +99,12 @@ def test_existing_cluster_by_address(pii_key: str, tmp_path: Path, free_port: in
                 client.wait_for_workers(1, timeout=120)
                 workers = list(client.scheduler_info()["workers"])
             report = prepare_data_dask_flow(
-                str(data), "classification", str(tmp_path / "dask"), fields=fields, address=address
+                str(data),
+                "classification",
+                str(tmp_path / "dask"),
+                str(mechanics_policy_file(tmp_path)),
+                fields=fields,
+                address=address,
             )
         finally:
             for p in procs:

@@ -1,8 +1,12 @@
-"""Hand-built records for the data-gate tests (a uniquely named module: tests have no packages)."""
+"""Hand-built records and a CLI runner for the data-gate tests (a uniquely named module: tests
+have no packages)."""
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -67,3 +71,14 @@ def labelled(counts: dict[str, int], salt: str = "") -> list[Record]:
 
 def ids(records: Sequence[Record]) -> list[str]:
     return [r.id for r in records]
+
+
+def cli_subprocess(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m tunegate.cli ARGS`` in a fresh process, with ``env`` added to this one's."""
+    return subprocess.run(
+        [sys.executable, "-m", "tunegate.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+    )

@@ -246,20 +246,22 @@ def test_jsonl_roundtrip_property(
 
 
 @pytest.mark.slow
-def test_million_lines_stream_in_bounded_memory(tmp_path: Path) -> None:
+def test_large_file_streams_in_bounded_memory(tmp_path: Path) -> None:
+    """250,000 lines (18 MB): reading them all must allocate under 1 MiB at peak (about 8 KB
+    measured), so nothing holds the file or its rows; tracemalloc makes each line slow, hence not 1M."""
     p = tmp_path / "big.jsonl"
     line = json.dumps({"text": "please reset my online banking password", "label": "password"}) + "\n"
     with open(p, "w", encoding="utf-8") as fh:
-        for _ in range(10):
-            fh.write(line * 100_000)
+        for _ in range(5):
+            fh.write(line * 50_000)
     tracemalloc.start()
     n = 0
     for _ in iter_rows(p):
         n += 1
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    assert n == 1_000_000
-    assert peak < 16 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB while streaming"
+    assert n == 250_000
+    assert peak < 1024 * 1024, f"peak {peak / 1e6:.2f} MB while streaming"
 
 
 # -- keyed ids: an id must not re-identify an anonymized record (issue 10, item 6) ----------------
