@@ -310,6 +310,9 @@ def _rx() -> dict[str, Any]:
         _RX["placeholder"] = regex.compile(PLACEHOLDER_PATTERN)
         _RX["field_labels"] = FIELD_LABELS
         _RX["line_part"] = regex.compile(r"\w(?:[^\n]*\w)?")  # one line's first to last word character
+        # markup and separators no name contains: a tag (``</h3>``, ``<b``), brackets, ``|``, ``=``,
+        # slashes, a dash with a space on either side (``Finch- Scout``; not ``Jean-Luc``)
+        _RX["markup"] = regex.compile(r"</?[\w!-]*>?|>|[{}\[\]|=\\/]|[ \t]*[-–—][ \t]+|[ \t]+[-–—][ \t]*")
         # a line-start label before ":" (``Occupation: ...``, ``- Game Name: ...``; not ``https://``)
         _RX["line_label"] = regex.compile(r"(?m)^[ \t>*#\-•]*(\p{L}[^\n:]{0,40}?)[ \t]*:(?!//)")
         _RX["cap"] = regex.compile(r"(?<![\w])\p{Lu}[\p{L}'’\-]*")
@@ -438,6 +441,28 @@ def _split_lines(text: str, spans: list[Span]) -> list[Span]:
     return out
 
 
+def _split_markup(text: str, spans: list[Span]) -> list[Span]:
+    """A PERSON span never covers markup or a list separator: the NER runs a name into an HTML tag
+    (``F. Scott Fitzgerald</h3``) or over a spaced dash to the next name (``Scout Finch- Scout
+    is``). Replaced whole, the tag or the separator is lost from the training text. The span is cut
+    at tags, ``<``, ``>``, brackets, ``|``, ``=``, slashes and spaced dashes; every part with two or
+    more letters stays a name (so ``John/Mary`` keeps both), trimmed to its word characters."""
+    rx = _rx()
+    out: list[Span] = []
+    for s in spans:
+        if s.entity_type != "PERSON" or not rx["markup"].search(text, s.start, s.end):
+            out.append(s)
+            continue
+        cut = s.start
+        for m in [*rx["markup"].finditer(text, s.start, s.end), None]:
+            a, b = (m.start(), m.end()) if m is not None else (s.end, s.end)
+            part = rx["line_part"].search(text, cut, a)
+            if part and sum(c.isalpha() for c in part.group()) >= 2:
+                out.append(Span("PERSON", part.start(), part.end(), s.score))
+            cut = b
+    return out
+
+
 def postprocess(
     text: str,
     results: Sequence[RecognizerResult],
@@ -468,7 +493,9 @@ def postprocess(
     holes = [(m.start(), m.end()) for m in _rx()["placeholder"].finditer(text)]
     if holes:
         spans = [s for s in spans if not any(a < s.end and s.start < b for a, b in holes)]
-    return [s for s in _resolve(text, spans) if not text[s.start : s.end].isspace()]
+    # markup is cut out last, from the merged spans: the filters judged the whole name (cut first,
+    # ``Soulja Boy | X`` lost ``Boy``) and merging can rejoin parts (``Scout Finch`` + ``Finch-``)
+    return [s for s in _split_markup(text, _resolve(text, spans)) if not text[s.start : s.end].isspace()]
 
 
 # -- precision filters -------------------------------------------------------------------------

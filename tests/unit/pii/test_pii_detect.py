@@ -196,6 +196,38 @@ def test_a_person_span_never_crosses_a_line(pii_analyzer: Any, pii_policy: PIIPo
     assert all("\n" not in v for v in found["PERSON"]), found
 
 
+def test_a_person_span_never_covers_markup_or_a_list_separator(
+    engine: Any, pii_analyzer: Any, pii_policy: PIIPolicy
+) -> None:
+    """The NER ran ``Fitzgerald`` into ``</h3`` and ``Scout Finch- Scout`` over a dash (Alpaca
+    records outside the check set): the tag and the separator must survive anonymization."""
+    from presidio_analyzer import RecognizerResult
+
+    from tunegate.pii.detect import postprocess
+
+    meta = {"recognizer_name": "SpacyRecognizer"}
+    text = "1. Scout Finch- Scout is 9.\n<b>Anna Kowalska</b>, John/Mary, Jean-Luc Picard | Bob =B"
+    claimed = [
+        ("Scout Finch- Scout", 0),
+        ("b>Anna Kowalska</b", 0),
+        ("John/Mary", 0),
+        ("Jean-Luc Picard | Bob =B", 0),
+    ]
+    results = [
+        RecognizerResult("PERSON", text.index(v), text.index(v) + len(v), 0.85, recognition_metadata=meta)
+        for v, _ in claimed
+    ]
+    spans = postprocess(text, results, pii_policy)
+    found = [text[s.start : s.end] for s in spans]
+    assert found == ["Scout Finch", "Scout", "Anna Kowalska", "John", "Mary", "Jean-Luc Picard", "Bob"], found
+    html = '<h3 class="bookAuthor">Author: F. Scott Fitzgerald</h3>\n'
+    cast = "1. Scout Finch- Scout is the narrator of the story.\n2. Atticus Finch- Atticus is her father."
+    out, _ = engine.anonymize_texts([html, cast])
+    assert "Fitzgerald" not in out[0] and out[0].endswith("></h3>\n"), out[0]
+    assert "Scout" not in out[1] and "Atticus" not in out[1], out[1]
+    assert out[1].count(">- <PERSON_") == 2, out[1]
+
+
 def test_form_labels_are_not_names_but_dialog_speakers_are(engine: Any) -> None:
     """Line-start labels the NER or the speaker pattern call names (``Personality:``,
     ``Hypothesis:``) are dropped when no label of the text is a name the tagger believes; a
