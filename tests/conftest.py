@@ -8,8 +8,13 @@ import socket
 from pathlib import Path
 
 import pytest
+from helpers.prefect_server import STARTUP_TIMEOUT_S
 
 import tunegate  # noqa: F401  (sets the offline environment before any HF import)
+
+# The CLI's own Prefect server (tunegate run, demo, approve) waits 120 s by default; with two test
+# processes on 2 cores a start took over 30 s in CI, so every Prefect start here waits longer.
+os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = str(STARTUP_TIMEOUT_S)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("TUNEGATE_SHARED", REPO.parent / "shared"))
