@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers.policies import MECHANICS_PII
 
 from tunegate.pipeline import final_digests, read_state
 
@@ -33,9 +34,6 @@ evaluation:
   regression_tasks: [tunegate_tiny_stories]
   bootstrap_samples: 300
   max_new_tokens: 24
-pii:  # what is tested here is crash and resume; PII detection is tested elsewhere
-  person_tagger: disabled
-  n_process: 1
 checks:
   primary_metric: rouge_l
   min_improvement_lcb: 0.0
@@ -44,7 +42,9 @@ checks:
 
 
 def _config(tmp: Path, data: Path, model: Path, name: str) -> Path:
-    (tmp / "policy.yaml").write_text(POLICY, encoding="utf-8")
+    # what is tested here is crash and resume: PII detection is tested elsewhere
+    policy = {**yaml.safe_load(POLICY), "pii": MECHANICS_PII}
+    (tmp / "policy.yaml").write_text(yaml.safe_dump(policy), encoding="utf-8")
     cfg = {
         "data": str(data),
         "task": "instruction",

@@ -450,16 +450,20 @@ def _split_markup(text: str, spans: list[Span]) -> list[Span]:
     rx = _rx()
     out: list[Span] = []
     for s in spans:
-        if s.entity_type != "PERSON" or not rx["markup"].search(text, s.start, s.end):
+        cuts = (
+            [m.span() for m in rx["markup"].finditer(text, s.start, s.end)]
+            if s.entity_type == "PERSON"
+            else []
+        )
+        if not cuts:
             out.append(s)
             continue
-        cut = s.start
-        for m in [*rx["markup"].finditer(text, s.start, s.end), None]:
-            a, b = (m.start(), m.end()) if m is not None else (s.end, s.end)
-            part = rx["line_part"].search(text, cut, a)
+        starts = [s.start, *(b for _, b in cuts)]
+        ends = [*(a for a, _ in cuts), s.end]
+        for start, end in zip(starts, ends, strict=True):
+            part = rx["line_part"].search(text, start, end)
             if part and sum(c.isalpha() for c in part.group()) >= 2:
                 out.append(Span("PERSON", part.start(), part.end(), s.score))
-            cut = b
     return out
 
 
