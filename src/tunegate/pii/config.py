@@ -141,6 +141,15 @@ class PIIPolicy(BaseModel):
         "whole-detector PERSON F1 on the tagger's training dev split (bench/person_tagger_dev.py, "
         "docs/pii.md); null = the card's word-level threshold (0.4).",
     )
+    person_tagger_extend: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="Hysteresis for 'detect' names: a word next to a word at person_tagger_threshold "
+        "joins its name from this probability on ('oluwaseun adeyemi' at 0.93 and 0.59). null = the card's "
+        "word-level threshold (0.4, the word-level F1 maximum on the tagger's dev split); a value at or "
+        "above person_tagger_threshold turns it off.",
+    )
     person_tagger_veto: float = Field(
         0.1,
         ge=0.0,

@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -232,6 +233,7 @@ def build_analyzer(policy: PIIPolicy) -> AnalyzerEngine:
             rec.PersonTaggerRecognizer(
                 PersonTagger(
                     threshold=policy.person_tagger_threshold,
+                    extend=policy.person_tagger_extend,
                     boundaries=(policy.person_tagger_veto, RULE_NAME_FLOOR),
                 ),
                 supported_language=lang,
@@ -489,11 +491,15 @@ def postprocess(
     ]
     if "PHONE_NUMBER" in wanted:
         spans = [s for s in spans if s.entity_type != "PHONE_NUMBER" or not not_a_phone(text, s.start, s.end)]
+        spans = _ssn_over_phone(text, spans)
+    spans = [s for s in spans if not _not_an_identifier(text, s)]
     if "PERSON" in wanted:
         spans = _split_lines(text, spans)
-        spans = filter_persons(text, spans, tags)
+        # a word the tagger calls a name at its 'detect' threshold keeps its place in a name
+        believe = policy.person_tagger_threshold if policy.person_tagger_threshold is not None else 0.4
+        spans = filter_persons(text, spans, tags, words, believe)
         spans = _improve_persons(text, spans, words)
-        spans = filter_persons(text, spans, tags)
+        spans = filter_persons(text, spans, tags, words, believe)
     holes = [(m.start(), m.end()) for m in _rx()["placeholder"].finditer(text)]
     if holes:
         spans = [s for s in spans if not any(a < s.end and s.start < b for a, b in holes)]
@@ -560,7 +566,13 @@ def _determined_noun(text: str, word: tuple[int, int, str], tags: Sequence[tuple
     return bool(before) and before[0][2] in ("DT", "PRP$") and not text[before[0][1] : a].strip()
 
 
-def filter_persons(text: str, spans: list[Span], tags: Sequence[tuple[int, int, str]] | None) -> list[Span]:
+def filter_persons(
+    text: str,
+    spans: list[Span],
+    tags: Sequence[tuple[int, int, str]] | None,
+    words_p: Sequence[tuple[int, int, float]] | None = None,
+    believe: float = 1.1,
+) -> list[Span]:
     """Trim and drop PERSON spans that are not names, by word class and position, not word lists.
 
     The tagger of a small model is unsure about single capitalized words, so capitalized words are
@@ -569,6 +581,11 @@ def filter_persons(text: str, spans: list[Span], tags: Sequence[tuple[int, int, 
     * function words, numbers and punctuation at either end are trimmed;
     * lower-case verbs/adverbs at either end are trimmed, and so is a lower-case common noun next
       to a proper noun (``text william`` -> ``william``);
+      In a span of two or more words without a capital, neither is trimmed when the PERSON
+      tagger (``words_p``) gives the word ``believe`` or more (``emily clarke``: spaCy tags
+      ``emily`` an adverb; a lone ``shyly`` next to a name stays an adverb). A token
+      joined to others without a space is trimmed only with all of them (``fatima al-sayed``
+      keeps ``sayed``, tagged a verb, because ``al`` is a proper noun);
     * a sentence-initial capitalized base verb (an imperative: ``Rewrite``, ``Convert``) is trimmed;
     * a single remaining plural (``Dreams``, ``Vomitoriums``) or CamelCase word (``DeepMind``), a
       span of common words around a function word (``km to miles``), a lower-case common noun right
@@ -586,14 +603,33 @@ def filter_persons(text: str, spans: list[Span], tags: Sequence[tuple[int, int, 
         words = [(a, b, tag) for a, b, tag in (tags or ()) if s.start <= a and b <= s.end]
         if words:
             proper = any(tag in _PROPER_TAGS for _, _, tag in words)
+            # without a capital in the span, spaCy's tags of a name are guesses (emily/RB): the
+            # PERSON tagger's word probability decides whether a word-class trim applies
+            lower_span = len(text[s.start : s.end].split()) > 1 and not any(
+                c.isupper() for c in text[s.start : s.end]
+            )
 
-            def trim(w: tuple[int, int, str], proper: bool = proper) -> bool:
+            def word_class_trim(
+                w: tuple[int, int, str], proper: bool = proper, low: bool = lower_span
+            ) -> bool:
                 a, b, tag = w
-                word = text[a:b]
+                if not text[a:b].islower():
+                    return False
+                if tag not in _VERB_TAGS and not (proper and tag in _COMMON_NOUN_TAGS):
+                    return False
+                return not (low and span_probability(words_p or (), a, b) >= believe)
+
+            def trim(i: int, words: list[tuple[int, int, str]] = words) -> bool:
+                a, b, tag = words[i]
                 if tag in _FUNCTION_TAGS:
                     return True
-                if word.islower() and (tag in _VERB_TAGS or (proper and tag in _COMMON_NOUN_TAGS)):
-                    return True
+                if word_class_trim(words[i]):
+                    # a token joined to the rest of its word without a space goes only with all of
+                    # it (``fatima al-sayed``: ``sayed`` is tagged a verb, ``al`` a proper noun)
+                    return all(
+                        words[j][2] in _FUNCTION_TAGS or word_class_trim(words[j])
+                        for j in _glued(text, words, i)
+                    )
                 if tag != "VB" or not _sentence_start(text, a):
                     return False
                 # an imperative opens a sentence and is followed by its object, not by a surname
@@ -601,9 +637,9 @@ def filter_persons(text: str, spans: list[Span], tags: Sequence[tuple[int, int, 
                 return bool(after) and after[0][2] not in _PROPER_TAGS
 
             first, last = words[0], words[-1]
-            while words and trim(words[0]):
+            while words and trim(0):
                 words.pop(0)
-            while words and trim(words[-1]):
+            while words and trim(len(words) - 1):
                 words.pop()
             if not words:
                 continue
@@ -637,6 +673,17 @@ def filter_persons(text: str, spans: list[Span], tags: Sequence[tuple[int, int, 
     return out
 
 
+def _glued(text: str, words: Sequence[tuple[int, int, str]], i: int) -> range:
+    """Indices of the tokens of ``words`` in the same whitespace-delimited word as token ``i``."""
+    lo = i
+    while lo > 0 and words[lo - 1][1] == words[lo][0]:
+        lo -= 1
+    hi = i
+    while hi + 1 < len(words) and words[hi][1] == words[hi + 1][0]:
+        hi += 1
+    return range(lo, hi + 1)
+
+
 @functools.lru_cache(maxsize=1)
 def _travel_cue() -> Any:
     import regex
@@ -652,12 +699,68 @@ def _travel_cue() -> Any:
 _PHONE_RX: dict[str, Any] = {}
 
 
+#: A card number's neighbours when it is only a piece of a longer number (``112-4567890-1234567``,
+#: an order id): a digit joined by a hyphen, dot or slash.
+_NUMBER_BEFORE = re.compile(r"\d[-./]\Z")
+_NUMBER_AFTER = re.compile(r"[-./]\d")
+#: Words after which a dotted quad is a version, not an address (``version 1.2.3.4``, ``v2.0.1.7``).
+_VERSION_BEFORE = re.compile(
+    r"(?:\b(?:version|ver|release|build|firmware|fw|rev|revision|patch|update)\.?\s*|\bv)\Z", re.I
+)
+_SSN_SHAPE = re.compile(r"\d{3}([- .])\d{2}\1\d{4}")
+
+
+def _not_an_identifier(text: str, span: Span) -> bool:
+    """A structured-identifier candidate that its surroundings show is something else: a card
+    number that is only a piece of a longer hyphenated/dotted number, or a version number that
+    reads as an IP address."""
+    if span.entity_type == "CREDIT_CARD":
+        return bool(
+            _NUMBER_BEFORE.search(text[max(0, span.start - 2) : span.start])
+            or _NUMBER_AFTER.match(text, span.end)
+        )
+    if span.entity_type == "IP_ADDRESS":
+        return bool(_VERSION_BEFORE.search(text[max(0, span.start - 12) : span.start]))
+    return False
+
+
+def _ssn_over_phone(text: str, spans: list[Span]) -> list[Span]:
+    """A value in the US SSN layout (``536-22-8741``: 3-2-4 digits, one separator) found as both a
+    US_SSN and a PHONE_NUMBER is an SSN: no phone numbering plan is written 3-2-4, and a phone
+    cue nearby (``reach me at``) would otherwise let the phone's boosted score name it."""
+    ssn = {(s.start, s.end) for s in spans if s.entity_type == "US_SSN"}
+    if not ssn:
+        return spans
+    return [
+        s
+        for s in spans
+        if not (
+            s.entity_type == "PHONE_NUMBER"
+            and (s.start, s.end) in ssn
+            and _SSN_SHAPE.fullmatch(text, s.start, s.end)
+        )
+    ]
+
+
+def _bare_run_not_phone(value: str) -> bool:
+    """An unformatted digit run that no common writing of a phone number explains: no ``+``, no
+    trunk ``0``, and not a North American number written bare (10 digits, area code and exchange
+    starting 2-9, optionally after a ``1``). Unix times (``1696516330``, ``1696516330123``), counts
+    and batch ids have this shape; such a run is a phone only next to a phone cue."""
+    if not value.isdigit() or value.startswith("0"):
+        return False
+    nanp = value[1:] if len(value) == 11 and value.startswith("1") else value
+    return not (len(nanp) == 10 and nanp[0] in "23456789" and nanp[3] in "23456789")
+
+
 def not_a_phone(text: str, start: int, end: int) -> bool:
     """True when a PHONE_NUMBER candidate is a timestamp, a date, an amount or an order/reference number.
 
     Judged from the value and its surroundings: a time (``:mm``) or date right next to it, a
     currency sign or word, or a reference cue (``order``, ``invoice``, ``ticket``, ``#``...) just
-    before it with no phone cue (``phone``, ``call``, ``tel``...) nearby.
+    before it with no phone cue (``phone``, ``call``, ``tel``...) nearby. A year range
+    (``1990-2000``) is never a phone, nor a bare digit run of a shape no phone is written in
+    (:func:`_bare_run_not_phone`) without a phone cue within 40 characters before or 25 after.
     """
     if not _PHONE_RX:
         import regex
@@ -684,8 +787,22 @@ def not_a_phone(text: str, start: int, end: int) -> bool:
         _PHONE_RX["phone_cue"] = regex.compile(
             r"\b(?:phone|call|tel|telephone|mobile|cell|fax|sms|text|whatsapp|dial|ring)\b", regex.I
         )
+        _PHONE_RX["year_range"] = regex.compile(r"((?:1[89]|20)\d\d)\s?[-–—/]\s?((?:1[89]|20)\d\d)")
+        # words that make a bare digit run a phone number ("call 1696516330", "1696516330 (mobile)")
+        _PHONE_RX["run_cue"] = regex.compile(
+            r"\b(?:phone|call|tel|telephone|mobile|mob|cell|cellphone|fax|sms|text|whatsapp|dial|ring|"
+            r"contact|reach|number|nr|no|ph|office|desk|home|work|landline|hotline|helpline)\b",
+            regex.I,
+        )
     value = text[start:end]
     if _PHONE_RX["date"].search(value):
+        return True
+    years = _PHONE_RX["year_range"].fullmatch(value)
+    if years and int(years.group(1)) < int(years.group(2)):
+        return True  # 1990-2000, 2005 - 2010
+    if _bare_run_not_phone(value) and not _PHONE_RX["run_cue"].search(
+        text[max(0, start - 40) : start] + " " + text[end : end + 25]
+    ):
         return True
     after = text[end : end + 8]
     before = text[max(0, start - 40) : start]
@@ -797,6 +914,20 @@ def _rule_names(text: str, results: Sequence[RecognizerResult]) -> bool:
     return any(a <= r.start and r.end <= b for a, b in labels for r in persons)
 
 
+def _names_a_person(text: str, label_end: int, results: Sequence[RecognizerResult]) -> bool:
+    """Whether the value after a line-start label (from its ``:`` to the end of the line, without
+    closing punctuation) is wholly one PERSON result: ``Reviewer: Emily Clarke``."""
+    colon = text.find(":", label_end)
+    line_end = text.find("\n", colon)
+    line_end = len(text) if line_end < 0 else line_end
+    value = text[colon + 1 : line_end]
+    start = colon + 1 + (len(value) - len(value.lstrip()))
+    end = colon + 1 + len(value.rstrip().rstrip(".,;!"))
+    return end > start and any(
+        r.entity_type == "PERSON" and r.start <= start and end <= r.end for r in results
+    )
+
+
 def _judge_rule_names(
     tagger: Any, policy: PIIPolicy, text: str, results: list[RecognizerResult]
 ) -> list[RecognizerResult]:
@@ -807,6 +938,9 @@ def _judge_rule_names(
       Personality: brave``), a PERSON inside a label is dropped, whichever recognizer found it.
       A dialog keeps its speakers while the tagger believes one of them (``Ubul`` scores 0.002
       beside ``Nicole`` at 0.99), and a lone speaker line is never a form.
+    * A label whose value is a name is a field, not a speaker: in ``Reviewer: Emily Clarke`` (the
+      rest of the line is one PERSON), a PERSON inside the label that the tagger gives less than
+      ``person_tagger_veto`` is dropped.
     * A name from the context or initial recognizers outside a label that the tagger gives less
       than :data:`RULE_NAME_FLOOR` is dropped (``Virtual Reality works``, ``Farm Y. He sold``). A
       speaker keeps its name whatever the tagger says: ``Ubul: What a wife.`` alone scores under
@@ -816,11 +950,19 @@ def _judge_rule_names(
     form = len(labels) >= 2 and all(
         tagger.person_probability(text, a, b) < policy.person_tagger_veto for a, b in labels
     )
+    fields = [
+        (a, b)
+        for a, b in labels
+        if _names_a_person(text, b, results)
+        and tagger.person_probability(text, a, b) < policy.person_tagger_veto
+    ]
     out = []
     for r in results:
         if r.entity_type == "PERSON":
             in_label = any(a <= r.start and r.end <= b for a, b in labels)
             if in_label and form:
+                continue
+            if any(a <= r.start and r.end <= b for a, b in fields):
                 continue
             rule = (r.recognition_metadata or {}).get("recognizer_name") in _RULE_RECOGNIZERS
             if rule and not in_label and tagger.person_probability(text, r.start, r.end) < RULE_NAME_FLOOR:

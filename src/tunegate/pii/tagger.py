@@ -172,6 +172,7 @@ class PersonTagger:
         directory: Path | None = None,
         *,
         threshold: float | None = None,
+        extend: float | None = None,
         boundaries: Sequence[float] = (),
     ) -> None:
         import json
@@ -203,8 +204,10 @@ class PersonTagger:
             )
         card = json.loads(card_path.read_text(encoding="utf-8")) if card_path.is_file() else {}
         self.threshold = float(threshold if threshold is not None else card.get("threshold", 0.5))
+        #: a word next to a name keeps its place in it from this probability on (see spans)
+        self.extend = float(extend if extend is not None else card.get("threshold", self.threshold))
         #: every probability a caller compares with (the span threshold, the veto): see word_probs
-        self.boundaries = (self.threshold, *(float(b) for b in boundaries))
+        self.boundaries = (self.threshold, self.extend, *(float(b) for b in boundaries))
         self._load(base, weights)
 
     def _load(self, base: Path, weights: Path) -> None:
@@ -299,16 +302,19 @@ class PersonTagger:
         ]
 
     def spans(self, text: str, words: Sequence[tuple[int, int, float]]) -> list[tuple[int, int, float]]:
-        """Runs of consecutive words at or above the threshold (words with a letter or digit)."""
+        """Runs of consecutive words at or above :attr:`extend` (words with a letter or digit) that
+        hold at least one word at or above the threshold (hysteresis: ``oluwaseun`` at 0.93 keeps
+        ``adeyemi`` at 0.59 in the name)."""
         out: list[tuple[int, int, float]] = []
         cur: list[tuple[int, int, float]] = []
+        low = min(self.extend, self.threshold)
         for w in [*words, None]:
-            if w is not None and w[2] >= self.threshold and any(c.isalnum() for c in text[w[0] : w[1]]):
+            if w is not None and w[2] >= low and any(c.isalnum() for c in text[w[0] : w[1]]):
                 cur.append(w)
                 continue
-            if cur:
+            if cur and max(p for _, _, p in cur) >= self.threshold:
                 out.append((cur[0][0], cur[-1][1], sum(p for _, _, p in cur) / len(cur)))
-                cur = []
+            cur = []
         return out
 
     def predict(

@@ -181,3 +181,72 @@ def test_analyzer_always_has_structured_recognizers() -> None:
     # but detection for anonymization stays limited to the policy's entities
     policy = PIIPolicy(entities=("PERSON",))
     assert detect_texts(analyzer, policy, ["mail ola.nowak@example.pl"]) == [[]]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "The timestamp 1696516330 is Unix time.",
+        "Logged at epoch 1696516330123 ms.",
+        "created_at=1700000000 updated_at=1700003600",
+        "Batch 1234567890 failed QA.",
+        "The population grew to 1439323776 people.",
+        "It happened between 1990-2000 and again 2005 - 2010.",
+    ],
+)
+def test_bare_numbers_and_year_ranges_are_not_phones(
+    pii_analyzer: Any, pii_policy: PIIPolicy, text: str
+) -> None:
+    assert "PHONE_NUMBER" not in _found(pii_analyzer, pii_policy, text)
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("Call me on 1696516330 after six.", "1696516330"),  # a cue makes any run a phone
+        ("1696516330 (mobile)", "1696516330"),
+        ("She gave me 4155550132 yesterday.", "4155550132"),  # a North American number written bare
+        ("She gave me 14155550132 yesterday.", "14155550132"),
+        ("She gave me 07700900123 yesterday.", "07700900123"),  # trunk 0
+    ],
+)
+def test_phone_shapes_and_cues_keep_phones(
+    pii_analyzer: Any, pii_policy: PIIPolicy, text: str, value: str
+) -> None:
+    assert value in _found(pii_analyzer, pii_policy, text).get("PHONE_NUMBER", [])
+
+
+def test_a_card_is_not_a_piece_of_a_longer_number(pii_analyzer: Any, pii_policy: PIIPolicy) -> None:
+    # an order id whose last 14 digits pass the Luhn check (Presidio's own recognizer took them)
+    assert "CREDIT_CARD" not in _found(pii_analyzer, pii_policy, "Your order number is 112-4567890-1234567.")
+    found = _found(pii_analyzer, pii_policy, "Card 4111-1111-1111-1111, exp 11/27.")
+    assert found.get("CREDIT_CARD") == ["4111-1111-1111-1111"]
+
+
+def test_a_version_is_not_an_ip_address(pii_analyzer: Any, pii_policy: PIIPolicy) -> None:
+    assert "IP_ADDRESS" not in _found(pii_analyzer, pii_policy, "Upgrade to version 1.2.3.4 of the library.")
+    assert "IP_ADDRESS" not in _found(pii_analyzer, pii_policy, "Fixed in v10.0.0.1 last week.")
+    assert _found(pii_analyzer, pii_policy, "The server at 10.0.0.1 is down.")["IP_ADDRESS"] == ["10.0.0.1"]
+
+
+def test_ssn_layout_beats_a_phone_cue(pii_analyzer: Any, pii_policy: PIIPolicy) -> None:
+    found = _found(pii_analyzer, pii_policy, "Please reach me at 536-22-8741 tomorrow.")
+    assert found.get("US_SSN") == ["536-22-8741"] and "PHONE_NUMBER" not in found
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("Our new intern, emily clarke, starts Monday.", "emily clarke"),  # spaCy: emily/RB
+        ("I think fatima al-sayed already left.", "fatima al-sayed"),  # spaCy: sayed/VBN
+    ],
+)
+def test_a_believed_or_joined_word_stays_in_the_name(
+    pii_analyzer: Any, pii_policy: PIIPolicy, text: str, name: str
+) -> None:
+    assert name in _found(pii_analyzer, pii_policy, text).get("PERSON", [])
+
+
+def test_a_label_whose_value_is_a_name_is_not_a_speaker(pii_analyzer: Any, pii_policy: PIIPolicy) -> None:
+    assert _found(pii_analyzer, pii_policy, "Reviewer: Emily Clarke")["PERSON"] == ["Emily Clarke"]
+    assert _found(pii_analyzer, pii_policy, "Ubul: What a wife.")["PERSON"] == ["Ubul"]  # a speaker

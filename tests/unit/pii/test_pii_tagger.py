@@ -218,3 +218,22 @@ def test_word_probabilities_near_a_boundary_do_not_depend_on_the_batch(
         person_tagger.boundaries = saved
     assert one_batch[3] == small[1] == alone[0]  # bit for bit
     assert max(abs(x - y) for x, y in zip(one_batch[3], free[3], strict=True)) < 1e-4
+
+
+def test_spans_extend_a_name_to_neighbours_above_the_lower_bound() -> None:
+    """Hysteresis: a run of words at or above ``extend`` is a name when one of them reaches the
+    threshold; a run that never reaches it is not."""
+    text = "intern oluwaseun adeyemi starts and maybe someone"
+    probs = [0.0, 0.93, 0.59, 0.1, 0.0, 0.6, 0.55]
+    words = [(a, b, p) for (a, b), p in zip(tg.split_words(text), probs, strict=True)]
+    tagger = tg.PersonTagger.__new__(tg.PersonTagger)  # spans() needs only the two bounds
+    tagger.threshold, tagger.extend = 0.8, 0.4
+    assert [text[a:b] for a, b, _ in tagger.spans(text, words)] == ["oluwaseun adeyemi"]
+    tagger.extend = 0.8  # off: the old behaviour
+    assert [text[a:b] for a, b, _ in tagger.spans(text, words)] == ["oluwaseun"]
+
+
+def test_the_card_threshold_is_the_default_lower_bound(person_tagger: tg.PersonTagger) -> None:
+    card = json.loads((tg.default_dir() / "person_tagger.json").read_text(encoding="utf-8"))
+    assert person_tagger.extend == card["threshold"]
+    assert tg.PersonTagger(threshold=0.8, extend=0.6).extend == 0.6
