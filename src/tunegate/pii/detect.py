@@ -505,7 +505,32 @@ def postprocess(
         spans = [s for s in spans if not any(a < s.end and s.start < b for a, b in holes)]
     # markup is cut out last, from the merged spans: the filters judged the whole name (cut first,
     # ``Soulja Boy | X`` lost ``Boy``) and merging can rejoin parts (``Scout Finch`` + ``Finch-``)
-    return [s for s in _split_markup(text, _resolve(text, spans)) if not text[s.start : s.end].isspace()]
+    out = [s for s in _split_markup(text, _resolve(text, spans)) if not text[s.start : s.end].isspace()]
+    return _with_titles(text, out) if "PERSON" in wanted else out
+
+
+#: Honorifics right before a name and generational/degree suffixes right after it: part of how the
+#: name is written (``Dr. Pamela Bell``, ``John Smith Jr``), so they go into its span. Capitalized
+#: forms only (``I miss john`` keeps ``miss``); a suffix's final dot stays (it may end the sentence).
+_TITLE_BEFORE = re.compile(r"(?:\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Dame|Rev|Fr)\.?[ \t]+)+\Z")
+_SUFFIX_AFTER = re.compile(r",?[ \t]+(?:Jr|Sr|II|III|IV|MD|DDS|PhD|DVM|Esq)(?![\w])")
+
+
+def _with_titles(text: str, spans: list[Span]) -> list[Span]:
+    """PERSON spans widened over an adjacent honorific before and a suffix after, where no other
+    span is in the way. Where a data set labels ``Dr. Pamela Bell`` whole, the name is caught
+    whole; where it labels ``Pamela Bell``, the wider span still covers it."""
+    out: list[Span] = []
+    for i, s in enumerate(spans):
+        if s.entity_type == "PERSON":
+            floor = out[-1].end if out else 0
+            m = _TITLE_BEFORE.search(text, max(floor, s.start - 24), s.start)
+            start = m.start() if m else s.start
+            ceiling = spans[i + 1].start if i + 1 < len(spans) else len(text)
+            m2 = _SUFFIX_AFTER.match(text, s.end, ceiling)
+            s = Span(s.entity_type, start, m2.end() if m2 else s.end, s.score)
+        out.append(s)
+    return out
 
 
 # -- precision filters -------------------------------------------------------------------------
@@ -758,7 +783,7 @@ def not_a_phone(text: str, start: int, end: int) -> bool:
 
     Judged from the value and its surroundings: a time (``:mm``) or date right next to it, a
     currency sign or word, or a reference cue (``order``, ``invoice``, ``ticket``, ``#``...) just
-    before it with no phone cue (``phone``, ``call``, ``tel``...) nearby. A year range
+    before it with no phone cue (``phone``, ``call``, ``tel``...) nearby. An IPv4 dotted quad, a year range
     (``1990-2000``) is never a phone, nor a bare digit run of a shape no phone is written in
     (:func:`_bare_run_not_phone`) without a phone cue within 40 characters before or 25 after.
     """
@@ -797,6 +822,9 @@ def not_a_phone(text: str, start: int, end: int) -> bool:
     value = text[start:end]
     if _PHONE_RX["date"].search(value):
         return True
+    quad = value.split(".")
+    if len(quad) == 4 and all(q.isdigit() and len(q) <= 3 and int(q) <= 255 for q in quad):
+        return True  # 179.208.13.66: an IPv4 address (the IP recognizer's), not a phone
     years = _PHONE_RX["year_range"].fullmatch(value)
     if years and int(years.group(1)) < int(years.group(2)):
         return True  # 1990-2000, 2005 - 2010

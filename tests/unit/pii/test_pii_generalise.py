@@ -250,3 +250,26 @@ def test_a_believed_or_joined_word_stays_in_the_name(
 def test_a_label_whose_value_is_a_name_is_not_a_speaker(pii_analyzer: Any, pii_policy: PIIPolicy) -> None:
     assert _found(pii_analyzer, pii_policy, "Reviewer: Emily Clarke")["PERSON"] == ["Emily Clarke"]
     assert _found(pii_analyzer, pii_policy, "Ubul: What a wife.")["PERSON"] == ["Ubul"]  # a speaker
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("Dr Pamela Bell paid with card 3552039899782977 on Tuesday.", "Dr Pamela Bell"),
+        ("Transfer from Ms Lucy Davis to Henry Jenkins was rejected.", "Ms Lucy Davis"),
+        ("Mrs. Kathrine Filemonsen DDS is the CEO of the year.", "Mrs. Kathrine Filemonsen DDS"),
+    ],
+)
+def test_honorifics_and_suffixes_join_the_name(
+    pii_analyzer: Any, pii_policy: PIIPolicy, text: str, name: str
+) -> None:
+    assert name in _found(pii_analyzer, pii_policy, text)["PERSON"]
+
+
+def test_a_lower_case_verb_is_not_an_honorific(pii_analyzer: Any, pii_policy: PIIPolicy) -> None:
+    assert _found(pii_analyzer, pii_policy, "I miss john so much")["PERSON"] == ["john"]
+
+
+def test_an_ipv4_address_is_not_a_phone(pii_analyzer: Any, pii_policy: PIIPolicy) -> None:
+    found = _found(pii_analyzer, pii_policy, "The outage on 179.208.13.66 was reported by Andrés del Soler.")
+    assert found.get("IP_ADDRESS") == ["179.208.13.66"] and "PHONE_NUMBER" not in found

@@ -25,6 +25,7 @@ def test_pesel_invalid_checksum_or_date(pesel: str) -> None:
         "FR14 2004 1010 0505 0001 3M02 606",
         "de89-3704-0044-0532-0130-00",
         "NL91ABNA0417164300",
+        "GB39HKOI2982207783422",  # 21 characters (GB is 22) with valid check digits: Faker en_IN's
     ],
 )
 def test_iban_valid(iban: str) -> None:
