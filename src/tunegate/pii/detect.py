@@ -785,7 +785,7 @@ def not_a_phone(text: str, start: int, end: int) -> bool:
     currency sign or word, or a reference cue (``order``, ``invoice``, ``ticket``, ``#``...) just
     before it with no phone cue (``phone``, ``call``, ``tel``...) nearby. An IPv4 dotted quad, a year range
     (``1990-2000``) is never a phone, nor a bare digit run of a shape no phone is written in
-    (:func:`_bare_run_not_phone`) without a phone cue within 40 characters before or 25 after.
+    (:func:`_bare_run_not_phone`) without a phone cue on its line, up to 80 characters before or 25 after.
     """
     if not _PHONE_RX:
         import regex
@@ -828,8 +828,9 @@ def not_a_phone(text: str, start: int, end: int) -> bool:
     years = _PHONE_RX["year_range"].fullmatch(value)
     if years and int(years.group(1)) < int(years.group(2)):
         return True  # 1990-2000, 2005 - 2010
+    line_start = text.rfind("\n", 0, start) + 1
     if _bare_run_not_phone(value) and not _PHONE_RX["run_cue"].search(
-        text[max(0, start - 40) : start] + " " + text[end : end + 25]
+        text[max(line_start, start - 80) : start] + " " + text[end : end + 25]
     ):
         return True
     after = text[end : end + 8]

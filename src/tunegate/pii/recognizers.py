@@ -192,15 +192,16 @@ IBAN_LENGTHS: dict[str, int] = {
 
 
 def iban_is_valid(text: str) -> bool:
-    """A known IBAN country code and a valid mod-97 check. The country's length is not required:
-    a value of another length that passes the check is an account number all the same (a typo,
-    an older national layout, or a generator's: Faker's ``en_IN`` writes 21-character ``GB``
-    IBANs with valid check digits, which Presidio's recognizer rejects). A random string of this
-    shape passes the check 1 time in 97."""
+    """Two letters, two check digits, 11-30 more letters/digits, and a valid mod-97 check. Neither
+    the country's length nor an IBAN country is required: a value that passes the check is an
+    account number all the same (a typo, an older national layout, a non-IBAN country's account
+    written the IBAN way, or a generator's: Faker's ``en_IN`` writes 21-character ``GB`` IBANs and
+    ``tl_PH`` 20-character ``PH`` ones, with valid check digits, which Presidio's recognizer
+    rejects). A random string of this shape passes the check 1 time in 97."""
     compact = re.sub(r"[\s-]", "", text).upper()
     if not 15 <= len(compact) <= 34 or not compact.isalnum():
         return False
-    if compact[:2] not in IBAN_LENGTHS:
+    if not (compact[:2].isalpha() and compact[2:4].isdigit()):
         return False
     rearranged = compact[4:] + compact[:4]
     number = "".join(str(int(c, 36)) for c in rearranged)
@@ -243,7 +244,7 @@ class EuPhoneRecognizer(_StaticPatternRecognizer):
         # +CC or 00CC, optional (0), then groups: +48 601 234 567, +49 (0)30 1234567, +447700 921 916
         Pattern(
             "Phone (international prefix)",
-            r"(?<![\w+])(?:\+|00)[1-9]\d{0,2}(?:"
+            r"(?<![\w+])(?:\+\(?|00)[1-9]\d{0,2}\)?(?:"
             + _SEP
             + r"?\(0\))?(?:"
             + _SEP
@@ -252,6 +253,14 @@ class EuPhoneRecognizer(_StaticPatternRecognizer):
             + r"(?![\w])",
             0.6,
         ),
+        # a trunk-0 area code in parentheses, then the number in one group: (01081) 666869, (030) 1234567
+        Pattern(
+            "Phone (area code in parentheses)",
+            r"(?<![\w+.\-])\(0\d{1,5}\)[ \t]?\d{3,8}" + _EXT + r"(?![\w]|[.\-]\d)",
+            0.5,
+        ),
+        # 3-1-3 groups (Faker's tr_TR layout: 900 0 431): only next to a phone cue (0.3 < threshold)
+        Pattern("Phone (3-1-3 groups)", r"(?<![\w+.\-/])\d{3}[ ]\d[ ]\d{3}(?![\w]|[.\-/]\d)", 0.3),
         # national trunk prefix 0: 030 123 45 67, 06 12 34 56 78, 0490 39 07 81, (0)20 7946 0958
         Pattern(
             "Phone (national trunk 0, grouped)",

@@ -273,3 +273,29 @@ def test_a_lower_case_verb_is_not_an_honorific(pii_analyzer: Any, pii_policy: PI
 def test_an_ipv4_address_is_not_a_phone(pii_analyzer: Any, pii_policy: PIIPolicy) -> None:
     found = _found(pii_analyzer, pii_policy, "The outage on 179.208.13.66 was reported by Andrés del Soler.")
     assert found.get("IP_ADDRESS") == ["179.208.13.66"] and "PHONE_NUMBER" not in found
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("Hello, I'm Aloisia and my phone is (01081) 666869.", "(01081) 666869"),
+        ("Can Erika call me back on +(370) 14556440 before noon?", "+(370) 14556440"),
+        ("Applicant: Vaysal\nPhone: 928 8 590\nEmail: none", "928 8 590"),
+        ("Contact Mohammed Bains via the office desk or 2651729177.", "2651729177"),
+    ],
+)
+def test_phone_layouts_of_other_locales(
+    pii_analyzer: Any, pii_policy: PIIPolicy, text: str, value: str
+) -> None:
+    assert value in _found(pii_analyzer, pii_policy, text).get("PHONE_NUMBER", [])
+
+
+def test_three_one_three_digits_need_a_cue(pii_analyzer: Any, pii_policy: PIIPolicy) -> None:
+    assert "PHONE_NUMBER" not in _found(pii_analyzer, pii_policy, "Scores of 900 0 431 were logged.")
+
+
+def test_an_iban_of_a_non_iban_country_with_valid_check_digits(
+    pii_analyzer: Any, pii_policy: PIIPolicy
+) -> None:
+    text = "Please send the refund to PH768144594191432383 today."
+    assert _found(pii_analyzer, pii_policy, text).get("IBAN_CODE") == ["PH768144594191432383"]
