@@ -724,10 +724,10 @@ def _travel_cue() -> Any:
 _PHONE_RX: dict[str, Any] = {}
 
 
-#: A card number's neighbours when it is only a piece of a longer number (``112-4567890-1234567``,
-#: an order id): a digit joined by a hyphen, dot or slash.
-_NUMBER_BEFORE = re.compile(r"\d[-./]\Z")
-_NUMBER_AFTER = re.compile(r"[-./]\d")
+#: A card number is only a piece of a longer number when a digit and a hyphen or dot come right
+#: before it (``112-4567890-1234567``, an order id). Not after it: ``4111111111111111/0427`` is a
+#: card with its expiry.
+_NUMBER_BEFORE = re.compile(r"\d[-.]\Z")
 #: Words after which a dotted quad is a version, not an address (``version 1.2.3.4``, ``v2.0.1.7``).
 _VERSION_BEFORE = re.compile(
     r"(?:\b(?:version|ver|release|build|firmware|fw|rev|revision|patch|update)\.?\s*|\bv)\Z", re.I
@@ -740,10 +740,7 @@ def _not_an_identifier(text: str, span: Span) -> bool:
     number that is only a piece of a longer hyphenated/dotted number, or a version number that
     reads as an IP address."""
     if span.entity_type == "CREDIT_CARD":
-        return bool(
-            _NUMBER_BEFORE.search(text[max(0, span.start - 2) : span.start])
-            or _NUMBER_AFTER.match(text, span.end)
-        )
+        return bool(_NUMBER_BEFORE.search(text[max(0, span.start - 2) : span.start]))
     if span.entity_type == "IP_ADDRESS":
         return bool(_VERSION_BEFORE.search(text[max(0, span.start - 12) : span.start]))
     return False
@@ -769,10 +766,13 @@ def _ssn_over_phone(text: str, spans: list[Span]) -> list[Span]:
 
 def _bare_run_not_phone(value: str) -> bool:
     """An unformatted digit run that no common writing of a phone number explains: no ``+``, no
-    trunk ``0``, and not a North American number written bare (10 digits, area code and exchange
-    starting 2-9, optionally after a ``1``). Unix times (``1696516330``, ``1696516330123``), counts
-    and batch ids have this shape; such a run is a phone only next to a phone cue."""
+    trunk ``0``, not a North American number written bare (10 digits, area code and exchange
+    starting 2-9, optionally after a ``1``) and not an Indian mobile (10 digits starting 6-9).
+    Unix times (``1696516330``, ``1696516330123``), counts and batch ids have this shape; such a
+    run is a phone only next to a phone cue."""
     if not value.isdigit() or value.startswith("0"):
+        return False
+    if len(value) == 10 and value[0] in "6789":
         return False
     nanp = value[1:] if len(value) == 11 and value.startswith("1") else value
     return not (len(nanp) == 10 and nanp[0] in "23456789" and nanp[3] in "23456789")

@@ -208,6 +208,7 @@ def test_bare_numbers_and_year_ranges_are_not_phones(
         ("She gave me 4155550132 yesterday.", "4155550132"),  # a North American number written bare
         ("She gave me 14155550132 yesterday.", "14155550132"),
         ("She gave me 07700900123 yesterday.", "07700900123"),  # trunk 0
+        ("She gave me 9810012345 yesterday.", "9810012345"),  # an Indian mobile written bare
     ],
 )
 def test_phone_shapes_and_cues_keep_phones(
@@ -221,6 +222,8 @@ def test_a_card_is_not_a_piece_of_a_longer_number(pii_analyzer: Any, pii_policy:
     assert "CREDIT_CARD" not in _found(pii_analyzer, pii_policy, "Your order number is 112-4567890-1234567.")
     found = _found(pii_analyzer, pii_policy, "Card 4111-1111-1111-1111, exp 11/27.")
     assert found.get("CREDIT_CARD") == ["4111-1111-1111-1111"]
+    found = _found(pii_analyzer, pii_policy, "cc 4111111111111111/0427 thanks")  # expiry joined on
+    assert found.get("CREDIT_CARD") == ["4111111111111111"]
 
 
 def test_a_version_is_not_an_ip_address(pii_analyzer: Any, pii_policy: PIIPolicy) -> None:
