@@ -476,12 +476,14 @@ def postprocess(
     *,
     tags: Sequence[tuple[int, int, str]] | None = None,
     words: Sequence[tuple[int, int, float]] | None = None,
+    believe: float | None = None,
 ) -> list[Span]:
     """Typed, thresholded, non-overlapping spans; placeholders excluded.
 
     ``tags`` (token start, end, Penn tag) let the person filters trim verbs, determiners and
     common nouns off name spans; without them (regex-only, prefiltered texts) they are skipped.
-    ``words`` (the PERSON tagger's word probabilities) gate the words the name rules add.
+    ``words`` (the PERSON tagger's word probabilities) gate the words the name rules add;
+    ``believe`` (the tagger's name threshold) keeps a word it calls a name from a word-class trim.
     """
     wanted = set(policy.entities)
     spans = [
@@ -495,11 +497,10 @@ def postprocess(
     spans = [s for s in spans if not _not_an_identifier(text, s)]
     if "PERSON" in wanted:
         spans = _split_lines(text, spans)
-        # a word the tagger calls a name at its 'detect' threshold keeps its place in a name
-        believe = policy.person_tagger_threshold if policy.person_tagger_threshold is not None else 0.4
-        spans = filter_persons(text, spans, tags, words, believe)
+        trust = 1.1 if believe is None else believe  # 1.1: no probability reaches it
+        spans = filter_persons(text, spans, tags, words, trust)
         spans = _improve_persons(text, spans, words)
-        spans = filter_persons(text, spans, tags, words, believe)
+        spans = filter_persons(text, spans, tags, words, trust)
     holes = [(m.start(), m.end()) for m in _rx()["placeholder"].finditer(text)]
     if holes:
         spans = [s for s in spans if not any(a < s.end and s.start < b for a, b in holes)]
@@ -1022,6 +1023,8 @@ def _detect_clean(analyzer: AnalyzerEngine, policy: PIIPolicy, texts: Sequence[s
         tagger.prime(list(texts))  # one batched model pass for the chunk
     results = []
     word_probs: dict[int, list[tuple[int, int, float]]] = {}
+    # a word the tagger calls a name at its own 'detect' threshold keeps its place in a name
+    believe = float(tagger.tagger.threshold) if tagger is not None else None
     try:
         for text, doc in zip(texts, docs, strict=True):
             artifacts = engine._doc_to_nlp_artifact(doc, lang)
@@ -1061,7 +1064,7 @@ def _detect_clean(analyzer: AnalyzerEngine, policy: PIIPolicy, texts: Sequence[s
     out: list[list[Span]] = []
     for i, (text, doc, res) in enumerate(zip(texts, docs, results, strict=True)):
         tags = [(t.idx, t.idx + len(t.text), t.tag_) for t in doc] if doc.has_annotation("TAG") else None
-        out.append(postprocess(text, res, policy, tags=tags, words=word_probs.get(i)))
+        out.append(postprocess(text, res, policy, tags=tags, words=word_probs.get(i), believe=believe))
     return out
 
 
