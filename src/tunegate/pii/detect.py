@@ -290,14 +290,16 @@ def _rx() -> dict[str, Any]:
     if not _RX:
         import regex
 
-        from tunegate.pii.recognizers import _INITIAL, _NAME_TOKEN, _PARTICLE, FIELD_LABELS
+        from tunegate.pii.recognizers import _INITIAL, _NAME_TOKEN, _PARTICLE, FIELD_LABELS, NAME_PHRASE
 
+        # used with .match(text, pos), which anchors at pos (``\A`` would only match at 0)
         _RX["right"] = regex.compile(
-            r"\A[ \t]+(?:" + _INITIAL + r"[ \t]+)?(?:" + _PARTICLE + r"[ \t]+)?(" + _NAME_TOKEN + r")"
+            r"[ \t]+(?:" + _INITIAL + r"[ \t]+)?(?:" + _PARTICLE + r"[ \t]+){0,2}(" + _NAME_TOKEN + r")"
         )
-        _RX["right_initial"] = regex.compile(r"\A[ \t]+(\p{Lu}\.?)(?=[ \t]+\p{Lu})")
-        _RX["left"] = regex.compile(r"(" + _NAME_TOKEN + r")[ \t]+(?:" + _INITIAL + r"[ \t]+)?\Z")
-        item = _NAME_TOKEN + r"(?:[ \t]+" + _NAME_TOKEN + r")?"
+        _RX["left"] = regex.compile(
+            r"(" + _NAME_TOKEN + r")[ \t]+(?:" + _INITIAL + r"[ \t]+)?(?:" + _PARTICLE + r"[ \t]+){0,2}\Z"
+        )
+        item = _NAME_TOKEN + r"(?:[ \t]+" + _NAME_TOKEN + r"){0,3}"
         _RX["item"] = regex.compile(item)
         _RX["list"] = regex.compile(
             r"(?:"
@@ -308,6 +310,10 @@ def _rx() -> dict[str, Any]:
             + item
             + r")"
             r"|(?:" + item + r")(?:[ \t]*,[ \t]*(?:" + item + r")){2,}"
+        )
+        # the two ends of a transfer or a message: ``from Emil Sady to Kalina Baka``
+        _RX["from_to"] = regex.compile(
+            r"\b[Ff]rom[ \t]+(" + NAME_PHRASE + r")[ \t]+to[ \t]+(" + NAME_PHRASE + r")"
         )
         _RX["placeholder"] = regex.compile(PLACEHOLDER_PATTERN)
         _RX["field_labels"] = FIELD_LABELS
@@ -338,9 +344,10 @@ def _improve_persons(
     text: str, spans: list[Span], words: Sequence[tuple[int, int, float]] | None = None
 ) -> list[Span]:
     """Extend PERSON spans over neighbouring name words, add the other items of a coordinated list
-    with a name, and every repeated mention of a name's tokens. ``words`` (the tagger's word
-    probabilities, when it is loaded) gate the first two: an added word the tagger gives less than
-    :data:`RULE_NAME_FLOOR` is not a name (repeated mentions are the detected name itself)."""
+    with a name and the other end of ``from X to Y``, and every repeated mention of a name's tokens.
+    ``words`` (the tagger's word probabilities, when it is loaded) gate all but the last: an added
+    word the tagger gives less than :data:`RULE_NAME_FLOOR` is not a name (repeated mentions are
+    the detected name itself)."""
     rx = _rx()
 
     def believed(a: int, b: int) -> bool:
@@ -371,6 +378,13 @@ def _improve_persons(
         items = [(i.start(), i.end()) for i in rx["item"].finditer(text, m.start(), m.end())]
         if any(a < p.end and p.start < b for a, b in items for p in extended):
             for a, b in items:
+                if _is_name_word(text[a:b].split()[0]) and believed(a, b):
+                    extended.append(Span("PERSON", a, b, 0.5))
+    # parallel ends: "from Emil Sady to Kalina Baka" - if one end is a person, so is the other
+    for m in rx["from_to"].finditer(text):
+        ends = [m.span(1), m.span(2)]
+        if any(a < p.end and p.start < b for a, b in ends for p in extended):
+            for a, b in ends:
                 if _is_name_word(text[a:b].split()[0]) and believed(a, b):
                     extended.append(Span("PERSON", a, b, 0.5))
     # repeated mentions of a detected name's tokens in the same text
@@ -511,23 +525,48 @@ def postprocess(
 
 
 #: Honorifics right before a name and generational/degree suffixes right after it: part of how the
-#: name is written (``Dr. Pamela Bell``, ``John Smith Jr``), so they go into its span. Capitalized
-#: forms only (``I miss john`` keeps ``miss``); a suffix's final dot stays (it may end the sentence).
-_TITLE_BEFORE = re.compile(r"(?:\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Dame|Rev|Fr)\.?[ \t]+)+\Z")
-_SUFFIX_AFTER = re.compile(r",?[ \t]+(?:Jr|Sr|II|III|IV|MD|DDS|PhD|DVM|Esq)(?![\w])")
+#: name is written (``Dr. Pamela Bell``, ``Dott.ssa Anna Neri``, ``pani Ada Nowak``, ``John Smith
+#: Jr``, ``Anto Kreusel B.Sc.``), so they go into its span. The common forms of English, German,
+#: French, Spanish, Portuguese, Italian, Polish, Dutch, Czech, Turkish and Indian usage; capitalized
+#: forms only, except the lower-case Polish and Dutch ones (``I miss john`` keeps ``miss``); a
+#: suffix's final dot stays out (it may end the sentence).
+_TITLES = (
+    r"Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Dame|Rev|Fr|Hon|Capt|Col|Gen|Lt|Sgt|Maj|Cdr|Adm|Gov|Sen|Rep"
+    r"|Herr|Frau|Hr|Dipl|Ing|Mag|Univ|DI|Mme|Mlle|Me|Pr|M\.|Sr|Sra|Srta|Dra|Dña|Don|Doña|Dom|Sig"
+    r"|Sig\.ra|Sig\.na|Sigg|Dott|Dott\.ssa|Prof\.ssa|Avv|Arch|Geom|Rag|Pan|Pani|pan|pani|Dhr|Mevr"
+    r"|dhr|mevr|ir|drs|mr|Mgr|Bc|MUDr|JUDr|PhDr|RNDr|Bay|Bayan|Sn|Av|Doç|Yrd|Öğr|Gör|Arş|Okt|Uz|Çev|Op"
+    r"|Shri|Smt|Sri|Kumari|Km"
+)
+_TITLE_BEFORE = re.compile(r"(?:(?<!\w)(?:" + _TITLES + r")(?:\.-?[ \t]*|[ \t]+))+\Z")
+_TITLE_ONLY = re.compile(r"(?:(?:" + _TITLES + r")(?:\.-?[ \t]*|[ \t]+))*(?:" + _TITLES + r")\.?")
+_SUFFIX_AFTER = re.compile(
+    r",?[ \t]+(?:Jr|Sr|II|III|IV|MD|M\.D|DDS|PhD|Ph\.D|DVM|Esq|MBA|CPA|RN|B\.Sc|M\.Sc|B\.A|M\.A"
+    r"|B\.Eng|M\.Eng|LL\.M|LL\.B|BSc|MSc|MA|BA|CSc|DrSc|MSc\.|DiS)(?![\w])"
+)
 
 
 def _with_titles(text: str, spans: list[Span]) -> list[Span]:
     """PERSON spans widened over an adjacent honorific before and a suffix after, where no other
     span is in the way. Where a data set labels ``Dr. Pamela Bell`` whole, the name is caught
     whole; where it labels ``Pamela Bell``, the wider span still covers it."""
+    import regex
+
+    from tunegate.pii.recognizers import NAME_PHRASE
+
     out: list[Span] = []
     for i, s in enumerate(spans):
         if s.entity_type == "PERSON":
             floor = out[-1].end if out else 0
-            m = _TITLE_BEFORE.search(text, max(floor, s.start - 24), s.start)
-            start = m.start() if m else s.start
             ceiling = spans[i + 1].start if i + 1 < len(spans) else len(text)
+            if _TITLE_ONLY.fullmatch(text, s.start, s.end):
+                # the NER took the title for the name (``Sig. Ermenegildo Filogamo`` -> ``Sig``)
+                m = regex.compile(r"(?:\.-?[ \t]*(?:" + _TITLES + r"))*\.?[ \t]+" + NAME_PHRASE).match(
+                    text, s.end, ceiling
+                )
+                if m:
+                    s = Span(s.entity_type, s.start, m.end(), s.score)
+            m = _TITLE_BEFORE.search(text, max(floor, s.start - 32), s.start)
+            start = m.start() if m else s.start
             m2 = _SUFFIX_AFTER.match(text, s.end, ceiling)
             s = Span(s.entity_type, start, m2.end() if m2 else s.end, s.score)
         out.append(s)

@@ -261,6 +261,14 @@ class EuPhoneRecognizer(_StaticPatternRecognizer):
             r"(?<![\w+.\-])\(0\d{1,5}\)[ \t]?\d{3,8}" + _EXT + r"(?![\w]|[.\-]\d)",
             0.5,
         ),
+        # a trunk-0 area code, then the subscriber number in one group: 01019 870957, (0710)-967147
+        Pattern(
+            "Phone (trunk 0 area code, one group)",
+            r"(?<![\w+.\-])(?:\(0\d{2,5}\)|0\d{2,5})(?:[ \t]?[-/][ \t]?|[ \t])\d{4,8}"
+            + _EXT
+            + r"(?![\w]|[.\-]\d)",
+            0.5,
+        ),
         # 3-1-3 groups (Faker's tr_TR layout: 900 0 431): only next to a phone cue (0.3 < threshold)
         Pattern("Phone (3-1-3 groups)", r"(?<![\w+.\-/])\d{3}[ ]\d[ ]\d{3}(?![\w]|[.\-/]\d)", 0.3),
         # national trunk prefix 0: 030 123 45 67, 06 12 34 56 78, 0490 39 07 81, (0)20 7946 0958
@@ -367,7 +375,7 @@ class LuhnCardRecognizer(_StaticPatternRecognizer):
 # A name token: capitalized word (any script with case), incl. hyphenated/apostrophe forms.
 _NAME_TOKEN = r"\p{Lu}[\p{Ll}\p{Lm}]+(?:[-'’]\p{Lu}?[\p{Ll}\p{Lm}]+)?"
 _INITIAL = r"\p{Lu}\.?"
-_PARTICLE = r"(?:van|von|der|den|de|del|della|di|da|dos|du|la|le|ten|ter|bin|ibn|al)"
+_PARTICLE = r"(?:van|von|der|den|de|del|della|di|da|dos|du|la|le|ten|ter|bin|ibn|al|'t|’t)"
 NAME_PHRASE = (
     _NAME_TOKEN
     + r"(?:[ \t]+(?:"
@@ -396,6 +404,13 @@ PERSON_CUES = (
     r"grandfather", r"uncle", r"aunt", r"cousin", r"nephew", r"niece", r"partner", r"fiancée?",
     r"beneficiary", r"account holder", r"holder:", r"founders:",
 )  # fmt: skip
+#: Form-field labels whose value, when it is a name phrase filling the rest of the line, is a person:
+#: ``Applicant: Madhavi Pai`` (but ``Customer: Certainly, my order...`` is a dialog line).
+PERSON_FIELD_LABELS = (
+    r"applicant", r"customer", r"client", r"patient", r"employee", r"student", r"passenger", r"guest",
+    r"recipient", r"sender", r"owner", r"tenant", r"author", r"reviewer", r"approver", r"card ?holder",
+    r"account name", r"from", r"to", r"cc", r"contact person", r"signatory", r"requester", r"assignee",
+)  # fmt: skip
 
 
 class PersonCueRecognizer(PatternRecognizer):
@@ -405,6 +420,15 @@ class PersonCueRecognizer(PatternRecognizer):
         cue = r"(?i:\b(?:" + "|".join(PERSON_CUES) + r"))"
         patterns = [
             Pattern("Person after cue", r"(?<=" + cue + r"[ \t]*(?:\n[ \t]*)?)" + NAME_PHRASE, 0.55),
+            Pattern(
+                "Person in a form field",
+                r"(?m)^[ \t>*#\-•]*(?i:"
+                + "|".join(PERSON_FIELD_LABELS)
+                + r")[ \t]*:[ \t]*\K"
+                + NAME_PHRASE
+                + r"(?=[ \t]*[.;]?[ \t]*(?:\n|\Z))",
+                0.55,
+            ),
             # scripts without letter case (CJK, Hangul, Arabic, Hebrew, Thai...): the cue alone decides
             Pattern("Person after cue (uncased script)", r"(?<=" + cue + r"[ \t]*)" + UNCASED_NAME, 0.55),
             # lower-case text: only the strongest cues (self-introduction, titles), one word
@@ -557,6 +581,8 @@ PERSON_SUBJECT_CUES = (
     r"is from", r"was from", r"was born", r"had given", r"has given", r"gave", r"will be talking",
     r"spent", r"began", r"joined", r"married", r"is a very", r"is very", r"is my", r"was my",
     r"'s (?:kid|son|daughter|wife|husband|mother|father|brother|sister|friend|boss|killers?|family)",
+    r"paid", r"replied", r"emailed", r"texted", r"phoned", r"signed", r"complained",
+    r"call(?:s|ed)? (?:me|us|you)", r"(?:text|email|e-mail|contact|reach)(?:e[sd]|s|ed)? (?:me|us|you)",
 )  # fmt: skip
 #: Form-field labels that look like dialog speakers ("Phone: ...") but are not names.
 FIELD_LABELS = frozenset(
@@ -630,7 +656,8 @@ class PersonContextRecognizer(PatternRecognizer):
     * subject of a person verb: ``Tomomi Nishiyama lives at ...``, ``Zak shouted at ...``
     * dialog speaker at line start: ``Ubul: What a wife.`` (form labels like ``Phone:`` excluded)
     * first line of an address or signature block: a line that is only a 2-4 token name phrase
-      followed by lines with digits.
+      followed by lines with digits;
+    * a mailbox's display name: the name phrase right before ``<address>`` or ``(address)``.
     """
 
     def __init__(self, supported_language: str = "en") -> None:
@@ -651,6 +678,12 @@ class PersonContextRecognizer(PatternRecognizer):
                 + r"[ \t]+)?"
                 + _NAME_TOKEN
                 + r"){1,3}(?=[ \t]*\n(?:[^\n]*\n){0,3}[^\n]*\d)",
+                0.45,
+            ),
+            # a mailbox's display name: ``Jafet Pino Calvo <jpc@example.net>``, ``Ann Lee (ann@x.org)``
+            Pattern(
+                "Mailbox display name",
+                r"(?<![\w])" + NAME_PHRASE + r"(?=[ \t]*(?:<[^<>\s@]+@[^<>\s]+>|\([^()\s@]+@[^()\s]+\)))",
                 0.45,
             ),
         ]

@@ -256,10 +256,50 @@ def test_a_label_whose_value_is_a_name_is_not_a_speaker(pii_analyzer: Any, pii_p
         ("Dr Pamela Bell paid with card 3552039899782977 on Tuesday.", "Dr Pamela Bell"),
         ("Transfer from Ms Lucy Davis to Henry Jenkins was rejected.", "Ms Lucy Davis"),
         ("Mrs. Kathrine Filemonsen DDS is the CEO of the year.", "Mrs. Kathrine Filemonsen DDS"),
+        # honorifics and degrees of other languages (Faker writes them inside the name)
+        ("Dott.ssa Anna Neri paid with card 3552039899782977 on Tuesday.", "Dott.ssa Anna Neri"),
+        ("Dear pani Marcelina Harasimiuk, we received your payment.", "pani Marcelina Harasimiuk"),
+        ("Univ.Prof. Hans-Peter Kroker wrote: the card was declined", "Univ.Prof. Hans-Peter Kroker"),
+        ("I spoke with Pius Klapp and Hinrich Scheel MBA. about the outage.", "Hinrich Scheel MBA"),
+        # the NER took the title alone for the name
+        ("Hello, I'm Sig. Ermenegildo Filogamo and my phone is 06 1234 5678.", "Sig. Ermenegildo Filogamo"),
+        # a capitalized neighbour the tagger gives 0.18 joins the name
+        ("Can Emmanuelle Maillot call me back on +33 3 86 62 11 20 before noon?", "Emmanuelle Maillot"),
+        ("Transfer from Berat van den Nuwenhuijzen to Anna Smit was rejected.", "Berat van den Nuwenhuijzen"),
+        # the other end of "from X to Y", a mailbox's display name, a form field's value
+        ("Transfer from Megan Jacobi to Sil Haengreve, IBAN NL02NKUW9953448337.", "Sil Haengreve"),
+        ("Jafet Pino Calvo <vilardebora@example.net> wrote: the card was declined", "Jafet Pino Calvo"),
+        ("Applicant: Madhavi Pai\nPhone: 08114143568\nEmail: anay52@example.com", "Madhavi Pai"),
     ],
 )
 def test_the_whole_name_is_one_span(pii_analyzer: Any, pii_policy: PIIPolicy, text: str, name: str) -> None:
     assert name in _found(pii_analyzer, pii_policy, text).get("PERSON", [])
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Customer: Certainly, my order ID is 12345678.",  # a dialog line, not a form field's value
+        "5. Be patient: Finding the right match can take time.",
+        "We flew from Paris to London on Monday.",  # neither end is a person
+    ],
+)
+def test_no_name_from_the_field_and_from_to_rules(
+    pii_analyzer: Any, pii_policy: PIIPolicy, text: str
+) -> None:
+    assert "PERSON" not in _found(pii_analyzer, pii_policy, text)
+
+
+def test_right_extension_anchors_at_the_name_end() -> None:
+    # the rule once used ``\A`` with match(text, pos), which never matches past 0: it never fired
+    from tunegate.pii.detect import Span, _improve_persons
+
+    text = "Can Emmanuelle Maillot call me back"
+    out = _improve_persons(text, [Span("PERSON", 4, 14, 0.8)], [(4, 14, 0.95), (15, 22, 0.18)])
+    assert any(text[s.start : s.end] == "Emmanuelle Maillot" for s in out)
+    # a neighbour the tagger gives less than RULE_NAME_FLOOR stays out
+    out = _improve_persons(text, [Span("PERSON", 4, 14, 0.8)], [(4, 14, 0.95), (15, 22, 0.001)])
+    assert {text[s.start : s.end] for s in out} == {"Emmanuelle"}
 
 
 def test_a_lower_case_verb_is_not_an_honorific(pii_analyzer: Any, pii_policy: PIIPolicy) -> None:
@@ -269,6 +309,19 @@ def test_a_lower_case_verb_is_not_an_honorific(pii_analyzer: Any, pii_policy: PI
 def test_an_ipv4_address_is_not_a_phone(pii_analyzer: Any, pii_policy: PIIPolicy) -> None:
     found = _found(pii_analyzer, pii_policy, "The outage on 179.208.13.66 was reported by Andrés del Soler.")
     assert found.get("IP_ADDRESS") == ["179.208.13.66"] and "PHONE_NUMBER" not in found
+
+
+@pytest.mark.parametrize(
+    ("text", "phone"),
+    [
+        ("Shipping label: Olena Werner, tel. 01019 870957", "01019 870957"),
+        ("Shipping label: Adam Hunerik, tel. (0710)-967147", "(0710)-967147"),
+    ],
+)
+def test_trunk_zero_area_code_and_one_group(
+    pii_analyzer: Any, pii_policy: PIIPolicy, text: str, phone: str
+) -> None:
+    assert _found(pii_analyzer, pii_policy, text).get("PHONE_NUMBER") == [phone]
 
 
 def test_three_one_three_digits_need_a_cue(pii_analyzer: Any, pii_policy: PIIPolicy) -> None:
