@@ -535,13 +535,16 @@ _TITLES = (
     r"|Herr|Frau|Hr|Dipl|Ing|Mag|Univ|DI|Mme|Mlle|Me|Pr|M\.|Sr|Sra|Srta|Dra|Dña|Don|Doña|Dom|Sig"
     r"|Sig\.ra|Sig\.na|Sigg|Dott|Dott\.ssa|Prof\.ssa|Avv|Arch|Geom|Rag|Pan|Pani|pan|pani|Dhr|Mevr"
     r"|dhr|mevr|ir|drs|mr|Mgr|Bc|MUDr|JUDr|PhDr|RNDr|Bay|Bayan|Sn|Av|Doç|Yrd|Öğr|Gör|Arş|Okt|Uz|Çev|Op"
-    r"|Shri|Smt|Sri|Kumari|Km"
+    r"|Shri|Smt|Sri|Kumari|Km|Hj|Hjh|Dt|Drs|Ir|Lic|Licda|Licdo|Quý ông|Quý bà|Quý cô|Ông|Bà"
+    r"|Alhaji|Alhaja|Chief|Oba|Mallam"
+    r"|Dr\(a\)|Sr\(a\)|Dra\(o\)"
 )
 _TITLE_BEFORE = re.compile(r"(?:(?<!\w)(?:" + _TITLES + r")(?:\.-?[ \t]*|[ \t]+))+\Z")
 _TITLE_ONLY = re.compile(r"(?:(?:" + _TITLES + r")(?:\.-?[ \t]*|[ \t]+))*(?:" + _TITLES + r")\.?")
 _SUFFIX_AFTER = re.compile(
-    r",?[ \t]+(?:Jr|Sr|II|III|IV|MD|M\.D|DDS|PhD|Ph\.D|DVM|Esq|MBA|CPA|RN|B\.Sc|M\.Sc|B\.A|M\.A"
-    r"|B\.Eng|M\.Eng|LL\.M|LL\.B|BSc|MSc|MA|BA|CSc|DrSc|MSc\.|DiS)(?![\w])"
+    r",?[ \t]+(?:Jr|Sr|II|III|IV|MD|DDS|PhD|DVM|Esq|MBA|CPA|RN|BSc|MSc|MA|BA|CSc|DrSc|DiS"
+    # a dotted degree: B.Sc, Ph.D, LL.M, and the Indonesian S.Kom, M.TI, S.I.Kom
+    r"|(?:[A-Z][a-z]{0,3}\.){1,3}[A-Z][A-Za-z]{0,4})(?![\w])"
 )
 
 
@@ -560,9 +563,9 @@ def _with_titles(text: str, spans: list[Span]) -> list[Span]:
             ceiling = spans[i + 1].start if i + 1 < len(spans) else len(text)
             if _TITLE_ONLY.fullmatch(text, s.start, s.end):
                 # the NER took the title for the name (``Sig. Ermenegildo Filogamo`` -> ``Sig``)
-                m = regex.compile(r"(?:\.-?[ \t]*(?:" + _TITLES + r"))*\.?[ \t]+" + NAME_PHRASE).match(
-                    text, s.end, ceiling
-                )
+                m = regex.compile(
+                    r"(?:\(\w\))?(?:\.-?[ \t]*(?:" + _TITLES + r"))*\.?[ \t]+" + NAME_PHRASE
+                ).match(text, s.end, ceiling)
                 if m:
                     s = Span(s.entity_type, s.start, m.end(), s.score)
             m = _TITLE_BEFORE.search(text, max(floor, s.start - 32), s.start)
@@ -957,11 +960,31 @@ def _spacy_person(r: RecognizerResult) -> bool:
     )
 
 
-def _vetoed(tagger: Any, policy: PIIPolicy, text: str, r: RecognizerResult) -> bool:
-    """A PERSON from the spaCy NER alone that the tagger gives less than ``person_tagger_veto``."""
+def _vetoed(
+    tagger: Any, policy: PIIPolicy, text: str, r: RecognizerResult, cued: Sequence[tuple[int, int]] = ()
+) -> bool:
+    """A PERSON from the spaCy NER alone that the tagger gives less than ``person_tagger_veto``.
+
+    ``cued``: the spans a cue phrase names (:class:`PersonCueRecognizer`). Presidio keeps one result
+    per span, the best-scored: a name both spaCy and a cue found reaches here as spaCy's, and the
+    cue's support must still count (``Emergency contact: Fülöp Lajos, ...``)."""
     if not _spacy_person(r):
         return False
+    if any(a < r.end and r.start < b for a, b in cued):
+        return False
     return bool(tagger.person_probability(text, r.start, r.end) < policy.person_tagger_veto)
+
+
+def _cued_names(analyzer: AnalyzerEngine, text: str) -> list[tuple[int, int]]:
+    """The spans :class:`PersonCueRecognizer` finds in ``text`` (a regex pass; no model)."""
+    from tunegate.pii.recognizers import PersonCueRecognizer
+
+    return [
+        (r.start, r.end)
+        for rec in analyzer.registry.recognizers
+        if isinstance(rec, PersonCueRecognizer)
+        for r in rec.analyze(text, ["PERSON"], None)
+    ]
 
 
 def _line_labels(text: str) -> list[tuple[int, int]]:
@@ -1077,7 +1100,8 @@ def _detect_clean(analyzer: AnalyzerEngine, policy: PIIPolicy, texts: Sequence[s
             judge = [i for i, res in enumerate(results) if any(_spacy_person(r) for r in res)]
             tagger.prime([texts[i] for i in judge])
             for i in judge:
-                results[i] = [r for r in results[i] if not _vetoed(tagger, policy, texts[i], r)]
+                cued = _cued_names(analyzer, texts[i])
+                results[i] = [r for r in results[i] if not _vetoed(tagger, policy, texts[i], r, cued)]
             # names only a rule supports, and form labels read as dialog speakers
             ruled = [i for i, res in enumerate(results) if _rule_names(texts[i], res)]
             tagger.prime([texts[i] for i in ruled])

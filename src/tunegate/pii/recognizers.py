@@ -410,6 +410,7 @@ PERSON_FIELD_LABELS = (
     r"applicant", r"customer", r"client", r"patient", r"employee", r"student", r"passenger", r"guest",
     r"recipient", r"sender", r"owner", r"tenant", r"author", r"reviewer", r"approver", r"card ?holder",
     r"account name", r"from", r"to", r"cc", r"contact person", r"signatory", r"requester", r"assignee",
+    r"(?:emergency )?contact", r"next of kin", r"beneficiary", r"driver", r"caller", r"visitor",
 )  # fmt: skip
 
 
@@ -427,6 +428,21 @@ class PersonCueRecognizer(PatternRecognizer):
                 + r")[ \t]*:[ \t]*\K"
                 + NAME_PHRASE
                 + r"(?=[ \t]*[.;]?[ \t]*(?:\n|\Z))",
+                0.55,
+            ),
+            # ... or a name of two or more words before the next item (``Emergency contact: Hope
+            # Okonkwo, (627) 208-4262``; one word is too little: ``Customer: Certainly, my...``)
+            Pattern(
+                "Person in a form field, then more",
+                r"(?m)^[ \t>*#\-•]*(?i:"
+                + "|".join(PERSON_FIELD_LABELS)
+                + r")[ \t]*:[ \t]*\K"
+                + _NAME_TOKEN
+                + r"(?:[ \t]+(?:"
+                + _PARTICLE
+                + r"[ \t]+)?"
+                + _NAME_TOKEN
+                + r"){1,3}(?=[ \t]*[,(<;])",
                 0.55,
             ),
             # scripts without letter case (CJK, Hangul, Arabic, Hebrew, Thai...): the cue alone decides
