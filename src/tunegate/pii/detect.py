@@ -437,6 +437,21 @@ def _resolve(text: str, spans: list[Span]) -> list[Span]:
     return merged
 
 
+_LIST_MARKER = re.compile(r"[a-z][.)][ \t]+")
+
+
+def _without_list_markers(text: str, spans: list[Span]) -> list[Span]:
+    """A PERSON span never starts with a line-initial list marker (``b. John Adams`` -> ``John
+    Adams``): the letter is the item's, not a name's initial (an initial is upper case)."""
+    out = []
+    for s in spans:
+        m = _LIST_MARKER.match(text, s.start, s.end) if s.entity_type == "PERSON" else None
+        if m and not text[text.rfind("\n", 0, s.start) + 1 : s.start].strip():
+            s = Span(s.entity_type, m.end(), s.end, s.score)
+        out.append(s)
+    return out
+
+
 def _split_lines(text: str, spans: list[Span]) -> list[Span]:
     r"""A PERSON span never crosses a line break: the NER sometimes runs a name into the next line
     (``Name: Peter\nAge: 43`` -> ``Peter\nAge``; two list items ``Kylo Ren\n- John Boyega``).
@@ -512,7 +527,7 @@ def postprocess(
     if "PERSON" in wanted:
         spans = _split_lines(text, spans)
         trust = 1.1 if believe is None else believe  # 1.1: no probability reaches it
-        spans = filter_persons(text, spans, tags, words, trust)
+        spans = filter_persons(text, _without_list_markers(text, spans), tags, words, trust)
         spans = _improve_persons(text, spans, words)
         spans = filter_persons(text, spans, tags, words, trust)
     holes = [(m.start(), m.end()) for m in _rx()["placeholder"].finditer(text)]
@@ -583,6 +598,8 @@ _FUNCTION_TAGS = frozenset(
     ["DT", "PDT", "IN", "CC", "CD", "PRP", "PRP$", "WDT", "WP", "WP$", "WRB", "TO", "MD", "EX", "UH",
      "POS", "SYM", "LS", ".", ",", ":", "``", "''", "-LRB-", "-RRB-", "HYPH", "NFP", "ADD", "_SP", "$"]
 )  # fmt: skip
+#: A sentence-initial word spaCy tags an adverb is trimmed off a name below this tagger probability.
+_ADVERB_NAME = 0.1
 _VERB_TAGS = frozenset(["VB", "VBD", "VBG", "VBN", "VBP", "VBZ", "RB", "RBR", "RBS"])
 _COMMON_NOUN_TAGS = frozenset({"NN", "NNS"})
 _PROPER_TAGS = frozenset({"NNP", "NNPS"})
@@ -698,6 +715,15 @@ def filter_persons(
                         words[j][2] in _FUNCTION_TAGS or word_class_trim(words[j])
                         for j in _glued(text, words, i)
                     )
+                if (
+                    tag in {"RB", "RBR", "RBS"}
+                    and words_p
+                    and _sentence_start(text, a)
+                    and span_probability(words_p, a, b) < _ADVERB_NAME
+                ):
+                    # "Finally Sara went": a sentence adverb, capitalized by position; spaCy also
+                    # tags "Emily", "Carly" RB, which the tagger believes
+                    return True
                 if tag != "VB" or not _sentence_start(text, a):
                     return False
                 # an imperative opens a sentence and is followed by its object, not by a surname
@@ -729,6 +755,8 @@ def filter_persons(
                 continue  # "the player", "a huntsman": a name in lower case takes no article
             s = Span("PERSON", start, end, s.score)
         value = text[s.start : s.end].strip()
+        if sum(c.isalpha() for c in value) < 2:
+            continue  # "d" of a multiple-choice list: one letter names no one
         if " " not in value and _camel_case(value):
             continue
         if value.casefold() in _FAMILY_WORDS:

@@ -332,7 +332,12 @@ class PersonTagger:
         caps = [(a, b, p) for a, b, p in run if text[a : a + 1].isupper()]
         if len(caps) < 2 or max(p for _, _, p in caps) < PAIR_SEED:
             return False
-        return any(len(self.tokenizer.tokenize(text[a:b])) > 1 for a, b, _ in caps)
+        return not all(self.known_word(text[a:b]) for a, b, _ in caps)
+
+    def known_word(self, word: str) -> bool:
+        """Whether the (uncased) tokenizer's vocabulary holds ``word`` whole: a common word, or a
+        name common in English text; names of other origins split into pieces."""
+        return len(self.tokenizer.tokenize(word)) == 1
 
     def predict(
         self, texts: Sequence[str], batch_size: int = BATCH_WINDOWS

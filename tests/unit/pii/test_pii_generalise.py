@@ -297,6 +297,24 @@ def test_no_name_from_the_field_pair_and_from_to_rules(
     assert "PERSON" not in _found(pii_analyzer, pii_policy, text)
 
 
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        # a line-initial list marker is the item's, not an initial; a lone letter names no one
+        ("Who was first?\n   a. George Washington\n   b. John Adams", ["George Washington", "John Adams"]),
+        ("The rest of the votes went to candidate C. How many did candidate C get?", []),
+        # a sentence adverb capitalized by position is not part of the name
+        ("Add any missing punctuation.\nFinally Sara went to the supermarket", ["Sara"]),
+        # ... but a name spaCy tags an adverb stays (the tagger believes it)
+        ("Carly made 12 cupcakes. How many cupcakes did Carly make?", ["Carly", "Carly"]),
+    ],
+)
+def test_list_markers_letters_and_sentence_adverbs(
+    pii_analyzer: Any, pii_policy: PIIPolicy, text: str, names: list[str]
+) -> None:
+    assert _found(pii_analyzer, pii_policy, text).get("PERSON", []) == names
+
+
 def test_right_extension_anchors_at_the_name_end() -> None:
     # the rule once used ``\A`` with match(text, pos), which never matches past 0: it never fired
     from tunegate.pii.detect import Span, _improve_persons
