@@ -14,6 +14,11 @@ from Faker in many locales (names of many origins, each locale's phone layout). 
   phone 0.993), which came from ``probe_a`` and a seed-7 sample of ``probe_a``'s frames with the 14
   other locales, and again after them.
 
+* ``probe_c`` (16 more frames, seed 7; 38 locales, among them 6 of probe_b's other locales and 32
+  no probe had: Nigerian, Ghanaian, Kenyan, Azerbaijani, Icelandic, Hungarian, Baltic...): written
+  for the 2026-12-06 night session and looked at while developing (honorifics of more languages,
+  the tagger's two-word rule, form fields). A development fold; ``probe_b`` stays the measure.
+
 Gold spans are the inserted values (a Faker name includes its honorific or suffix when Faker writes
 one: ``Dr. Pamela Bell``, ``... DDS``). Scored like ``bench/pii_recall.py``, next to stock Presidio
 (same spaCy model). Faker's version is recorded: other versions draw other values.
@@ -85,6 +90,32 @@ LOCALES_B = {
 }  # fmt: skip
 
 
+FRAMES_C = [
+    "Invoice 7731 was issued to {PERSON}; questions go to {EMAIL_ADDRESS}.",
+    "Last week {PERSON} moved to Leeds and gave us {PHONE_NUMBER} as the new contact.",
+    "Refund approved for {PERSON} ({IBAN_CODE}).",
+    "The package for {PERSON} is held at the depot until Friday.",
+    "Ticket 5521 opened by {PERSON} from {IP_ADDRESS}",
+    "Emergency contact: {PERSON}, {PHONE_NUMBER}",
+    "I think {PERSON} already paid with {CREDIT_CARD}, can you check?",
+    "According to {PERSON}, the SSN {US_SSN} belongs to her brother.",
+    "Meeting notes - attendees: {PERSON}, {PERSON}, and {PERSON}.",
+    "Our driver {PERSON} will call you from {PHONE_NUMBER}.",
+    "Please ask {PERSON} to resend the form to {EMAIL_ADDRESS}.",
+    "Account closed at the request of {PERSON} on 12 March.",
+    "Signed, {PERSON}",
+    "lol {PERSON} forgot her card {CREDIT_CARD} at the bar again",
+    "Payment from {PERSON} (IBAN {IBAN_CODE}) arrived late.",
+    "Patient {PERSON}, DOB 04/07/1988, phone {PHONE_NUMBER}",
+]
+LOCALES_C = [
+    "en_AU", "en_NZ", "en_CA", "ro_RO", "hu_HU", "da_DK", "fi_FI", "no_NO", "es_MX", "pt_PT",
+    "fr_CH", "de_AT", "it_CH", "id_ID", "vi_VN", "hr_HR", "lt_LT", "yo_NG", "zu_ZA", "tw_GH",
+    "en_PH", "fil_PH", "lv_LV", "sq_AL", "bs_BA", "az_AZ", "uz_UZ", "ga_IE", "en_KE", "en_IE",
+    "ha_NG", "ig_NG", "es_AR", "fr_BE", "is_IS", "mt_MT", "en_NG", "en_PK",
+]  # fmt: skip
+
+
 def _value(fake: Any, entity: str, rng: random.Random) -> str:
     """A Faker value of ``entity`` in the locale of ``fake`` (en_US's where the locale has none)."""
     from faker import Faker
@@ -150,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     sets = {
         "probe_a": build(FRAMES_A, {"all": LOCALES_A}, args.records, 1),
         "probe_b": build(FRAMES_B, LOCALES_B, args.records, 99),
+        "probe_c": build(FRAMES_C, {"all": LOCALES_C}, args.records, 7),
     }
     sides = {"tunegate": tunegate_detector(args.model), "presidio_stock": stock_detector(args.model)}
     result: dict[str, Any] = {

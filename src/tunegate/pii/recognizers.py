@@ -261,10 +261,11 @@ class EuPhoneRecognizer(_StaticPatternRecognizer):
             r"(?<![\w+.\-])\(0\d{1,5}\)[ \t]?\d{3,8}" + _EXT + r"(?![\w]|[.\-]\d)",
             0.5,
         ),
-        # a trunk-0 area code, then the subscriber number in one group: 01019 870957, (0710)-967147
+        # a trunk-0 area code, then the subscriber number in one group (or two): 01019 870957,
+        # (0710)-967147, 0316 92472 387
         Pattern(
             "Phone (trunk 0 area code, one group)",
-            r"(?<![\w+.\-])(?:\(0\d{2,5}\)|0\d{2,5})(?:[ \t]?[-/][ \t]?|[ \t])\d{4,8}"
+            r"(?<![\w+.\-])(?:\(0\d{2,5}\)|0\d{2,5})(?:[ \t]?[-/][ \t]?|[ \t])\d{4,8}(?:[ \t]\d{2,5})?"
             + _EXT
             + r"(?![\w]|[.\-]\d)",
             0.5,

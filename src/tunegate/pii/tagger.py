@@ -55,7 +55,7 @@ BATCH_WINDOWS = 16
 
 #: A run of two or more capitalized words below the threshold is a name when one reaches this and one
 #: is not a whole word of the tokenizer's vocabulary (see PersonTagger._pair). 0.5 was chosen on
-#: tunegate's own Faker probes (probe_a, a probe_c of other frames and 42 locales), checked on the
+#: tunegate's own Faker probes (probe_a, a probe_c of other frames and 38 locales), checked on the
 #: development sets: presidio_synth dev lost precision only on ``The Princess Royal`` before the
 #: vocabulary condition.
 PAIR_SEED = 0.5

@@ -341,6 +341,7 @@ def test_an_ipv4_address_is_not_a_phone(pii_analyzer: Any, pii_policy: PIIPolicy
     [
         ("Shipping label: Olena Werner, tel. 01019 870957", "01019 870957"),
         ("Shipping label: Adam Hunerik, tel. (0710)-967147", "(0710)-967147"),
+        ("Niklas moved to Leeds and gave us 0316 92472 387 as the new contact.", "0316 92472 387"),
     ],
 )
 def test_trunk_zero_area_code_and_one_group(
