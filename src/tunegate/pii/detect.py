@@ -551,7 +551,7 @@ _TITLES = (
     r"|Sig\.ra|Sig\.na|Sigg|Dott|Dott\.ssa|Prof\.ssa|Avv|Arch|Geom|Rag|Pan|Pani|pan|pani|Dhr|Mevr"
     r"|dhr|mevr|ir|drs|mr|Mgr|Bc|MUDr|JUDr|PhDr|RNDr|Bay|Bayan|Sn|Av|Doç|Yrd|Öğr|Gör|Arş|Okt|Uz|Çev|Op"
     r"|Shri|Smt|Sri|Kumari|Km|Hj|Hjh|Dt|Drs|Ir|Lic|Licda|Licdo|Quý ông|Quý bà|Quý cô|Ông|Bà"
-    r"|Alhaji|Alhaja|Chief|Oba|Mallam"
+    r"|Alhaji|Alhaja|Chief|Oba|Mallam|Iya|Madam|Madame|Tgk|Cô|Bác|dr"
     r"|Dr\(a\)|Sr\(a\)|Dra\(o\)"
 )
 _TITLE_BEFORE = re.compile(r"(?:(?<!\w)(?:" + _TITLES + r")(?:\.-?[ \t]*|[ \t]+))+\Z")

@@ -395,7 +395,7 @@ PERSON_CUES = (
     r"my name is", r"name is", r"i am", r"i'm", r"this is", r"call me", r"called", r"named",
     r"name:", r"name\s*-", r"last name\??", r"first name\??", r"surname", r"mr\.?", r"mrs\.?",
     r"ms\.?", r"miss", r"mx\.?", r"dr\.?", r"prof\.?", r"sir", r"madam", r"dear", r"hi", r"hello",
-    r"hey", r"thanks", r"thank you", r"regards,?", r"sincerely,?", r"cheers,?", r"signed", r"sign",
+    r"hey", r"thanks", r"thank you", r"regards,?", r"sincerely,?", r"cheers,?", r"signed,?", r"sign",
     r"speaker", r"directed by:?", r"written by:?", r"produced by:?", r"authored by:?",
     r"attn:?", r"attention:?", r"c/o", r"ask for", r"speak to", r"spoke to", r"spoke with",
     r"talk to", r"talked to", r"follow up with", r"user:", r"change it to", r"tribute to", r"not by",
