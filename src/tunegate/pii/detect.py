@@ -551,11 +551,12 @@ _TITLES = (
     r"|Sig\.ra|Sig\.na|Sigg|Dott|Dott\.ssa|Prof\.ssa|Avv|Arch|Geom|Rag|Pan|Pani|pan|pani|Dhr|Mevr"
     r"|dhr|mevr|ir|drs|mr|Mgr|Bc|MUDr|JUDr|PhDr|RNDr|Bay|Bayan|Sn|Av|Doç|Yrd|Öğr|Gör|Arş|Okt|Uz|Çev|Op"
     r"|Shri|Smt|Sri|Kumari|Km|Hj|Hjh|Dt|Drs|Ir|Lic|Licda|Licdo|Quý ông|Quý bà|Quý cô|Ông|Bà"
-    r"|Alhaji|Alhaja|Chief|Oba|Mallam|Iya|Madam|Madame|Tgk|Cô|Bác|dr"
+    r"|Alhaji|Alhaja|Chief|Oba|Mallam|Iya|Madam|Madame|Tgk|Cô|Bác"
     r"|Dr\(a\)|Sr\(a\)|Dra\(o\)"
 )
 _TITLE_BEFORE = re.compile(r"(?:(?<!\w)(?:" + _TITLES + r")(?:\.-?[ \t]*|[ \t]+))+\Z")
 _TITLE_ONLY = re.compile(r"(?:(?:" + _TITLES + r")(?:\.-?[ \t]*|[ \t]+))*(?:" + _TITLES + r")\.?")
+_TITLE_GAP = re.compile(r"(?:\(\w\))?\.?-?[ \t]*")
 _SUFFIX_AFTER = re.compile(
     r",?[ \t]+(?:Jr|Sr|II|III|IV|MD|DDS|PhD|DVM|Esq|MBA|CPA|RN|BSc|MSc|MA|BA|CSc|DrSc|DiS"
     # a dotted degree: B.Sc, Ph.D, LL.M, and the Indonesian S.Kom, M.TI, S.I.Kom
@@ -577,6 +578,13 @@ def _with_titles(text: str, spans: list[Span]) -> list[Span]:
             floor = out[-1].end if out else 0
             ceiling = spans[i + 1].start if i + 1 < len(spans) else len(text)
             if _TITLE_ONLY.fullmatch(text, s.start, s.end):
+                nxt = spans[i + 1] if i + 1 < len(spans) else None
+                if (
+                    nxt is not None
+                    and nxt.entity_type == "PERSON"
+                    and _TITLE_GAP.fullmatch(text, s.end, nxt.start)
+                ):
+                    continue  # ``Dr`` + ``Salimah Namaga``: the name's own title search takes it
                 # the NER took the title for the name (``Sig. Ermenegildo Filogamo`` -> ``Sig``)
                 m = regex.compile(
                     r"(?:\(\w\))?(?:\.-?[ \t]*(?:" + _TITLES + r"))*\.?[ \t]+" + NAME_PHRASE

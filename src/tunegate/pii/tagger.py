@@ -334,7 +334,7 @@ class PersonTagger:
                 out.append((cur[0][0], cur[-1][1], sum(p for _, _, p in cur) / len(cur)))
             cur = []
         # names of origins the training data rarely had: two or more adjacent capitalized words,
-        # none a whole vocabulary word, that the tagger only half-believes (Vasif Qurbanlı 0.29/0.30)
+        # none a whole vocabulary word, that the tagger only half-believes (Somtochukwu Madu 0.38/0.28)
         for w in [*words, None]:
             if w is not None and w[2] >= RARE_PAIR[0] and self._rare_name_word(text[w[0] : w[1]]):
                 cur.append(w)

@@ -274,8 +274,8 @@ def test_a_label_whose_value_is_a_name_is_not_a_speaker(pii_analyzer: Any, pii_p
         ("Emergency contact: Fülöp Lajos, 90/066-0820", "Fülöp Lajos"),
         # two capitalized words the tagger half-believes, one not in its vocabulary (0.61/0.52)
         ("Account closed at the request of Bhuti Mcebisi Myeni on 12 March.", "Bhuti Mcebisi Myeni"),
-        # ... or only a little (0.29/0.30), when neither word is a vocabulary word
-        ("Account closed at the request of Vasif Qurbanlı on 12 March.", "Vasif Qurbanlı"),
+        # ... or only a little (0.38/0.28), when neither word is a vocabulary word
+        ("The package for Somtochukwu Madu is held at the depot until Friday.", "Somtochukwu Madu"),
         ("Signed, Najam Maheen", "Najam Maheen"),
         ("Meeting notes - attendees: Dr(a). Geronimo Mendoza and Ana Ruiz.", "Dr(a). Geronimo Mendoza"),
         ("Signed, Dr. Salimah Namaga, S.Sos", "Dr. Salimah Namaga, S.Sos"),
