@@ -368,6 +368,16 @@ def test_the_scheduler_itself_creates_and_completes_a_run(
         assert "InvalidRequestError" not in server_log, server_log
         assert list((workdir / "drift").glob("*/drift_report.json")), "the scheduled run wrote no report"
 
+        # an idle worker must stop promptly: pause the schedule and let a run already started (every
+        # 15 s, one may be) finish, or SIGTERM waits for it (20 s under a loaded CI)
+        pause = urllib.request.Request(
+            f"{api}/deployments/{deployment['id']}/pause_deployment", method="POST"
+        )
+        urllib.request.urlopen(pause, timeout=10).close()  # loopback only
+        idle_by = time.monotonic() + 120
+        busy = {"state": {"type": {"any_": ["PENDING", "RUNNING"]}}}
+        while time.monotonic() < idle_by and _post(f"{api}/flow_runs/filter", {**body, "flow_runs": busy}):
+            time.sleep(1)
         rc, took = _sigterm_and_wait(worker, 20)
         timings["worker_sigterm_exit_s"] = took
         assert rc is not None, f"the worker ignored SIGTERM for 20 s:\n{_tail(worker_log)}"

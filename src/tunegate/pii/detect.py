@@ -315,6 +315,10 @@ def _rx() -> dict[str, Any]:
         _RX["from_to"] = regex.compile(
             r"\b[Ff]rom[ \t]+(" + NAME_PHRASE + r")[ \t]+to[ \t]+(" + NAME_PHRASE + r")"
         )
+        # the rest of a title the NER took for the name, then the name (``Sig`` + ``. Ermenegildo ...``)
+        _RX["name_after_title"] = regex.compile(
+            r"(?:\(\w\))?(?:\.-?[ \t]*(?:" + _TITLES + r"))*\.?[ \t]+" + NAME_PHRASE
+        )
         _RX["placeholder"] = regex.compile(PLACEHOLDER_PATTERN)
         _RX["field_labels"] = FIELD_LABELS
         _RX["line_part"] = regex.compile(r"\w(?:[^\n]*\w)?")  # one line's first to last word character
@@ -542,9 +546,9 @@ def postprocess(
 #: Honorifics right before a name and generational/degree suffixes right after it: part of how the
 #: name is written (``Dr. Pamela Bell``, ``Dott.ssa Anna Neri``, ``pani Ada Nowak``, ``John Smith
 #: Jr``, ``Anto Kreusel B.Sc.``), so they go into its span. The common forms of English, German,
-#: French, Spanish, Portuguese, Italian, Polish, Dutch, Czech, Turkish and Indian usage; capitalized
-#: forms only, except the lower-case Polish and Dutch ones (``I miss john`` keeps ``miss``); a
-#: suffix's final dot stays out (it may end the sentence).
+#: French, Spanish, Portuguese, Italian, Polish, Dutch, Czech, Turkish, Indonesian, Vietnamese,
+#: Yoruba, Hausa and Indian usage; capitalized forms only, except the lower-case Polish and Dutch
+#: ones (``I miss john`` keeps ``miss``); a suffix's final dot stays out (it may end the sentence).
 _TITLES = (
     r"Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Dame|Rev|Fr|Hon|Capt|Col|Gen|Lt|Sgt|Maj|Cdr|Adm|Gov|Sen|Rep"
     r"|Herr|Frau|Hr|Dipl|Ing|Mag|Univ|DI|Mme|Mlle|Me|Pr|M\.|Sr|Sra|Srta|Dra|Dña|Don|Doña|Dom|Sig"
@@ -568,10 +572,6 @@ def _with_titles(text: str, spans: list[Span]) -> list[Span]:
     """PERSON spans widened over an adjacent honorific before and a suffix after, where no other
     span is in the way. Where a data set labels ``Dr. Pamela Bell`` whole, the name is caught
     whole; where it labels ``Pamela Bell``, the wider span still covers it."""
-    import regex
-
-    from tunegate.pii.recognizers import NAME_PHRASE
-
     out: list[Span] = []
     for i, s in enumerate(spans):
         if s.entity_type == "PERSON":
@@ -586,9 +586,7 @@ def _with_titles(text: str, spans: list[Span]) -> list[Span]:
                 ):
                     continue  # ``Dr`` + ``Salimah Namaga``: the name's own title search takes it
                 # the NER took the title for the name (``Sig. Ermenegildo Filogamo`` -> ``Sig``)
-                m = regex.compile(
-                    r"(?:\(\w\))?(?:\.-?[ \t]*(?:" + _TITLES + r"))*\.?[ \t]+" + NAME_PHRASE
-                ).match(text, s.end, ceiling)
+                m = _rx()["name_after_title"].match(text, s.end, ceiling)
                 if m:
                     s = Span(s.entity_type, s.start, m.end(), s.score)
             m = _TITLE_BEFORE.search(text, max(floor, s.start - 32), s.start)
