@@ -11,6 +11,7 @@ report, the ledger event and the published artifact. Every process group is kill
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -369,18 +370,27 @@ def test_the_scheduler_itself_creates_and_completes_a_run(
         assert "InvalidRequestError" not in server_log, server_log
         assert list((workdir / "drift").glob("*/drift_report.json")), "the scheduled run wrote no report"
 
-        # an idle worker must stop promptly: pause the schedule and let a run already started (every
-        # 15 s, one may be) finish, or SIGTERM waits for it (20 s under a loaded CI)
+        # an idle worker must stop by itself: pause the schedule, delete the runs it made that have
+        # not started, and let a started one finish (the worker waits for its runs on SIGTERM)
         pause = urllib.request.Request(
             f"{api}/deployments/{deployment['id']}/pause_deployment", method="POST"
         )
         urllib.request.urlopen(pause, timeout=10).close()  # loopback only
-        idle_by = time.monotonic() + 120
-        busy = {"state": {"type": {"any_": ["PENDING", "RUNNING"]}}}
-        while time.monotonic() < idle_by and _post(f"{api}/flow_runs/filter", {**body, "flow_runs": busy}):
-            time.sleep(1)
-        # the regression was a worker that never exited on SIGTERM (killed after 35 s); an idle
-        # worker's graceful shutdown took over 20 s twice in CI while the other xdist process trained
+        waiting = {"state": {"type": {"any_": ["SCHEDULED"]}}}
+        for r in _post(f"{api}/flow_runs/filter", {**body, "flow_runs": waiting}):
+            gone = urllib.request.Request(f"{api}/flow_runs/{r['id']}", method="DELETE")
+            with contextlib.suppress(urllib.error.HTTPError):  # the worker took it: waited for below
+                urllib.request.urlopen(gone, timeout=10).close()  # loopback only
+        idle_by = time.monotonic() + 180
+        busy = {"state": {"type": {"any_": ["PENDING", "RUNNING", "CANCELLING"]}}}
+        for _ in range(2):  # again after 2 s: a run fetched just before the deletes turns PENDING
+            while time.monotonic() < idle_by and _post(
+                f"{api}/flow_runs/filter", {**body, "flow_runs": busy}
+            ):
+                time.sleep(1)
+            time.sleep(2)
+        # the regression was a worker that never exited on SIGTERM (killed after 35 s); the bound
+        # leaves room for a loaded CI (the other xdist process trains meanwhile)
         rc, took = _sigterm_and_wait(worker, SIGTERM_EXIT_S)
         timings["worker_sigterm_exit_s"] = took
         assert rc is not None, f"the worker ignored SIGTERM for {SIGTERM_EXIT_S} s:\n{_tail(worker_log)}"
