@@ -170,7 +170,7 @@ def build_analyzer(policy: PIIPolicy) -> AnalyzerEngine:
     is off). Nothing is downloaded, ever.
     """
     from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
-    from presidio_analyzer.predefined_recognizers import EmailRecognizer
+    from presidio_analyzer.predefined_recognizers import EmailRecognizer, UsSsnRecognizer
 
     from tunegate.pii import recognizers as rec
 
@@ -205,14 +205,15 @@ def build_analyzer(policy: PIIPolicy) -> AnalyzerEngine:
         presidio_log.setLevel(level)
     kept = []
     for r in registry.recognizers:
-        if isinstance(r, EmailRecognizer):
-            continue  # replaced by the offline-validated subclass below
+        if isinstance(r, EmailRecognizer | UsSsnRecognizer):
+            continue  # replaced by the subclasses below (offline-validated; published samples kept)
         if wanted & set(r.supported_entities):
             kept.append(r)
     registry.recognizers = kept
     ours = [
         rec.OfflineEmailRecognizer(supported_language=lang),
         rec.ObfuscatedEmailRecognizer(supported_language=lang),
+        rec.SampleKeepingSsnRecognizer(supported_language=lang),
         rec.IdnEmailRecognizer(supported_language=lang),
         # tunegate's PESEL, not Presidio's PlPeselRecognizer: equal recall, but Presidio's matches 11-digit
         # runs inside card numbers (no word boundary; 12 hits on presidio_synth + Banking77, and on
@@ -526,7 +527,7 @@ def postprocess(
     ]
     if "PHONE_NUMBER" in wanted:
         spans = [s for s in spans if s.entity_type != "PHONE_NUMBER" or not not_a_phone(text, s.start, s.end)]
-        spans = _ssn_over_phone(text, spans)
+        spans = _identifier_or_phone(text, _ssn_over_phone(text, spans))
     spans = [s for s in spans if not _not_an_identifier(text, s)]
     if "PERSON" in wanted:
         spans = _split_lines(text, spans)
@@ -812,12 +813,29 @@ _VERSION_BEFORE = re.compile(
 _SSN_SHAPE = re.compile(r"\d{3}([- .])\d{2}\1\d{4}")
 
 
+#: An operator or ``=`` right after a number, or an operator, ``<number> =`` or ``<<`` (GSM8K's
+#: calculator markup) right before it: ``2000-1800 = 200``, ``(3600/6000)*100%``,
+#: ``<<1200-1000=200>>``. Not a key's ``=`` (``phone=+49 30 1234567`` stays a phone).
+_ARITHMETIC_AFTER = re.compile(r"[ \t]*(?:=|[*×÷%]|\)[ \t]*[*×÷/=])")
+_ARITHMETIC_BEFORE = re.compile(r"(?:\d[ \t]*=|<<|[*×÷])[ \t]*[$€£]?\Z")
+
+
+def _in_arithmetic(text: str, start: int, end: int) -> bool:
+    """Whether a number is an operand of a written calculation (worked maths answers: ``1200-1000=200``
+    is not a phone number, ``409500-400000 = 9500`` not a card)."""
+    return bool(
+        _ARITHMETIC_AFTER.match(text, end) or _ARITHMETIC_BEFORE.search(text, max(0, start - 6), start)
+    )
+
+
 def _not_an_identifier(text: str, span: Span) -> bool:
     """A structured-identifier candidate that its surroundings show is something else: a card
-    number that is only a piece of a longer hyphenated/dotted number, or a version number that
-    reads as an IP address."""
+    number that is only a piece of a longer hyphenated/dotted number or an operand of a calculation,
+    or a version number that reads as an IP address."""
     if span.entity_type == "CREDIT_CARD":
-        return bool(_NUMBER_BEFORE.search(text[max(0, span.start - 2) : span.start]))
+        return bool(_NUMBER_BEFORE.search(text[max(0, span.start - 2) : span.start])) or _in_arithmetic(
+            text, span.start, span.end
+        )
     if span.entity_type == "IP_ADDRESS":
         return bool(_VERSION_BEFORE.search(text[max(0, span.start - 12) : span.start]))
     return False
@@ -841,6 +859,49 @@ def _ssn_over_phone(text: str, spans: list[Span]) -> list[Span]:
     ]
 
 
+#: Words that say which identifier a number is, looked for on its line just before it.
+_CUES = {
+    "PHONE_NUMBER": re.compile(
+        r"\b(?:(?:phone|call|text|dial|ring|reach)(?:s|e?d|ing|led|ling)?|rang|tel|telephone|mobile|cell|fax"
+        r"|sms|whatsapp|landline|hotline)\b",
+        re.I,
+    ),
+    "CREDIT_CARD": re.compile(
+        r"\b(?:card|credit|debit|visa|mastercard|maestro|amex|discover|jcb|diners|paid|pay|payment|charge"
+        r"|billing|checkout|expir\w*)\b",
+        re.I,
+    ),
+    "PL_PESEL": re.compile(r"\b(?:pesel|national\s+id|identity|identification|dowód|dowod)\b", re.I),
+}
+
+
+def _identifier_or_phone(text: str, spans: list[Span]) -> list[Span]:
+    """A number claimed both by a checksum-validated identifier (a card, a PESEL) and by the phone
+    recognizers is what the words before it on its line say: ``Card number 675987789327`` is a
+    card (both recognizers score it 0.85, and the tie went to the phone), ``call 04323194875`` a
+    phone number whose digits happen to pass the PESEL check (1 number in 10 does). With cues for
+    both or for neither, the scores decide (:func:`_resolve`)."""
+    phones = [s for s in spans if s.entity_type == "PHONE_NUMBER"]
+    if not phones:
+        return spans
+    drop: set[Span] = set()
+    for s in spans:
+        if s.entity_type not in ("CREDIT_CARD", "PL_PESEL"):
+            continue
+        rivals = [p for p in phones if p.start < s.end and s.start < p.end]
+        if not rivals:
+            continue
+        start = min(s.start, *(p.start for p in rivals))
+        before = text[max(text.rfind("\n", 0, start) + 1, start - 48) : start]
+        own = bool(_CUES[s.entity_type].search(before))
+        phone = bool(_CUES["PHONE_NUMBER"].search(before))
+        if own and not phone:
+            drop.update(rivals)
+        elif phone and not own:
+            drop.add(s)
+    return [s for s in spans if s not in drop]
+
+
 def _bare_run_not_phone(value: str) -> bool:
     """An unformatted digit run that no common writing of a phone number explains: no ``+``, no
     trunk ``0``, not a North American number written bare (10 digits, area code and exchange
@@ -861,8 +922,9 @@ def not_a_phone(text: str, start: int, end: int) -> bool:
     Judged from the value and its surroundings: a time (``:mm``) or date right next to it, a
     currency sign or word, or a reference cue (``order``, ``invoice``, ``ticket``, ``#``...) just
     before it with no phone cue (``phone``, ``call``, ``tel``...) nearby. An IPv4 dotted quad, a year range
-    (``1990-2000``) is never a phone, nor a bare digit run of a shape no phone is written in
-    (:func:`_bare_run_not_phone`) without a phone cue on its line, up to 80 characters before or 25 after.
+    (``1990-2000``), an operand of a calculation (:func:`_in_arithmetic`) is never a phone, nor a
+    bare digit run of a shape no phone is written in (:func:`_bare_run_not_phone`) or six digits in
+    pairs without a phone cue on its line, up to 80 characters before or 25 after.
     """
     if not _PHONE_RX:
         import regex
@@ -892,12 +954,13 @@ def not_a_phone(text: str, start: int, end: int) -> bool:
         _PHONE_RX["year_range"] = regex.compile(r"((?:1[89]|20)\d\d)\s?[-–—/]\s?((?:1[89]|20)\d\d)")
         # words that make a bare digit run a phone number ("call 1696516330", "1696516330 (mobile)")
         _PHONE_RX["run_cue"] = regex.compile(
-            r"\b(?:phone|call|tel|telephone|mobile|mob|cell|cellphone|fax|sms|text|whatsapp|dial|ring|"
-            r"contact|reach|number|nr|no|ph|office|desk|home|work|landline|hotline|helpline)\b",
+            r"\b(?:(?:phone|call|text|dial|ring|contact|reach|number)(?:s|e?d|ing|led|ling)?|rang|tel|"
+            r"telephone|mobile|mob|cell|cellphone|fax|sms|whatsapp|nr|no|ph|office|desk|home|work|landline|"
+            r"hotline|helpline)\b",
             regex.I,
         )
     value = text[start:end]
-    if _PHONE_RX["date"].search(value):
+    if _PHONE_RX["date"].search(value) or _in_arithmetic(text, start, end):
         return True
     quad = value.split(".")
     if len(quad) == 4 and all(q.isdigit() and len(q) <= 3 and int(q) <= 255 for q in quad):
@@ -906,7 +969,8 @@ def not_a_phone(text: str, start: int, end: int) -> bool:
     if years and int(years.group(1)) < int(years.group(2)):
         return True  # 1990-2000, 2005 - 2010
     line_start = text.rfind("\n", 0, start) + 1
-    if _bare_run_not_phone(value) and not _PHONE_RX["run_cue"].search(
+    short = re.fullmatch(r"\d\d \d\d \d\d", value)  # six digits (Luxembourg): only with a cue
+    if (short or _bare_run_not_phone(value)) and not _PHONE_RX["run_cue"].search(
         text[max(line_start, start - 80) : start] + " " + text[end : end + 25]
     ):
         return True

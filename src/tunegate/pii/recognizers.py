@@ -26,7 +26,7 @@ from functools import lru_cache
 from typing import Any, ClassVar
 
 from presidio_analyzer import EntityRecognizer, Pattern, PatternRecognizer, RecognizerResult
-from presidio_analyzer.predefined_recognizers import EmailRecognizer
+from presidio_analyzer.predefined_recognizers import EmailRecognizer, UsSsnRecognizer
 
 from tunegate.pii.tagger import span_probability  # no torch: the tagger module loads it lazily
 
@@ -54,11 +54,21 @@ def _has_public_suffix(text: str) -> bool:
     return offline_tldextract()(text).fqdn != ""
 
 
+#: Top-level labels that are in no public suffix list but end real mailboxes: the reserved names of
+#: RFC 2606 / 6761 / 6762 and the usual intranet ones (``jdoe@corp.internal``, ``a@mail.local``).
+PRIVATE_MAIL_TLDS = frozenset(
+    {"example", "test", "invalid", "localhost", "local", "localdomain", "internal", "intranet", "corp",
+     "lan", "home", "private"}
+)  # fmt: skip
+
+
 class OfflineEmailRecognizer(EmailRecognizer):
-    """Presidio's e-mail recognizer with the domain validated against the bundled suffix list."""
+    """Presidio's e-mail recognizer with the domain validated against the bundled suffix list, or
+    ending in a reserved/intranet top-level label (:data:`PRIVATE_MAIL_TLDS`)."""
 
     def validate_result(self, pattern_text: str) -> bool:
-        return _has_public_suffix(pattern_text)
+        tld = pattern_text.rsplit(".", 1)[-1].lower() if "@" in pattern_text else ""
+        return _has_public_suffix(pattern_text) or tld in PRIVATE_MAIL_TLDS
 
 
 _OB_AT = r"(?:\s*[\[\(\{<]\s*(?:at|@)\s*[\]\)\}>]\s*|\s+(?:at|AT)\s+|\s*@\s*)"
@@ -149,7 +159,8 @@ class PeselRecognizer(_StaticPatternRecognizer):
 
     ENTITY = "PL_PESEL"
 
-    PATTERNS: ClassVar[list[Pattern]] = [Pattern("PESEL", r"(?<![\d\w])\d{11}(?![\d\w])", 0.4)]
+    # never after a "+": +37030784853 is an international phone number, whatever its checksum says
+    PATTERNS: ClassVar[list[Pattern]] = [Pattern("PESEL", r"(?<![\d\w+])\d{11}(?![\d\w])", 0.4)]
     CONTEXT: ClassVar[list[str]] = [
         "pesel",
         "national",
@@ -246,7 +257,7 @@ class EuPhoneRecognizer(_StaticPatternRecognizer):
         # +CC or 00CC, optional (0), then groups: +48 601 234 567, +49 (0)30 1234567, +447700 921 916
         Pattern(
             "Phone (international prefix)",
-            r"(?<![\w+])(?:\+\(?|00)[1-9]\d{0,2}\)?(?:"
+            r"(?<![\w+])(?:\+\(?|00)[^\D0]\d{0,2}\)?(?:"
             + _SEP
             + r"?\(0\))?(?:"
             + _SEP
@@ -270,6 +281,41 @@ class EuPhoneRecognizer(_StaticPatternRecognizer):
             + r"(?![\w]|[.\-]\d)",
             0.5,
         ),
+        # the North American layout with its trunk 1 and an extension, whatever the digits
+        # (1-589-693-5049x2589, 1 (955) 266-7869, +1-555-234-5678): a phone by its shape alone
+        Pattern(
+            "Phone (NANP layout, trunk 1)",
+            r"(?<![\w+.\-/])\+?1(?:[ .\-]\(?\d{3}\)?|[ ]?\(\d{3}\))[ .\-]?\d{3}[ .\-]\d{4}"
+            + _EXT
+            + r"(?![\w]|[.\-/]\d)",
+            0.5,
+        ),
+        # a national trunk digit before a parenthesized or 3-4 digit area code: 8 (483) 378-87-62,
+        # 8 119 553 72 15 (Russian and CIS layouts)
+        Pattern(
+            "Phone (trunk 8, area code)",
+            r"(?<![\w+.\-/])8[ \-]?(?:\(\d{3,5}\)|\d{3,5})[ \-]\d{2,3}(?:(?:[ \-]\d{2}){2}|[ \-]\d{4})"
+            + _EXT
+            + r"(?![\w]|[.\-/]\d)",
+            0.5,
+        ),
+        # a country or area code in parentheses, then the number in one group or two: (351) 919825979,
+        # (99)/525-2559
+        Pattern(
+            "Phone (code in parentheses, long group)",
+            r"(?<![\w+.\-/])\(\d{2,4}\)[ \t]?/?[ \t]?(?:\d{6,10}|\d{3}-\d{4})" + _EXT + r"(?![\w]|[.\-/]\d)",
+            0.5,
+        ),
+        # a two-digit trunk-0 area code, then seven or eight digits: 07 9267215 (Vietnam, Taiwan)
+        Pattern(
+            "Phone (0X + one group)", r"(?<![\w+.\-/])0\d[ \t]\d{7,8}" + _EXT + r"(?![\w]|[.\-/]\d)", 0.5
+        ),
+        # a three-digit area code, then seven digits: 210 0007364 (Greece)
+        Pattern(
+            "Phone (3 + 7 digits)", r"(?<![\w+.\-/])[2-9]\d{2}[ \-]\d{7}" + _EXT + r"(?![\w]|[.\-/]\d)", 0.4
+        ),
+        # three pairs (Luxembourg's six-digit numbers, 88 91 90): only next to a phone cue (0.3)
+        Pattern("Phone (2-2-2 groups)", r"(?<![\w+.\-/:])\d{2}[ ]\d{2}[ ]\d{2}(?![\w]|[.\-/:]\d|[ ]\d)", 0.3),
         # 3-1-3 groups (Faker's tr_TR layout: 900 0 431): only next to a phone cue (0.3 < threshold)
         Pattern("Phone (3-1-3 groups)", r"(?<![\w+.\-/])\d{3}[ ]\d[ ]\d{3}(?![\w]|[.\-/]\d)", 0.3),
         # national trunk prefix 0: 030 123 45 67, 06 12 34 56 78, 0490 39 07 81, (0)20 7946 0958
@@ -313,8 +359,8 @@ class EuPhoneRecognizer(_StaticPatternRecognizer):
         # misses a sentence-initial "Call" (spaCy lemmatizes it as a proper noun), so match the cue here
         Pattern(
             "Phone (digit run after cue)",
-            r"(?<=\b(?:call(?:\s+me)?|phone|tel|telephone|mobile|cell|fax|number|reach\s+me|text\s+me"
-            r"|whatsapp|sms)\b[^\d\n]{0,12})\d{8,12}(?![\w]|[.\-]\d)",
+            r"(?<=\b(?:call(?:s|ed|ing)?(?:\s+me)?|phone[ds]?|ring|rang|dial(?:l?ed|s)?|texted|tel|telephone"
+            r"|mobile|cell|fax|number|reach\s+me|text\s+me|whatsapp|sms)\b[^\d\n]{0,12})\d{8,12}(?![\w]|[.\-]\d)",
             0.5,
         ),
     ]
@@ -327,6 +373,8 @@ class EuPhoneRecognizer(_StaticPatternRecognizer):
     def validate_result(self, pattern_text: str) -> bool | None:
         core = re.sub(r"\s?(?:x|ext\.?|extension)\s?\d{1,5}$", "", pattern_text.strip(), flags=re.I)
         digits = re.sub(r"\D", "", core)
+        if re.fullmatch(r"\d\d \d\d \d\d", core):
+            return None  # six digits in pairs (Luxembourg): its pattern's score needs a phone cue
         if not 7 <= len(digits) <= 15:
             return False
         if _DATE_LIKE.match(core):
@@ -335,6 +383,21 @@ class EuPhoneRecognizer(_StaticPatternRecognizer):
             # 1 000 000 / 12.345.678: thousands groups read as amounts unless a context word says phone
             return None
         return None
+
+
+class SampleKeepingSsnRecognizer(UsSsnRecognizer):
+    """Presidio's US SSN recognizer (its patterns, context and checks), except that the published
+    sample numbers count as SSNs. In a user's records ``SSN: 123-45-6789`` is an SSN field all the
+    same (``078-05-1120`` was a real number, printed on wallet inserts in 1938); Presidio rejected
+    them, and then the phone recognizers typed them PHONE_NUMBER (or nothing caught
+    ``ssn: 123456789``)."""
+
+    SAMPLES = frozenset({"123456789", "987654320", "078051120"})
+
+    def invalidate_result(self, pattern_text: str) -> bool:
+        if re.sub(r"\D", "", pattern_text) in self.SAMPLES and len(set(re.sub(r"\d", "", pattern_text))) <= 1:
+            return False  # the samples pass every other check; only the separators must agree
+        return bool(super().invalidate_result(pattern_text))
 
 
 def luhn_ok(digits: str) -> bool:
@@ -355,7 +418,8 @@ class LuhnCardRecognizer(_StaticPatternRecognizer):
     ENTITY = "CREDIT_CARD"
 
     PATTERNS: ClassVar[list[Pattern]] = [
-        Pattern("Card (Luhn, 12-19 digits)", r"(?<![\w\-.])\d(?:[ \-]?\d){11,18}(?![\w]|[\-.]\d)", 0.5),
+        # not after a "+" (+3892955372153 is a phone number)
+        Pattern("Card (Luhn, 12-19 digits)", r"(?<![\w\-.+])\d(?:[ \-]?\d){11,18}(?![\w]|[\-.]\d)", 0.5),
     ]
     CONTEXT: ClassVar[list[str]] = [
         "card", "credit", "debit", "visa", "mastercard", "maestro", "amex", "cc", "jcb", "number",

@@ -362,3 +362,117 @@ def test_an_iban_of_a_non_iban_country_with_valid_check_digits(
 ) -> None:
     text = "Please send the refund to PH768144594191432383 today."
     assert _found(pii_analyzer, pii_policy, text).get("IBAN_CODE") == ["PH768144594191432383"]
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        # the North American layout with its trunk 1 and an extension, whatever the digits
+        ("You can reach me at 1-589-693-5049x2589.", "1-589-693-5049x2589"),
+        ("Call 1 (955) 266-7869 after 5pm.", "1 (955) 266-7869"),
+        ("My number is 1-764-686-9589 if you need anything.", "1-764-686-9589"),
+        # a national trunk 8 before the area code (Russian layouts)
+        ("Phone: 8 (483) 378-87-62", "8 (483) 378-87-62"),
+        ("Call 8 119 553 72 15 after 5pm.", "8 119 553 72 15"),
+        ("Phone: 8 (369) 007-1284", "8 (369) 007-1284"),
+        # a code in parentheses before a long group
+        ("You can reach me at (351) 919825979.", "(351) 919825979"),
+        ("Phone: (99)/525-2559", "(99)/525-2559"),
+        # two-digit trunk-0 area code + 7 digits; 3 + 7 digits
+        ("My number is 07 9267215 if you need anything.", "07 9267215"),
+        ("Call 210 0007364 after 5pm.", "210 0007364"),
+        # six digits in pairs, next to a phone cue only
+        ("Phone: 88 91 90", "88 91 90"),
+        # a "+" makes a number a phone, whatever its PESEL or Luhn checksum says
+        ("My number is +37030784853 if you need anything.", "+37030784853"),
+        ("You can reach me at +3892955372153.", "+3892955372153"),
+        # digits of another script after the "+" (Bengali)
+        ("Phone: +৮৮০১০২১১০৭২৮৫", "+৮৮০১০২১১০৭২৮৫"),
+        # a bare national number after an inflected cue word
+        ("Customer called from 98300596 twice today", "98300596"),
+        ("If the delivery is late, ring 98300596 and ask.", "98300596"),
+    ],
+)
+def test_phone_layouts_of_more_countries(
+    pii_analyzer: Any, pii_policy: PIIPolicy, text: str, value: str
+) -> None:
+    found = _found(pii_analyzer, pii_policy, text)
+    assert found.get("PHONE_NUMBER") == [value], found
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Scores were 12 34 56 today.",  # pairs without a phone cue
+        "The meeting is at 10 30 00.",
+        "Chapter 8 covers pages 119 to 553.",
+        "Parse the string 98300596 as hex.",  # "ring" inside a word is no cue
+    ],
+)
+def test_the_new_layouts_do_not_take_other_numbers(
+    pii_analyzer: Any, pii_policy: PIIPolicy, text: str
+) -> None:
+    assert "PHONE_NUMBER" not in _found(pii_analyzer, pii_policy, text)
+
+
+def test_a_card_cue_beats_a_phone_reading_of_the_same_number(
+    pii_analyzer: Any, pii_policy: PIIPolicy
+) -> None:
+    # a 12-digit Maestro number: the phone and card recognizers both score it 0.85 here
+    found = _found(pii_analyzer, pii_policy, "Card number 675987789327 expires soon.")
+    assert found == {"CREDIT_CARD": ["675987789327"]}, found
+    # and a phone cue beats a PESEL reading (the digits pass the PESEL check by chance)
+    found = _found(pii_analyzer, pii_policy, "Please call 04323194875 tonight.")
+    assert found == {"PHONE_NUMBER": ["04323194875"]}, found
+    found = _found(pii_analyzer, pii_policy, "PESEL: 04323194875")
+    assert found == {"PL_PESEL": ["04323194875"]}, found
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("SSN 123-45-6789 on file.", "123-45-6789"),
+        ("Her social security number is 078-05-1120.", "078-05-1120"),
+        ("ssn: 123456789", "123456789"),
+    ],
+)
+def test_published_sample_ssns_are_still_ssns(
+    pii_analyzer: Any, pii_policy: PIIPolicy, text: str, value: str
+) -> None:
+    found = _found(pii_analyzer, pii_policy, text)
+    assert found == {"US_SSN": [value]}, found
+
+
+def test_mail_on_reserved_and_intranet_domains(pii_analyzer: Any, pii_policy: PIIPolicy) -> None:
+    text = "Write jdoe@corp.internal, a.b@mail.local or first.last@xn--bcher-kva.example today."
+    assert _found(pii_analyzer, pii_policy, text)["EMAIL_ADDRESS"] == [
+        "jdoe@corp.internal",
+        "a.b@mail.local",
+        "first.last@xn--bcher-kva.example",
+    ]
+    assert "EMAIL_ADDRESS" not in _found(pii_analyzer, pii_policy, "see file@2x.png and user@host")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # worked maths answers (GSM8K's answer field, with its <<...>> calculator markup)
+        "I have 2000-1800 = <<2000-1800=200>>200 calories left to eat",
+        "the sleeves take 1800 - 1170 = <<1800-1170=630>>630 stitches.",
+        "3600km as a percentage of 6000km is (3600/6000)*100% = 60%",
+        "So it can go 18000/900=<<18000/900=20>>20 days between services.",
+        "So, it is $409 500 - $400 000 = $<<409500-400000=9500>>9500 more than Mrs. Cruz",
+    ],
+)
+def test_operands_of_a_calculation_are_not_identifiers(
+    pii_analyzer: Any, pii_policy: PIIPolicy, text: str
+) -> None:
+    found = _found(pii_analyzer, pii_policy, text)
+    assert "PHONE_NUMBER" not in found and "CREDIT_CARD" not in found, found
+
+
+def test_a_key_value_phone_is_still_a_phone(pii_analyzer: Any, pii_policy: PIIPolicy) -> None:
+    assert _found(pii_analyzer, pii_policy, "phone=+49 30 1234567 name=x")["PHONE_NUMBER"] == [
+        "+49 30 1234567"
+    ]
+    assert _found(pii_analyzer, pii_policy, "tel=555-234-5678")["PHONE_NUMBER"] == ["555-234-5678"]
