@@ -930,9 +930,10 @@ def not_a_phone(text: str, start: int, end: int) -> bool:
         import regex
 
         day, month = r"(?:0?[1-9]|[12]\d|3[01])", r"(?:0?[1-9]|1[0-2])"
+        # a date is not one piece of a longer run of groups (+33.1.23.45.67.89 holds "1.23.45")
         _PHONE_RX["date"] = regex.compile(
-            rf"(?<!\d)(?:\d{{4}}[-./]{month}[-./]{day}|{day}[-./]{month}[-./](?:\d{{4}}|\d{{2}})"
-            rf"|{month}[-./]{day}[-./](?:\d{{4}}|\d{{2}}))(?!\d)"
+            rf"(?<!\d[-./]?)(?:\d{{4}}[-./]{month}[-./]{day}|{day}[-./]{month}[-./](?:\d{{4}}|\d{{2}})"
+            rf"|{month}[-./]{day}[-./](?:\d{{4}}|\d{{2}}))(?!\d|[-./]\d)"
         )
         _PHONE_RX["time_after"] = regex.compile(
             r"\A\s?(?::\d|[.,]\d|\s?(?:[ap]\.?m\.?|h|hrs?|uhr|utc|gmt)\b)", regex.I
@@ -962,6 +963,8 @@ def not_a_phone(text: str, start: int, end: int) -> bool:
     value = text[start:end]
     if _PHONE_RX["date"].search(value) or _in_arithmetic(text, start, end):
         return True
+    if re.fullmatch(r"\(?0[.,]\d+", value):
+        return True  # a decimal fraction (0.3571428571), not a trunk-0 number
     quad = value.split(".")
     if len(quad) == 4 and all(q.isdigit() and len(q) <= 3 and int(q) <= 255 for q in quad):
         return True  # 179.208.13.66: an IPv4 address (the IP recognizer's), not a phone

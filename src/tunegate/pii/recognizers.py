@@ -393,6 +393,17 @@ class SampleKeepingSsnRecognizer(UsSsnRecognizer):
     ``ssn: 123456789``)."""
 
     SAMPLES = frozenset({"123456789", "987654320", "078051120"})
+    #: Presidio's patterns, and a number right after its label with no space (``ssn:536228741``,
+    #: ``SSN#536-22-8741``), which the context words (whole tokens) do not reach.
+    PATTERNS: ClassVar[list[Pattern]] = [
+        *UsSsnRecognizer.PATTERNS,
+        Pattern(
+            "SSN after its label",
+            r"(?<=\b(?:ssn|ss#|social\s+security(?:\s+(?:number|no\.?|#))?)\s*[:#]?\s*)"
+            r"\d{3}([- .]?)\d{2}\1\d{4}(?![\w]|[.\-]\d)",
+            0.6,
+        ),
+    ]
 
     def invalidate_result(self, pattern_text: str) -> bool:
         if re.sub(r"\D", "", pattern_text) in self.SAMPLES and len(set(re.sub(r"\d", "", pattern_text))) <= 1:
@@ -420,6 +431,8 @@ class LuhnCardRecognizer(_StaticPatternRecognizer):
     PATTERNS: ClassVar[list[Pattern]] = [
         # not after a "+" (+3892955372153 is a phone number)
         Pattern("Card (Luhn, 12-19 digits)", r"(?<![\w\-.+])\d(?:[ \-]?\d){11,18}(?![\w]|[\-.]\d)", 0.5),
+        # four groups of four with dots (4111.1111.1111.1111); other dotted runs are versions or amounts
+        Pattern("Card (Luhn, dotted 4x4)", r"(?<![\w\-.+])\d{4}(?:\.\d{4}){3}(?![\w]|[\-.]\d)", 0.5),
     ]
     CONTEXT: ClassVar[list[str]] = [
         "card", "credit", "debit", "visa", "mastercard", "maestro", "amex", "cc", "jcb", "number",

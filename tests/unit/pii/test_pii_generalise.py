@@ -462,6 +462,8 @@ def test_mail_on_reserved_and_intranet_domains(pii_analyzer: Any, pii_policy: PI
         "3600km as a percentage of 6000km is (3600/6000)*100% = 60%",
         "So it can go 18000/900=<<18000/900=20>>20 days between services.",
         "So, it is $409 500 - $400 000 = $<<409500-400000=9500>>9500 more than Mrs. Cruz",
+        # decimal fractions (an Alpaca trigonometry answer)
+        "cos(C) = (14² + 3² - 15²) / (2 * 14 * 3) = -0.3571428571\n\nC = arccos(-0.3571428571) = 111.8°",
     ],
 )
 def test_operands_of_a_calculation_are_not_identifiers(
@@ -476,3 +478,19 @@ def test_a_key_value_phone_is_still_a_phone(pii_analyzer: Any, pii_policy: PIIPo
         "+49 30 1234567"
     ]
     assert _found(pii_analyzer, pii_policy, "tel=555-234-5678")["PHONE_NUMBER"] == ["555-234-5678"]
+
+
+@pytest.mark.parametrize(
+    ("text", "entity", "value"),
+    [
+        # a dotted international number holds a date-like and an IPv4-like piece; it is a phone
+        ("contact +33.1.23.45.67.89 now", "PHONE_NUMBER", "+33.1.23.45.67.89"),
+        ("Details: 4111.1111.1111.1111 (see above).", "CREDIT_CARD", "4111.1111.1111.1111"),
+        ("contact ssn:536228741 now", "US_SSN", "536228741"),
+        ("SSN#536-22-8741", "US_SSN", "536-22-8741"),
+    ],
+)
+def test_identifiers_written_without_spaces(
+    pii_analyzer: Any, pii_policy: PIIPolicy, text: str, entity: str, value: str
+) -> None:
+    assert _found(pii_analyzer, pii_policy, text) == {entity: [value]}
