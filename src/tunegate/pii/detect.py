@@ -859,7 +859,8 @@ def _ssn_over_phone(text: str, spans: list[Span]) -> list[Span]:
     ]
 
 
-#: Words that say which identifier a number is, looked for on its line just before it.
+#: Words that say which identifier a number is, looked for on its line just before it (the phone
+#: cue also overrules a reference cue in :func:`not_a_phone`).
 _CUES = {
     "PHONE_NUMBER": re.compile(
         r"\b(?:(?:phone|call|text|dial|ring|reach)(?:s|e?d|ing|led|ling)?|rang|tel|telephone|mobile|cell|fax"
@@ -949,9 +950,6 @@ def not_a_phone(text: str, start: int, end: int) -> bool:
             r"(?:(?:number|no\.?|num|id|code)[\s:#.\-]*)?(?:is\s+)?(?:\d[\d \-]*)?\Z",
             regex.I,
         )
-        _PHONE_RX["phone_cue"] = regex.compile(
-            r"\b(?:phone|call|tel|telephone|mobile|cell|fax|sms|text|whatsapp|dial|ring)\b", regex.I
-        )
         _PHONE_RX["year_range"] = regex.compile(r"((?:1[89]|20)\d\d)\s?[-–—/]\s?((?:1[89]|20)\d\d)")
         # words that make a bare digit run a phone number ("call 1696516330", "1696516330 (mobile)")
         _PHONE_RX["run_cue"] = regex.compile(
@@ -972,7 +970,9 @@ def not_a_phone(text: str, start: int, end: int) -> bool:
     if years and int(years.group(1)) < int(years.group(2)):
         return True  # 1990-2000, 2005 - 2010
     line_start = text.rfind("\n", 0, start) + 1
-    short = re.fullmatch(r"\d\d \d\d \d\d", value)  # six digits (Luxembourg): only with a cue
+    from tunegate.pii.recognizers import SIX_DIGIT_PAIRS
+
+    short = SIX_DIGIT_PAIRS.fullmatch(value)  # six digits (Luxembourg): only with a cue
     if (short or _bare_run_not_phone(value)) and not _PHONE_RX["run_cue"].search(
         text[max(line_start, start - 80) : start] + " " + text[end : end + 25]
     ):
@@ -983,7 +983,7 @@ def not_a_phone(text: str, start: int, end: int) -> bool:
         return True
     if _PHONE_RX["money"].search(before) or _PHONE_RX["money_after"].match(after):
         return True
-    return bool(_PHONE_RX["ref_cue"].search(before)) and not _PHONE_RX["phone_cue"].search(before)
+    return bool(_PHONE_RX["ref_cue"].search(before)) and not _CUES["PHONE_NUMBER"].search(before)
 
 
 def needs_ner(text: str) -> bool:

@@ -245,6 +245,8 @@ _DATE_LIKE = re.compile(
     r"^(?:\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4})$|^\d{1,2}:\d{2}(?::\d{2})?$"
 )
 _SEP = r"[ \t.\-/]"
+#: Six digits in pairs (Luxembourg's numbers, ``88 91 90``): a phone only next to a phone cue.
+SIX_DIGIT_PAIRS = re.compile(r"\d\d \d\d \d\d")
 _EXT = r"(?:\s?(?:x|ext\.?|extension)\s?\d{1,5})?"
 
 
@@ -314,7 +316,7 @@ class EuPhoneRecognizer(_StaticPatternRecognizer):
         Pattern(
             "Phone (3 + 7 digits)", r"(?<![\w+.\-/])[2-9]\d{2}[ \-]\d{7}" + _EXT + r"(?![\w]|[.\-/]\d)", 0.4
         ),
-        # three pairs (Luxembourg's six-digit numbers, 88 91 90): only next to a phone cue (0.3)
+        # three pairs (SIX_DIGIT_PAIRS): only next to a phone cue (0.3)
         Pattern("Phone (2-2-2 groups)", r"(?<![\w+.\-/:])\d{2}[ ]\d{2}[ ]\d{2}(?![\w]|[.\-/:]\d|[ ]\d)", 0.3),
         # 3-1-3 groups (Faker's tr_TR layout: 900 0 431): only next to a phone cue (0.3 < threshold)
         Pattern("Phone (3-1-3 groups)", r"(?<![\w+.\-/])\d{3}[ ]\d[ ]\d{3}(?![\w]|[.\-/]\d)", 0.3),
@@ -373,7 +375,7 @@ class EuPhoneRecognizer(_StaticPatternRecognizer):
     def validate_result(self, pattern_text: str) -> bool | None:
         core = re.sub(r"\s?(?:x|ext\.?|extension)\s?\d{1,5}$", "", pattern_text.strip(), flags=re.I)
         digits = re.sub(r"\D", "", core)
-        if re.fullmatch(r"\d\d \d\d \d\d", core):
+        if SIX_DIGIT_PAIRS.fullmatch(core):
             return None  # six digits in pairs (Luxembourg): its pattern's score needs a phone cue
         if not 7 <= len(digits) <= 15:
             return False
