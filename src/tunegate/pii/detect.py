@@ -32,7 +32,7 @@ import functools
 import logging
 import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -297,6 +297,7 @@ def _rx() -> dict[str, Any]:
         _RX["right"] = regex.compile(
             r"[ \t]+(?:" + _INITIAL + r"[ \t]+)?(?:" + _PARTICLE + r"[ \t]+){0,2}(" + _NAME_TOKEN + r")"
         )
+        _RX["left_initial"] = regex.compile(r"(?<![\w.&'’-])(\p{Lu})(\.)?[ \t]+\Z")
         _RX["left"] = regex.compile(
             r"(" + _NAME_TOKEN + r")[ \t]+(?:" + _INITIAL + r"[ \t]+)?(?:" + _PARTICLE + r"[ \t]+){0,2}\Z"
         )
@@ -330,6 +331,8 @@ def _rx() -> dict[str, Any]:
         _RX["line_label"] = regex.compile(r"(?m)^[ \t>*#\-•]*(\p{L}[^\n:]{0,40}?)[ \t]*:(?!//)")
         _RX["cap"] = regex.compile(r"(?<![\w])\p{Lu}[\p{L}'’\-]*")
         _RX["stop"] = _person_stop_words()
+        # a web address, to the next space: what the NER calls a name inside it is its path
+        _RX["url"] = regex.compile(r"(?i)(?<![\w@.])(?:(?:https?|ftp)://|www\.)[^\s<>\"]+")
     return _RX
 
 
@@ -377,6 +380,10 @@ def _improve_persons(
                 start = m.start()
                 continue
             break
+        # or over a lone initial (``Sincerely, T Waititi``); an undotted ``A``/``I`` is a word
+        m = rx["left_initial"].search(text, 0, start)
+        if m and m.end() == start and (m.group(2) or m.group(1) not in "AI") and believed(*m.span(1)):
+            start = m.start()
         extended.append(Span("PERSON", start, end, s.score))
     # coordinated lists: "Anna, Derek and Jodi" - if one item is a person, all are
     for m in rx["list"].finditer(text):
@@ -457,6 +464,36 @@ def _without_list_markers(text: str, spans: list[Span]) -> list[Span]:
     return out
 
 
+def _outside_urls(
+    text: str, spans: list[Span], words: Sequence[tuple[int, int, float]] | None, believe: float
+) -> list[Span]:
+    """A PERSON span loses the part that lies inside a web address (spaCy calls
+    ``http://t.co/sIumP1Dxqw`` a name, and the word trims then leave ``http``, ``t.co`` and the
+    short code as three names), unless the tagger gives a word of that part ``believe`` or more.
+    Without the tagger nothing is cut: a name in a URL's path (``/in/jane-doe``) must not leak."""
+    urls = [m.span() for m in _rx()["url"].finditer(text)] if words is not None else []
+    if not urls:
+        return spans
+    out: list[Span] = []
+    for s in spans:
+        cuts = [
+            (a, b)
+            for a, b in urls
+            if a < s.end
+            and s.start < b
+            and span_probability(words or (), max(a, s.start), min(b, s.end)) < believe
+        ]
+        if s.entity_type != "PERSON" or not cuts:
+            out.append(s)
+            continue
+        start = s.start
+        for a, b in [*cuts, (s.end, s.end)]:
+            if any(c.isalnum() for c in text[start:a]):
+                out.append(Span("PERSON", start, a, s.score))
+            start = max(start, b)
+    return out
+
+
 def _split_lines(text: str, spans: list[Span]) -> list[Span]:
     r"""A PERSON span never crosses a line break: the NER sometimes runs a name into the next line
     (``Name: Peter\nAge: 43`` -> ``Peter\nAge``; two list items ``Kylo Ren\n- John Boyega``).
@@ -511,13 +548,16 @@ def postprocess(
     tags: Sequence[tuple[int, int, str]] | None = None,
     words: Sequence[tuple[int, int, float]] | None = None,
     believe: float | None = None,
+    known: Callable[[str], bool] | None = None,
 ) -> list[Span]:
     """Typed, thresholded, non-overlapping spans; placeholders excluded.
 
     ``tags`` (token start, end, Penn tag) let the person filters trim verbs, determiners and
     common nouns off name spans; without them (regex-only, prefiltered texts) they are skipped.
     ``words`` (the PERSON tagger's word probabilities) gate the words the name rules add;
-    ``believe`` (the tagger's name threshold) keeps a word it calls a name from a word-class trim.
+    ``believe`` (the tagger's name threshold) keeps a word it calls a name from a word-class trim;
+    ``known`` (whether the tagger's vocabulary holds a word whole) limits that where the tagger's
+    belief spills over from a neighbouring name.
     """
     wanted = set(policy.entities)
     spans = [
@@ -530,11 +570,11 @@ def postprocess(
         spans = _identifier_or_phone(text, _ssn_over_phone(text, spans))
     spans = [s for s in spans if not _not_an_identifier(text, s)]
     if "PERSON" in wanted:
-        spans = _split_lines(text, spans)
         trust = 1.1 if believe is None else believe  # 1.1: no probability reaches it
-        spans = filter_persons(text, _without_list_markers(text, spans), tags, words, trust)
+        spans = _split_lines(text, _outside_urls(text, spans, words, trust))
+        spans = filter_persons(text, _without_list_markers(text, spans), tags, words, trust, known)
         spans = _improve_persons(text, spans, words)
-        spans = filter_persons(text, spans, tags, words, trust)
+        spans = filter_persons(text, spans, tags, words, trust, known)
     holes = [(m.start(), m.end()) for m in _rx()["placeholder"].finditer(text)]
     if holes:
         spans = [s for s in spans if not any(a < s.end and s.start < b for a, b in holes)]
@@ -664,6 +704,7 @@ def filter_persons(
     tags: Sequence[tuple[int, int, str]] | None,
     words_p: Sequence[tuple[int, int, float]] | None = None,
     believe: float = 1.1,
+    known: Callable[[str], bool] | None = None,
 ) -> list[Span]:
     """Trim and drop PERSON spans that are not names, by word class and position, not word lists.
 
@@ -686,6 +727,7 @@ def filter_persons(
     """
     if not any(s.entity_type == "PERSON" for s in spans):
         return spans
+    known = known or (lambda _word: True)  # no tagger: every word counts as a vocabulary word
     all_tags = list(tags or ())
     out: list[Span] = []
     for s in spans:
@@ -702,14 +744,27 @@ def filter_persons(
             )
 
             def word_class_trim(
-                w: tuple[int, int, str], proper: bool = proper, low: bool = lower_span
+                w: tuple[int, int, str],
+                proper: bool = proper,
+                low: bool = lower_span,
+                span_words: list[tuple[int, int, str]] = words,
             ) -> bool:
                 a, b, tag = w
                 if not text[a:b].islower():
                     return False
                 if tag not in _VERB_TAGS and not (proper and tag in _COMMON_NOUN_TAGS):
                     return False
-                return not (low and span_probability(words_p or (), a, b) >= believe)
+                if span_probability(words_p or (), a, b) < believe:
+                    return True
+                if low:
+                    return False
+                if len(span_words) == 1:  # a lone word: ``dickycollins`` (VBZ); not ``run``, ``shyly``
+                    return known(text[a:b]) or tag.startswith("RB")
+                # beside a capitalized name the tagger's belief spills onto the next word (``John
+                # arm`` 0.96, ``Emily rummaged``): it keeps a lower-case noun only before a
+                # capitalized word (``robbie Williams``) or one the vocabulary lacks (``Paulo nutini``)
+                before_cap = any(text[x : x + 1].isupper() for x, _, _ in span_words if x > a)
+                return tag in _VERB_TAGS or not (before_cap or not known(text[a:b]))
 
             def trim(i: int, words: list[tuple[int, int, str]] = words) -> bool:
                 a, b, tag = words[i]
@@ -746,7 +801,15 @@ def filter_persons(
                 continue
             start = s.start if words[0] is first else words[0][0]
             end = s.end if words[-1] is last else words[-1][1]
-            if len(words) == 1 and words[0][2] in _PLURAL_TAGS:
+            # the tagger at its own name threshold overrules spaCy's word-class guesses for a
+            # lone word (``britneyspears``/NNS, ``nick``/NN); spaCy's "only NER" score can't tell,
+            # as Presidio keeps one result per span and the tagger's same span loses to spaCy's
+            sure = len(words) == 1 and span_probability(words_p or (), words[0][0], words[0][1]) >= believe
+            if (
+                len(words) == 1
+                and words[0][2] in _PLURAL_TAGS
+                and not (sure and not known(text[words[0][0] : words[0][1]]))
+            ):  # "Dreams", "babbling brooks"; not "britneyspears"
                 continue
             inner = [text[a:b] for a, b, tag in words[1:-1] if tag in _FUNCTION_TAGS]
             if not proper and any(w.islower() for w in inner):
@@ -756,6 +819,7 @@ def filter_persons(
                 and words[0][2] in _COMMON_NOUN_TAGS
                 and text[words[0][0] : words[0][1]].islower()
                 and s.score >= _NER_SCORE
+                and not sure
             ):
                 continue  # "koala", "garlic": only the statistical NER calls a lower-case common noun a name
             if len(words) == 1 and _determined_noun(text, words[0], all_tags):
@@ -1188,6 +1252,7 @@ def _detect_clean(analyzer: AnalyzerEngine, policy: PIIPolicy, texts: Sequence[s
     word_probs: dict[int, list[tuple[int, int, float]]] = {}
     # a word the tagger calls a name at its own 'detect' threshold keeps its place in a name
     believe = float(tagger.tagger.threshold) if tagger is not None else None
+    known = tagger.tagger.known_word if tagger is not None else None
     try:
         for text, doc in zip(texts, docs, strict=True):
             artifacts = engine._doc_to_nlp_artifact(doc, lang)
@@ -1228,7 +1293,9 @@ def _detect_clean(analyzer: AnalyzerEngine, policy: PIIPolicy, texts: Sequence[s
     out: list[list[Span]] = []
     for i, (text, doc, res) in enumerate(zip(texts, docs, results, strict=True)):
         tags = [(t.idx, t.idx + len(t.text), t.tag_) for t in doc] if doc.has_annotation("TAG") else None
-        out.append(postprocess(text, res, policy, tags=tags, words=word_probs.get(i), believe=believe))
+        out.append(
+            postprocess(text, res, policy, tags=tags, words=word_probs.get(i), believe=believe, known=known)
+        )
     return out
 
 

@@ -494,3 +494,51 @@ def test_identifiers_written_without_spaces(
     pii_analyzer: Any, pii_policy: PIIPolicy, text: str, entity: str, value: str
 ) -> None:
     assert _found(pii_analyzer, pii_policy, text) == {entity: [value]}
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        # a lower-case part of a name the tagger calls a name (0.99), which spaCy tags a common noun
+        ("Listening to Paulo nutini 's new record ! It 's sick !", "Paulo nutini"),
+        ("I wanna be robbie Williams when I 'm older", "robbie Williams"),
+        # a lone lower-case name spaCy tags a plural, a verb or a common noun
+        ("Snapchat 👉  britneyspears 💋 ", "britneyspears"),
+        ("Hair by dickycollins Makeup by Karan Mitchell", "dickycollins"),
+        ("was so scared omg good job nick #AGT", "nick"),
+        # a lone initial before the surname
+        ("Best regards, J Smith", "J Smith"),
+    ],
+)
+def test_tagger_belief_keeps_lower_case_name_parts(
+    pii_analyzer: Any, pii_policy: PIIPolicy, text: str, name: str
+) -> None:
+    assert name in _found(pii_analyzer, pii_policy, text).get("PERSON", [])
+
+
+@pytest.mark.parametrize(
+    ("text", "name", "word"),
+    [
+        # the tagger's belief spills onto the word after a name (``arm`` 0.96): a vocabulary noun
+        # or a verb after the name stays out of it
+        ("John arm wrestles 20 people.  He beats 80%.", "John", "arm"),
+        ("Katie laid it on the grass while Emily rummaged through the basket.", "Emily", "rummaged"),
+        # an undotted A is an article, not an initial
+        ("A Smith called about the invoice.", "Smith", "A"),
+    ],
+)
+def test_words_next_to_a_name_stay_out_of_it(
+    pii_analyzer: Any, pii_policy: PIIPolicy, text: str, name: str, word: str
+) -> None:
+    persons = _found(pii_analyzer, pii_policy, text).get("PERSON", [])
+    assert name in persons
+    assert not any(word in p.split() for p in persons), persons
+
+
+def test_a_web_address_is_not_a_name(pii_analyzer: Any, pii_policy: PIIPolicy) -> None:
+    # spaCy calls the whole address a PERSON; the word trims used to leave http, t.co and the code
+    text = "Aw crap . . . . http://t.co/sIumP1Dxqw ( thanks @robstears )"
+    url = (text.index("http"), text.index(" (", text.index("http")))
+    spans = detect_texts(pii_analyzer, pii_policy, [text])[0]
+    assert not [s for s in spans if s.entity_type == "PERSON" and s.start < url[1] and url[0] < s.end]
+    assert "robstears" in [text[s.start : s.end] for s in spans]  # a handle names a person
