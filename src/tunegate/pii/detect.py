@@ -494,13 +494,17 @@ def _outside_urls(
     return out
 
 
-def _split_lines(text: str, spans: list[Span]) -> list[Span]:
+def _split_lines(
+    text: str, spans: list[Span], words: Sequence[tuple[int, int, float]] | None = None
+) -> list[Span]:
     r"""A PERSON span never crosses a line break: the NER sometimes runs a name into the next line
     (``Name: Peter\nAge: 43`` -> ``Peter\nAge``; two list items ``Kylo Ren\n- John Boyega``).
     Each line's part becomes its own span (trimmed to its first and last word character), so the
     filters judge it alone and one person's pseudonym never covers a second line's words; a part
-    that is a form label before ``:`` is dropped. The tagger's veto has already judged the whole
-    span: judged per line, a quoted ``>Alberico Rizzo`` block lost its name."""
+    that is a form label before ``:`` is dropped, and so is a line's own label (``Job:`` of
+    ``Louis\nJob: Engineer``), with its value when the tagger (``words``) gives that less than
+    :data:`RULE_NAME_FLOOR`. The tagger's veto has already judged the whole span: judged per
+    line, a quoted ``>Alberico Rizzo`` block lost its name."""
     rx = _rx()
     out: list[Span] = []
     for s in spans:
@@ -510,7 +514,14 @@ def _split_lines(text: str, spans: list[Span]) -> list[Span]:
         for m in rx["line_part"].finditer(text, s.start, s.end):
             if m.group().lower() in rx["field_labels"] and text[m.end() :].lstrip(" \t").startswith(":"):
                 continue  # the next line's form label (``Phone:``), not part of the name
-            out.append(Span("PERSON", m.start(), m.end(), s.score))
+            a = m.start()
+            label = rx["line_label"].match(text, text.rfind("\n", 0, a) + 1)
+            if label and a <= label.start(1) < m.end() and label.end() < m.end():
+                a = label.end()  # ``Job: Engineer``: the label of the line is no part of a name
+                a += len(text[a : m.end()]) - len(text[a : m.end()].lstrip())
+            if words is not None and a > m.start() and span_probability(words, a, m.end()) < RULE_NAME_FLOOR:
+                continue  # what is left after the label is a value the tagger does not call a name
+            out.append(Span("PERSON", a, m.end(), s.score))
     return out
 
 
@@ -571,7 +582,7 @@ def postprocess(
     spans = [s for s in spans if not _not_an_identifier(text, s)]
     if "PERSON" in wanted:
         trust = 1.1 if believe is None else believe  # 1.1: no probability reaches it
-        spans = _split_lines(text, _outside_urls(text, spans, words, trust))
+        spans = _split_lines(text, _outside_urls(text, spans, words, trust), words)
         spans = filter_persons(text, _without_list_markers(text, spans), tags, words, trust, known)
         spans = _improve_persons(text, spans, words)
         spans = filter_persons(text, spans, tags, words, trust, known)
@@ -754,7 +765,7 @@ def filter_persons(
                     return False
                 if tag not in _VERB_TAGS and not (proper and tag in _COMMON_NOUN_TAGS):
                     return False
-                if span_probability(words_p or (), a, b) < believe:
+                if _word_probability(words_p or (), a, b) < believe:
                     return True
                 if low:
                     return False
@@ -766,9 +777,15 @@ def filter_persons(
                 before_cap = any(text[x : x + 1].isupper() for x, _, _ in span_words if x > a)
                 return tag in _VERB_TAGS or not (before_cap or not known(text[a:b]))
 
-            def trim(i: int, words: list[tuple[int, int, str]] = words) -> bool:
+            # the tagger's name words in the span: an edge word it gives under RULE_NAME_FLOOR
+            # beside them is no part of the name (``Meet Louis``, ``Job: Engineer\nMeet Louis``)
+            sure_name = any(_word_probability(words_p or (), a, b) >= believe for a, b, _ in words)
+
+            def trim(i: int, words: list[tuple[int, int, str]] = words, sure_name: bool = sure_name) -> bool:
                 a, b, tag = words[i]
                 if tag in _FUNCTION_TAGS:
+                    return True
+                if sure_name and words_p and _word_probability(words_p, a, b) < RULE_NAME_FLOOR:
                     return True
                 if word_class_trim(words[i]):
                     # a token joined to the rest of its word without a space goes only with all of
@@ -778,16 +795,19 @@ def filter_persons(
                         for j in _glued(text, words, i)
                     )
                 if (
-                    tag in {"RB", "RBR", "RBS"}
+                    tag in {"RB", "RBR", "RBS", "VB"}
                     and words_p
                     and _sentence_start(text, a)
-                    and span_probability(words_p, a, b) < _ADVERB_NAME
+                    and _word_probability(words_p, a, b) < _ADVERB_NAME
                 ):
-                    # "Finally Sara went": a sentence adverb, capitalized by position; spaCy also
-                    # tags "Emily", "Carly" RB, which the tagger believes
+                    # "Finally Sara went", "Meet Louis": a sentence adverb or an imperative,
+                    # capitalized by position; spaCy also tags "Emily", "Carly" RB, which the
+                    # tagger believes
                     return True
                 if tag != "VB" or not _sentence_start(text, a):
                     return False
+                if _word_probability(words_p or (), a, b) >= believe:
+                    return False  # "Katie up 6-0 after 1st": spaCy's VB, the tagger's name (0.996)
                 # an imperative opens a sentence and is followed by its object, not by a surname
                 after = [t for t in all_tags if t[0] >= b][:1]
                 return bool(after) and after[0][2] not in _PROPER_TAGS
@@ -804,7 +824,7 @@ def filter_persons(
             # the tagger at its own name threshold overrules spaCy's word-class guesses for a
             # lone word (``britneyspears``/NNS, ``nick``/NN); spaCy's "only NER" score can't tell,
             # as Presidio keeps one result per span and the tagger's same span loses to spaCy's
-            sure = len(words) == 1 and span_probability(words_p or (), words[0][0], words[0][1]) >= believe
+            sure = len(words) == 1 and _word_probability(words_p or (), words[0][0], words[0][1]) >= believe
             if (
                 len(words) == 1
                 and words[0][2] in _PLURAL_TAGS
@@ -828,8 +848,12 @@ def filter_persons(
         value = text[s.start : s.end].strip()
         if sum(c.isalpha() for c in value) < 2:
             continue  # "d" of a multiple-choice list: one letter names no one
-        if " " not in value and _camel_case(value):
-            continue
+        if (
+            " " not in value
+            and _camel_case(value)
+            and _word_probability(words_p or (), s.start, s.end) < believe
+        ):
+            continue  # "DeepMind" (0.69); not a handle the tagger calls a name ("NiallOfficial" 0.995)
         if value.casefold() in _FAMILY_WORDS:
             continue  # "Grandpa, when I grow up": a form of address, not a name
         if " " not in value and value[:1].isupper() and _lower_twin(text, value):
@@ -838,6 +862,12 @@ def filter_persons(
             continue  # "visit malawi", "fly to Lendava": a place
         out.append(s)
     return out
+
+
+def _word_probability(words: Sequence[tuple[int, int, float]], start: int, end: int) -> float:
+    """The tagger's probability for a spaCy token: of the tagger word(s) it overlaps (spaCy splits
+    ``al-sayed`` and ``Hans-Peter`` into three tokens, the tagger keeps each one word)."""
+    return max((p for a, b, p in words if a < end and start < b), default=0.0)
 
 
 def _glued(text: str, words: Sequence[tuple[int, int, str]], i: int) -> range:
@@ -1137,7 +1167,11 @@ def _vetoed(
         return False
     if any(a < r.end and r.start < b for a, b in cued):
         return False
-    return bool(tagger.person_probability(text, r.start, r.end) < policy.person_tagger_veto)
+    # a one-letter word is an initial or a label (``Movie B``: B 0.05, Movie 0.001): it carries
+    # no belief of its own, so the other words judge the span
+    words = [(a, b, p) for a, b, p in tagger.words(text) if r.start <= a and b <= r.end]
+    longer = [w for w in words if sum(c.isalnum() for c in text[w[0] : w[1]]) > 1]
+    return bool(max((p for _, _, p in longer or words), default=0.0) < policy.person_tagger_veto)
 
 
 def _cued_names(analyzer: AnalyzerEngine, text: str) -> list[tuple[int, int]]:
@@ -1195,6 +1229,8 @@ def _judge_rule_names(
       Personality: brave``), a PERSON inside a label is dropped, whichever recognizer found it.
       A dialog keeps its speakers while the tagger believes one of them (``Ubul`` scores 0.002
       beside ``Nicole`` at 0.99), and a lone speaker line is never a form.
+    * A lone label that is one vocabulary word the tagger gives less than ``person_tagger_veto``
+      (``Category: Abstract Concepts``) is a field, not a speaker.
     * A label whose value is a name is a field, not a speaker: in ``Reviewer: Emily Clarke`` (the
       rest of the line is one PERSON), a PERSON inside the label that the tagger gives less than
       ``person_tagger_veto`` is dropped.
@@ -1213,11 +1249,21 @@ def _judge_rule_names(
         if _names_a_person(text, b, results)
         and tagger.person_probability(text, a, b) < policy.person_tagger_veto
     ]
+    # a lone label that is one common word the tagger does not believe (``Category:``, ``Link:``
+    # before a URL) heads a field, not a speech; a speaker's name (``Ubul:``) is no vocabulary word
+    lone = [
+        (a, b)
+        for a, b in labels
+        if len(labels) == 1
+        and " " not in text[a:b]
+        and tagger.tagger.known_word(text[a:b])
+        and tagger.person_probability(text, a, b) < policy.person_tagger_veto
+    ]
     out = []
     for r in results:
         if r.entity_type == "PERSON":
             in_label = any(a <= r.start and r.end <= b for a, b in labels)
-            if in_label and form:
+            if in_label and (form or any(a <= r.start and r.end <= b for a, b in lone)):
                 continue
             if any(a <= r.start and r.end <= b for a, b in fields):
                 continue

@@ -542,3 +542,38 @@ def test_a_web_address_is_not_a_name(pii_analyzer: Any, pii_policy: PIIPolicy) -
     spans = detect_texts(pii_analyzer, pii_policy, [text])[0]
     assert not [s for s in spans if s.entity_type == "PERSON" and s.start < url[1] and url[0] < s.end]
     assert "robstears" in [text[s.start : s.end] for s in spans]  # a handle names a person
+
+
+@pytest.mark.parametrize(
+    ("text", "word"),
+    [
+        # a lone line label that is a common word (tagger 0.0) heads a field, not a speech
+        ("Categorize the words.\nHappiness, Energy\nCategory: Abstract Concepts/Nouns.", "Category"),
+        ("It will change our lives.\n\nLink: https://www.forbes.com/sites/x/2019/12/16/ai", "Link"),
+        # one-letter labels carry no belief: the veto judges "Movie" (0.001)
+        ("Movie A was one-fourth the length of Movie B. Movie B was 5 minutes longer than Movie C.", "Movie"),
+        # a line's label inside a name spaCy ran over three lines, and an imperative before a name
+        ("Write a short profile.\nName: Louis\nJob: Engineer\nMeet Louis, a talented engineer.", "Engineer"),
+        ("Write a short profile.\nName: Louis\nJob: Engineer\nMeet Louis, a talented engineer.", "Meet"),
+    ],
+)
+def test_labels_and_labelled_things_are_not_names(
+    pii_analyzer: Any, pii_policy: PIIPolicy, text: str, word: str
+) -> None:
+    persons = _found(pii_analyzer, pii_policy, text).get("PERSON", [])
+    assert not any(word in p for p in persons), persons
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("Ubul: What a wife.", "Ubul"),  # a speaker is no vocabulary word
+        ("Katie up 6-0 after 1st", "Katie"),  # spaCy's imperative VB, the tagger's name (0.996)
+        ("RT @NiallOfficial: He's back! I can walk again!", "NiallOfficial"),  # a CamelCase handle
+        ("Write a short profile.\nName: Louis\nJob: Engineer\nMeet Louis, a talented engineer.", "Louis"),
+    ],
+)
+def test_names_next_to_labels_and_verbs_stay(
+    pii_analyzer: Any, pii_policy: PIIPolicy, text: str, name: str
+) -> None:
+    assert name in _found(pii_analyzer, pii_policy, text).get("PERSON", [])
