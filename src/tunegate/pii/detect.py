@@ -769,8 +769,8 @@ def filter_persons(
                     return True
                 if low:
                     return False
-                if len(span_words) == 1:  # a lone word: ``dickycollins`` (VBZ); not ``run``, ``shyly``
-                    return known(text[a:b]) or tag.startswith("RB")
+                if len(span_words) == 1:  # lone: ``dickycollins`` (VBZ), ``brittany`` (VB); not ``shyly``
+                    return tag.startswith("RB")
                 # beside a capitalized name the tagger's belief spills onto the next word (``John
                 # arm`` 0.96, ``Emily rummaged``): it keeps a lower-case noun only before a
                 # capitalized word (``robbie Williams``) or one the vocabulary lacks (``Paulo nutini``)

@@ -505,6 +505,7 @@ def test_identifiers_written_without_spaces(
         # a lone lower-case name spaCy tags a plural, a verb or a common noun
         ("Snapchat 👉  britneyspears 💋 ", "britneyspears"),
         ("Hair by dickycollins Makeup by Karan Mitchell", "dickycollins"),
+        ("football tonight with mariaelena , sarah , and brittany ! Mood : excited", "brittany"),
         ("was so scared omg good job nick #AGT", "nick"),
         # a lone initial before the surname
         ("Best regards, J Smith", "J Smith"),
