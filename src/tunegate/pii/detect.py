@@ -777,15 +777,23 @@ def filter_persons(
                 before_cap = any(text[x : x + 1].isupper() for x, _, _ in span_words if x > a)
                 return tag in _VERB_TAGS or not (before_cap or not known(text[a:b]))
 
-            # the tagger's name words in the span: an edge word it gives under RULE_NAME_FLOOR
-            # beside them is no part of the name (``Meet Louis``, ``Job: Engineer\nMeet Louis``)
+            # the tagger's name words in the span: a vocabulary word opening the sentence that it
+            # gives under RULE_NAME_FLOOR is no part of the name (``Meet Louis``); elsewhere it is
+            # still read as one (``Per Manya Dubey`` 0.002, ``Carmela Real`` 0.005)
             sure_name = any(_word_probability(words_p or (), a, b) >= believe for a, b, _ in words)
 
             def trim(i: int, words: list[tuple[int, int, str]] = words, sure_name: bool = sure_name) -> bool:
                 a, b, tag = words[i]
                 if tag in _FUNCTION_TAGS:
                     return True
-                if sure_name and words_p and _word_probability(words_p, a, b) < RULE_NAME_FLOOR:
+                if (
+                    sure_name
+                    and i == 0
+                    and words_p
+                    and _sentence_start(text, a)
+                    and known(text[a:b])
+                    and _word_probability(words_p, a, b) < RULE_NAME_FLOOR
+                ):
                     return True
                 if word_class_trim(words[i]):
                     # a token joined to the rest of its word without a space goes only with all of

@@ -509,6 +509,9 @@ def test_identifiers_written_without_spaces(
         ("was so scared omg good job nick #AGT", "nick"),
         # a lone initial before the surname
         ("Best regards, J Smith", "J Smith"),
+        # name words the tagger does not believe in context (0.002, 0.005) beside one it does
+        ("Per Manya Dubey's request, the SSN 873-67-2850 was removed from the form.", "Manya Dubey"),
+        ("Carmela Real paid with card 30306541291964 on Tuesday.", "Carmela Real"),
     ],
 )
 def test_tagger_belief_keeps_lower_case_name_parts(
