@@ -502,8 +502,8 @@ def _split_lines(
     Each line's part becomes its own span (trimmed to its first and last word character), so the
     filters judge it alone and one person's pseudonym never covers a second line's words; a part
     that is a form label before ``:`` is dropped, and so is a line's own label (``Job:`` of
-    ``Louis\nJob: Engineer``), with its value when the tagger (``words``) gives that less than
-    :data:`RULE_NAME_FLOOR`. The tagger's veto has already judged the whole span: judged per
+    ``Louis\nJob: Engineer``); a part (after its label) that the tagger (``words``) gives less
+    than :data:`RULE_NAME_FLOOR` is dropped (``Engineer``; ``Apt`` of ``El-Jazzar\n Apt. 243``). The tagger's veto has already judged the whole span: judged per
     line, a quoted ``>Alberico Rizzo`` block lost its name."""
     rx = _rx()
     out: list[Span] = []
@@ -519,8 +519,8 @@ def _split_lines(
             if label and a <= label.start(1) < m.end() and label.end() < m.end():
                 a = label.end()  # ``Job: Engineer``: the label of the line is no part of a name
                 a += len(text[a : m.end()]) - len(text[a : m.end()].lstrip())
-            if words is not None and a > m.start() and span_probability(words, a, m.end()) < RULE_NAME_FLOOR:
-                continue  # what is left after the label is a value the tagger does not call a name
+            if words is not None and span_probability(words, a, m.end()) < RULE_NAME_FLOOR:
+                continue  # a value after the label, or a line (``Apt``), the tagger does not call a name
             out.append(Span("PERSON", a, m.end(), s.score))
     return out
 
@@ -699,6 +699,10 @@ def _sentence_start(text: str, start: int) -> bool:
     return not before or before[-1] in ".!?:;\n"
 
 
+#: what follows a unit designator, not a name: a number, after an optional dot (``Apt. 243``)
+_UNIT_NUMBER = re.compile(r"\.?[ \t]*(?:#|No\.?[ \t]*)?\d")
+
+
 def _determined_noun(text: str, word: tuple[int, int, str], tags: Sequence[tuple[int, int, str]]) -> bool:
     """A lower-case singular common noun right after a determiner or possessive (``the player``,
     ``her huntsman``), whichever recognizer called it a name."""
@@ -786,6 +790,12 @@ def filter_persons(
                 a, b, tag = words[i]
                 if tag in _FUNCTION_TAGS:
                     return True
+                if (
+                    words_p
+                    and _UNIT_NUMBER.match(text, b)
+                    and _word_probability(words_p, a, b) < RULE_NAME_FLOOR
+                ):
+                    return True  # "Apt. 243", "Unit 0822": a designator before its number
                 if (
                     sure_name
                     and i == 0

@@ -559,6 +559,11 @@ def test_a_web_address_is_not_a_name(pii_analyzer: Any, pii_policy: PIIPolicy) -
         # a line's label inside a name spaCy ran over three lines, and an imperative before a name
         ("Write a short profile.\nName: Louis\nJob: Engineer\nMeet Louis, a talented engineer.", "Engineer"),
         ("Write a short profile.\nName: Louis\nJob: Engineer\nMeet Louis, a talented engineer.", "Meet"),
+        # a unit designator before its number (the tagger: 0.001-0.004); one such placeholder used
+        # to spread to every "Apt" of the set when a file was anonymized as one call
+        ("Mrs. Barbara Yudina Apt. 675 62314 Mellemvej 32\nAalborg NO 9100", "Apt"),
+        ("The address is 5112 39 Rue Ibn El-Jazzar\n Apt. 243\n Cite Belle Vue", "Apt"),
+        ("Bot: Where should it be sent? User: Unit 0822 Box 8858\nDPO AA 13319", "Unit"),
     ],
 )
 def test_labels_and_labelled_things_are_not_names(
@@ -574,6 +579,7 @@ def test_labels_and_labelled_things_are_not_names(
         ("Ubul: What a wife.", "Ubul"),  # a speaker is no vocabulary word
         ("Katie up 6-0 after 1st", "Katie"),  # spaCy's imperative VB, the tagger's name (0.996)
         ("RT @NiallOfficial: He's back! I can walk again!", "NiallOfficial"),  # a CamelCase handle
+        ("Mrs. Barbara Yudina Apt. 675 62314 Mellemvej 32\nAalborg NO 9100", "Mrs. Barbara Yudina"),
         ("Write a short profile.\nName: Louis\nJob: Engineer\nMeet Louis, a talented engineer.", "Louis"),
     ],
 )
