@@ -503,8 +503,9 @@ def _split_lines(
     filters judge it alone and one person's pseudonym never covers a second line's words; a part
     that is a form label before ``:`` is dropped, and so is a line's own label (``Job:`` of
     ``Louis\nJob: Engineer``); a part (after its label) that the tagger (``words``) gives less
-    than :data:`RULE_NAME_FLOOR` is dropped (``Engineer``; ``Apt`` of ``El-Jazzar\n Apt. 243``). The tagger's veto has already judged the whole span: judged per
-    line, a quoted ``>Alberico Rizzo`` block lost its name."""
+    than :data:`RULE_NAME_FLOOR` is dropped (``Engineer``; ``Apt`` of ``El-Jazzar\n Apt. 243``).
+    The tagger's veto has already judged the whole span: judged per line, a quoted ``>Alberico
+    Rizzo`` block lost its name (0.05 there, above the floor)."""
     rx = _rx()
     out: list[Span] = []
     for s in spans:
