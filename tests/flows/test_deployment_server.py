@@ -375,9 +375,11 @@ def test_the_scheduler_itself_creates_and_completes_a_run(
 
 
 def test_an_idle_worker_exits_on_sigterm(server: str, prefect_env: dict[str, str], tmp_path: Path) -> None:
-    """SIGTERM (as systemd or Kubernetes send it) stops an idle worker by itself: it once ignored
-    SIGTERM until it was killed. Apart from the scheduler test: there, a worker that had run flows
-    waited past 90 s on three loaded CI runs (the Prefect process worker waits for its runs)."""
+    """SIGTERM (as systemd or Kubernetes send it) stops an idle worker: it once ignored SIGTERM
+    until it was killed. The signal handler must run; the graceful exit is bounded at 90 s, and
+    past that a second SIGTERM (Prefect escalates it to SIGKILL) must end the worker within 20 s.
+    Apart from the scheduler test: there, a worker that had run flows waited past 90 s on three
+    loaded CI runs (the Prefect process worker waits for its runs)."""
     _cli(["work-pool", "create", POOL, "--type", "process"], prefect_env)
     worker_log = tmp_path / "worker.log"
     worker = _start_worker(prefect_env, worker_log)
@@ -387,7 +389,16 @@ def test_an_idle_worker_exits_on_sigterm(server: str, prefect_env: dict[str, str
             assert worker.poll() is None, _tail(worker_log)
             time.sleep(1)
         rc, took = _sigterm_and_wait(worker, SIGTERM_EXIT_S)
-        assert rc is not None, f"the worker ignored SIGTERM for {SIGTERM_EXIT_S} s:\n{_tail(worker_log)}"
+        # the regression was a worker that never saw SIGTERM; its handler must have run
+        assert "Received SIGTERM" in worker_log.read_text(errors="replace"), _tail(worker_log)
+        if rc is None:
+            # a graceful shutdown slower than 90 s (once in a loaded CI run, at 848e7c0: an API call
+            # in flight to the server on the same 2 busy cores): the orchestrator's next step, a
+            # second SIGTERM (Prefect's escalation to SIGKILL, what systemd and Kubernetes do after
+            # their grace period), must end it
+            rc, more = _sigterm_and_wait(worker, 20)
+            assert rc is not None, f"the worker survived two SIGTERMs:\n{_tail(worker_log)}"
+            took += more
         print(f"idle worker exit after SIGTERM: {took:.1f} s")
     finally:
         _stop(worker)
