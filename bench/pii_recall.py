@@ -44,7 +44,7 @@ import secrets
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -115,27 +115,32 @@ def person_spans(words: Sequence[str], tags: Sequence[str]) -> tuple[str, list[G
     return text, gold
 
 
-def load_conll(path: Path) -> list[dict[str, Any]]:
-    """Sentences as text (tokens joined by one space) with ``person`` gold spans."""
-    out: list[dict[str, Any]] = []
+def _conll_sentences(path: Path) -> Iterator[list[tuple[str, str]]]:
+    """``(token, tag)`` lists, one per blank-line-separated sentence of a CoNLL-style file."""
     tokens: list[tuple[str, str]] = []
-    bio = {"B-person": "B", "I-person": "I"}
-
-    def flush() -> None:
-        if not tokens:
-            return
-        text, gold = person_spans([t for t, _ in tokens], [bio.get(tag, "O") for _, tag in tokens])
-        has_lower = any(text[a:b] == text[a:b].lower() for _, a, b in gold)
-        out.append({"text": text, "gold": gold, "group": "lower-case name" if has_lower else "other"})
-        tokens.clear()
-
     for line in path.read_text(encoding="utf-8").splitlines():
         if not line.strip():
-            flush()
+            if tokens:
+                yield tokens
+            tokens = []
             continue
         tok, _, tag = line.rpartition("\t")
         tokens.append((tok, tag.strip()))
-    flush()
+    if tokens:
+        yield tokens
+
+
+def _group(text: str, gold: Sequence[Gold]) -> str:
+    return "lower-case name" if any(text[a:b] == text[a:b].lower() for _, a, b in gold) else "other"
+
+
+def load_conll(path: Path) -> list[dict[str, Any]]:
+    """Sentences as text (tokens joined by one space) with ``person`` gold spans."""
+    bio = {"B-person": "B", "I-person": "I"}
+    out: list[dict[str, Any]] = []
+    for tokens in _conll_sentences(path):
+        text, gold = person_spans([t for t, _ in tokens], [bio.get(tag, "O") for _, tag in tokens])
+        out.append({"text": text, "gold": gold, "group": _group(text, gold)})
     return out
 
 
@@ -143,11 +148,7 @@ def load_btc(path: Path) -> list[dict[str, Any]]:
     """``btc.test`` sentences: ``@`` joined to the next token, ``PER`` spans as PERSON gold, and
     handle spans (``@name``) as ``ignore``: not scored either way."""
     out: list[dict[str, Any]] = []
-    tokens: list[tuple[str, str]] = []
-
-    def flush() -> None:
-        if not tokens:
-            return
+    for tokens in _conll_sentences(path):
         merged: list[tuple[str, str]] = []
         i = 0
         while i < len(tokens):
@@ -157,7 +158,8 @@ def load_btc(path: Path) -> list[dict[str, Any]]:
                 continue
             merged.append(tokens[i])
             i += 1
-        tags, prev = [], False  # BTC's tags are IOB1-like: a B- after an I- of the same type continues
+        # an I-PER continues the name before it; every B-PER (and an I-PER after no name) starts one
+        tags, prev = [], False
         for _, tag in merged:
             per = tag.endswith("PER")
             tags.append(("I" if prev and tag.startswith("I") else "B") if per else "O")
@@ -165,17 +167,7 @@ def load_btc(path: Path) -> list[dict[str, Any]]:
         text, gold = person_spans([w for w, _ in merged], tags)
         handles = [(a, b) for _, a, b in gold if text[a] in "@#"]
         gold = [g for g in gold if (g[1], g[2]) not in handles]
-        group = "lower-case name" if any(text[a:b] == text[a:b].lower() for _, a, b in gold) else "other"
-        out.append({"text": text, "gold": gold, "ignore": handles, "group": group})
-        tokens.clear()
-
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            flush()
-            continue
-        tok, _, tag = line.rpartition("\t")
-        tokens.append((tok, tag.strip()))
-    flush()
+        out.append({"text": text, "gold": gold, "ignore": handles, "group": _group(text, gold)})
     return out
 
 
