@@ -587,3 +587,42 @@ def test_names_next_to_labels_and_verbs_stay(
     pii_analyzer: Any, pii_policy: PIIPolicy, text: str, name: str
 ) -> None:
     assert name in _found(pii_analyzer, pii_policy, text).get("PERSON", [])
+
+
+# btc.test (Broad Twitter Corpus, CC BY 4.0; the tagger never trained on it): surnames spaCy labels
+# ORG (inside "Juncker is Commission Pres") and the tagger gives 0.62 / 0.71
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        (
+            "Ed Miliband only happy that Juncker is Commission Pres coz EU leaders managed to pick "
+            "the only politician around that makes him look good .",
+            "Juncker",
+        ),
+        (
+            ". @Arsenal almost signed Cristiano Ronaldo and it hurts that he joined #MUFC, admits "
+            "Wenger http://t.co/bgxsjeCODm",
+            "Wenger",
+        ),
+    ],
+)
+def test_a_surname_spacy_calls_an_organization_is_a_name_when_the_tagger_half_believes_it(
+    pii_analyzer: Any, pii_policy: PIIPolicy, text: str, name: str
+) -> None:
+    assert name in _found(pii_analyzer, pii_policy, text).get("PERSON", [])
+
+
+@pytest.mark.parametrize(
+    ("text", "word"),
+    [
+        ("Fernandez Inc opened a new office downtown", "Fernandez"),  # a legal form (tagger 0.70)
+        ("She moved to 12 Oak Street, Feliciano last spring", "Feliciano"),  # the town of an address
+        ("We'll meet Tuesday at Locavore, 641 Dašická 688, Turkovice u Prelouce", "Turkovice"),
+        ("Carroll , Iowa : Where The Childhood Paper Route Is Alive And Well", "Carroll"),  # , <place>
+    ],
+)
+def test_organization_words_in_companies_and_addresses_stay_unnamed(
+    pii_analyzer: Any, pii_policy: PIIPolicy, text: str, word: str
+) -> None:
+    persons = _found(pii_analyzer, pii_policy, text).get("PERSON", [])
+    assert not any(word in p for p in persons), persons
