@@ -824,8 +824,6 @@ _LEGAL_FORMS = frozenset(
     {"inc", "ltd", "llc", "llp", "plc", "corp", "corporation", "gmbh", "co", "company", "ag", "sa",
      "s.a", "bv", "nv", "oy", "ab", "srl", "spa", "kg", "limited", "group", "holdings"}
 )  # fmt: skip
-#: spaCy labels (Presidio's names) whose words the rule above may call names.
-_NAMING_LABELS = frozenset({"ORGANIZATION"})
 _NUMBER_NEXT = re.compile(r"[ \t]*,?[ \t]*\d")
 _AFTER_HOUSE_NUMBER = re.compile(r"\d[^,\n]{0,40},[ \t]*$")
 _COMMA_NEXT = re.compile(r"[ \t]*,[ \t]*")
@@ -923,7 +921,7 @@ class PersonTaggerRecognizer(EntityRecognizer):
         ents = list(getattr(nlp_artifacts, "entities", None) or [])
         out: list[tuple[int, int]] = []
         for ent in ents:
-            if ent.label_ not in _NAMING_LABELS or any(t.lower_.rstrip(".") in _LEGAL_FORMS for t in ent):
+            if ent.label_ != "ORGANIZATION" or any(t.lower_.rstrip(".") in _LEGAL_FORMS for t in ent):
                 continue
             if _NUMBER_NEXT.match(text, ent.end_char) or _AFTER_HOUSE_NUMBER.search(text, 0, ent.start_char):
                 continue
@@ -935,9 +933,7 @@ class PersonTaggerRecognizer(EntityRecognizer):
                 if any(p < b and a < q for p, q in [*taken, *out]) or _NUMBER_NEXT.match(text, b):
                     continue
                 comma = _COMMA_NEXT.match(text, b)
-                if comma and any(
-                    e.start_char == comma.end() and e.label_ in ("LOCATION", "GPE") for e in ents
-                ):
+                if comma and any(e.start_char == comma.end() and e.label_ == "LOCATION" for e in ents):
                     continue
                 if self.person_probability(text, a, b) >= ORG_PERSON:
                     out.append((a, b))
