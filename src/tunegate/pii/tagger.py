@@ -115,17 +115,14 @@ def _truncated_encoder(base_dir: Path) -> Any:
     return model
 
 
-def build_model(base_dir: Path, *, dropout: float = 0.0) -> Any:
-    """MiniLM (first layers) + LoRA (peft) + the cased token head, untrained (the recipe trains it)."""
+def _tagger_module(encoder: Any, dropout: float) -> Any:
+    """The cased token head on ``encoder`` (a peft-wrapped encoder to train, a merged one to infer)."""
     import torch
-    from peft import get_peft_model
 
     class PersonTaggerModel(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            with warnings.catch_warnings():  # peft's FutureWarning about a transformers rename
-                warnings.simplefilter("ignore", FutureWarning)
-                self.encoder = get_peft_model(_truncated_encoder(base_dir), lora_config(dropout))
+            self.encoder = encoder
             hidden = int(self.encoder.config.hidden_size)
             self.dropout = torch.nn.Dropout(dropout)
             self.head = torch.nn.Linear(hidden + 4, len(LABELS))
@@ -136,6 +133,56 @@ def build_model(base_dir: Path, *, dropout: float = 0.0) -> Any:
             return self.head(torch.cat([self.dropout(h), feats], dim=-1))
 
     return PersonTaggerModel()
+
+
+def build_model(base_dir: Path, *, dropout: float = 0.0) -> Any:
+    """MiniLM (first layers) + LoRA (peft) + the cased token head, untrained (the recipe trains it)."""
+    from peft import get_peft_model
+
+    with warnings.catch_warnings():  # peft's FutureWarning about a transformers rename
+        warnings.simplefilter("ignore", FutureWarning)
+        encoder = get_peft_model(_truncated_encoder(base_dir), lora_config(dropout))
+    return _tagger_module(encoder, dropout)
+
+
+#: The prefix peft's state dict puts before a module name of the wrapped encoder.
+_PEFT_PREFIX = "base_model.model."
+
+
+def merged_model(base_dir: Path, state: dict[str, Any]) -> Any:
+    """The inference model from the shipped tensors: each LoRA pair merged into its base weight as
+    peft's ``merge_and_unload`` does (``W += (B @ A) * alpha / r``, the same operations, so the
+    same float32 weights), without importing peft (and the bitsandbytes it loads: about 1.8 s of
+    every process start). Raises :class:`DependencyError` unless the adapter covers exactly the
+    layers :data:`LORA_TARGETS` names, with matching shapes."""
+    import torch
+
+    encoder = _truncated_encoder(base_dir)
+    modules = dict(encoder.named_modules())
+    linear = {n for n, m in modules.items() if isinstance(m, torch.nn.Linear)}
+    targets = {n for n in linear if re.fullmatch(LORA_TARGETS, n)}
+    lora = {k.removeprefix("lora."): v.float() for k, v in state.items() if k.startswith("lora.")}
+    names = {k.removeprefix(_PEFT_PREFIX).rsplit(".lora_", 1)[0] for k in lora}
+    if not lora or names != targets or len(lora) != 2 * len(targets):
+        raise DependencyError(
+            f"the PERSON tagger's adapter does not fit the base model ({sorted(names ^ targets)[:3]})"
+        )
+    scaling = LORA_ALPHA / LORA_R
+    with torch.no_grad():
+        for name in sorted(targets):
+            a = lora[f"{_PEFT_PREFIX}{name}.lora_A.weight"]
+            b = lora[f"{_PEFT_PREFIX}{name}.lora_B.weight"]
+            weight = modules[name].weight
+            if (b.shape[0], a.shape[1]) != tuple(weight.shape) or a.shape[0] != LORA_R:
+                raise DependencyError(f"the PERSON tagger's adapter for {name} has the wrong shape")
+            weight.data += (b @ a) * scaling
+    model = _tagger_module(encoder, 0.0)
+    head = {k.removeprefix("head."): v.float() for k, v in state.items() if k.startswith("head.")}
+    try:
+        model.head.load_state_dict(head)
+    except RuntimeError as exc:
+        raise DependencyError(f"the PERSON tagger's head does not fit the base model: {exc}") from None
+    return model
 
 
 def trainable_state(model: Any) -> dict[str, Any]:
@@ -232,21 +279,10 @@ class PersonTagger:
 
     def _load(self, base: Path, weights: Path) -> None:
         import torch
-        from peft import set_peft_model_state_dict
         from safetensors.torch import load_file
         from transformers import AutoTokenizer
 
-        state = load_file(str(weights))
-        model = build_model(base)
-        lora = {k[len("lora.") :]: v.float() for k, v in state.items() if k.startswith("lora.")}
-        result = set_peft_model_state_dict(model.encoder, lora)
-        missing = [k for k in getattr(result, "unexpected_keys", []) if "lora" in k]
-        if missing or not lora:
-            raise DependencyError(f"{weights}: the adapter does not fit the base model ({missing[:3]})")
-        model.head.load_state_dict(
-            {k[len("head.") :]: v.float() for k, v in state.items() if k.startswith("head.")}
-        )
-        model.encoder = model.encoder.merge_and_unload()
+        model = merged_model(base, load_file(str(weights)))
         model.eval()
         self.model = model
         self.tokenizer = AutoTokenizer.from_pretrained(str(base))

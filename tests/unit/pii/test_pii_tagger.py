@@ -97,6 +97,50 @@ def test_engine_with_tagger_catches_a_lower_case_name() -> None:
 
 
 @pytest.mark.slow
+def test_loader_merges_the_adapter_as_peft_does_without_importing_it() -> None:
+    """The inference loader merges LoRA itself (peft and the bitsandbytes it imports cost ~1.8 s of
+    every start): its weights must be peft's ``merge_and_unload`` weights, bit for bit."""
+    import subprocess
+    import sys
+
+    import torch
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    from tunegate.models import minilm_dir
+
+    state = load_file(str(tg.default_dir() / "person_tagger.safetensors"))
+    ours = tg.merged_model(minilm_dir(), state).state_dict()
+    ref = tg.build_model(minilm_dir())
+    lora = {k[len("lora.") :]: v.float() for k, v in state.items() if k.startswith("lora.")}
+    set_peft_model_state_dict(ref.encoder, lora)
+    ref.encoder = ref.encoder.merge_and_unload()
+    head = {k[len("head.") :]: v.float() for k, v in state.items() if k.startswith("head.")}
+    ref.head.load_state_dict(head)
+    theirs = ref.state_dict()
+    assert set(ours) == set(theirs)
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+    probe = "import sys; from tunegate.pii.tagger import PersonTagger as T; T(); print('peft' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_an_adapter_that_misses_a_layer_fails_closed() -> None:
+    from safetensors.torch import load_file
+
+    from tunegate.models import minilm_dir
+
+    state = load_file(str(tg.default_dir() / "person_tagger.safetensors"))
+    cut = {k: v for k, v in state.items() if ".layer.3.intermediate." not in k}
+    with pytest.raises(DependencyError, match="does not fit"):
+        tg.merged_model(minilm_dir(), cut)
+    wrong = dict(state)
+    key = next(k for k in state if k.endswith("layer.0.attention.self.query.lora_A.weight"))
+    wrong[key] = state[key][:, :-1]
+    with pytest.raises(DependencyError, match="wrong shape"):
+        tg.merged_model(minilm_dir(), wrong)
+
+
 def test_recipe_runs_end_to_end_on_a_tiny_slice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     conll = "\n".join(
         ["i\tO\nmet\tO\nanna\tB-PER\nkowalska\tI-PER\ntoday\tO\n", "Call\tO\nBob\tB-PER\nnow\tO\n"] * 6
