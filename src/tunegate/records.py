@@ -196,16 +196,33 @@ def _leaf_text(value: Any) -> str | None:
 
 
 def _walk(prefix: str, value: Any, out: dict[str, str]) -> None:
+    def join(key: str) -> str:
+        return f"{prefix}.{key}" if prefix else key
+
     if isinstance(value, Mapping):
         for k in sorted(value, key=str):
-            _walk(f"{prefix}.{_escape(str(k))}", value[k], out)
+            _walk(join(_escape(str(k))), value[k], out)
     elif isinstance(value, (list, tuple)):
         for i, v in enumerate(value):
-            _walk(f"{prefix}.{i}", v, out)
+            _walk(join(str(i)), v, out)
     else:
         text = _leaf_text(value)
         if text is not None:
             out[prefix] = text
+
+
+def leaf_texts(node: Mapping[str, Any]) -> dict[str, str]:
+    """Every string leaf and identifier-like number of a raw row at any depth, lists included, by
+    path (``meta.contact.emails.0``; dots inside keys escaped): what ``tunegate anonymize`` scans,
+    anonymizes and re-scans, as :func:`text_fields` is for a :class:`Record`."""
+    out: dict[str, str] = {}
+    _walk("", node, out)
+    return out
+
+
+def set_leaf(node: Mapping[str, Any], path: str, value: str) -> Any:
+    """A copy of a raw row with the :func:`leaf_texts` leaf at ``path`` replaced by ``value``."""
+    return _set_leaf(node, path_parts(path), value, path)
 
 
 def text_fields(record: Record) -> dict[str, str]:

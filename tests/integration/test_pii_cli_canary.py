@@ -93,3 +93,41 @@ def test_anonymize_cli_without_key_exits_2(
     err = capsys.readouterr().err
     assert "TUNEGATE_PII_KEY" in err
     _canary_free(err)
+
+
+@pytest.mark.slow
+def test_anonymize_cli_covers_every_leaf_and_reads_keys_as_context(
+    tmp_path: Path, pii_key: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Nested objects, lists of strings and numbers stored as identifiers are scanned like text; a
+    short value is also read after its key (``phone: 46701234567``), which alone is no phone."""
+    row = {
+        "text": "see the attached contact card",
+        "meta": {
+            "contact": {"phone": 46701234567, "emails": ["n/a", f"backup: {CANARIES['email']}"]},
+            "ssn": 536228741,
+            "order_id": 1234567,  # a number that is no identifier stays a number
+            "created_at": "2024-03-05 14:22:01",
+        },
+        "tags": ["vip", "card 4111 1111 1111 1111"],
+        "odd.key": {"mobileNumber": "447911123456"},
+    }
+    src = tmp_path / "nested.jsonl"
+    src.write_text(json.dumps(row) + "\n", encoding="utf-8")
+    out, report = tmp_path / "out.jsonl", tmp_path / "report.json"
+    assert _run(["anonymize", str(src), "--out", str(out), "--report", str(report)]) == 0
+    capsys.readouterr()
+    [new] = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    meta = new["meta"]
+    assert meta["contact"]["phone"].startswith("<PHONE_NUMBER_")
+    assert meta["ssn"].startswith("<US_SSN_")
+    assert meta["contact"]["emails"][0] == "n/a" and meta["contact"]["emails"][1].startswith("backup: <EMAIL")
+    assert meta["order_id"] == 1234567 and meta["created_at"] == "2024-03-05 14:22:01"
+    assert new["tags"][0] == "vip" and new["tags"][1].startswith("card <CREDIT_CARD_")
+    assert new["odd.key"]["mobileNumber"].startswith("<PHONE_NUMBER_")  # not a card: the key says phone
+    data = json.loads(report.read_text(encoding="utf-8"))
+    assert data["residual_totals"] == {}
+    assert data["counts"]["PHONE_NUMBER"] == {"meta.contact.phone": 1, "odd\\.key.mobileNumber": 1}
+    written = out.read_text(encoding="utf-8") + report.read_text(encoding="utf-8")
+    for raw in ("46701234567", "536228741", "4111 1111", "447911123456", CANARIES["email"]):
+        assert raw not in written

@@ -52,6 +52,13 @@ _MAX_CACHE = 200_000
 _WINDOW = 80
 #: Entities whose detected values are propagated to their other occurrences.
 _PROPAGATED = frozenset({"PERSON"})
+#: A structured leaf (a value of its own key, not a free-text field) this short is also read after
+#: its key as a label: ``{"phone": 46701234567}`` is scanned as ``phone: 46701234567`` too, so the
+#: recognizers' context words apply (alone, eleven digits are no phone; ``536228741`` no SSN).
+_KEYED_MAX_CHARS = 64
+#: Keys whose values are free text: their own words are their context.
+_FREE_TEXT_KEYS = frozenset({"text", "instruction", "input", "output", "content", "prompt", "response"})
+_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
 _MAX_NAME_WORDS = 4
 _WORD = regex.compile(r"\p{L}[\p{L}\p{M}'’\-]*")
 
@@ -288,6 +295,40 @@ class PIIEngine:
         assert self._key is not None
         return hmac.new(self._key, b"propagate\x00" + name_key.encode("utf-8"), hashlib.sha256).hexdigest()
 
+    def with_keyed_spans(
+        self, items: Sequence[tuple[int, str, str]], spans: Sequence[list[Span]], *, residual: bool = False
+    ) -> list[list[Span]]:
+        """``spans`` plus the structured identifiers each short structured leaf shows when read after
+        its key as a label (``contact.phone`` = ``46701234567`` is read as ``phone: 46701234567``),
+        mapped back onto the value. Names are not taken from this reading: a key ending in ``name``
+        reads as a name cue (``product name: Galaxy S21``), and a name needs no label to be found."""
+        from tunegate.pii.detect import _resolve
+        from tunegate.records import path_parts
+
+        probes: list[str] = []
+        owners: list[tuple[int, int]] = []  # (item index, label length)
+        for k, (_, path, text) in enumerate(items):
+            keys = [p for p in path_parts(path) if not p.isdigit()]
+            if not keys or keys[-1].casefold() in _FREE_TEXT_KEYS or len(text) > _KEYED_MAX_CHARS:
+                continue
+            label = " ".join(_CAMEL.sub(" ", keys[-1]).replace("_", " ").replace("-", " ").split()).lower()
+            if not label or not any(c.isalpha() for c in label):
+                continue
+            probes.append(f"{label}: {text}")
+            owners.append((k, len(label) + 2))
+        out = [list(row) for row in spans]
+        if not probes:
+            return out
+        for (k, shift), found in zip(owners, self.detect(probes, residual=residual), strict=True):
+            extra = [
+                Span(s.entity_type, s.start - shift, s.end - shift, s.score)
+                for s in found
+                if s.start >= shift and s.entity_type in STRUCTURED_ENTITIES
+            ]
+            if extra:
+                out[k] = _resolve(items[k][2], out[k] + extra)
+        return out
+
     def consistent_spans(
         self, items: Sequence[tuple[int, str, str]], spans: Sequence[list[Span]]
     ) -> list[list[Span]]:
@@ -406,9 +447,12 @@ class PIIEngine:
         """
         self.prepare(need_key=True)
         texts = [t for _, _, t in items]
-        spans = self.consistent_spans(items, self.detect(texts))
+        spans = self.consistent_spans(items, self.with_keyed_spans(items, self.detect(texts)))
         new_texts = self.apply_spans(texts, spans)
-        residual_spans = self.detect(new_texts, residual=True)
+        new_items = [(ri, path, t) for (ri, path, _), t in zip(items, new_texts, strict=True)]
+        residual_spans = self.with_keyed_spans(
+            new_items, self.detect(new_texts, residual=True), residual=True
+        )
         counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         residual: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         locations: list[dict[str, str]] = []
@@ -460,7 +504,9 @@ class PIIEngine:
             for path, text in text_fields(r).items()
             if self.selects(path, fields)
         ]
-        spans = self.detect([t for _, _, t in items], residual=True)
+        spans = self.with_keyed_spans(
+            items, self.detect([t for _, _, t in items], residual=True), residual=True
+        )
         residual: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         locations: list[dict[str, str]] = []
         with_pii: set[int] = set()

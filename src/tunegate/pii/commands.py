@@ -1,10 +1,11 @@
 """CLI commands of tunegate.pii, registered on the main typer app by ``tunegate.cli``.
 
 ``tunegate anonymize IN --out OUT [--fields a,b] [--policy gates/default.yaml] [--report R.json]``
-uses the same engine as ``tunegate prepare``: rows from :func:`tunegate.records.iter_rows`, the named
-string fields (default: all string fields, and ``content`` of message lists) anonymized, JSONL
-written atomically. It prints counts per entity and field only. Exit 1 if the residual re-scan
-exceeds the policy, 2 on bad input, a missing model or a missing key.
+uses the same engine as ``tunegate prepare``: rows from :func:`tunegate.records.iter_rows`; every
+string leaf at any depth (nested objects, lists, message lists) and every number that looks like
+an identifier (:func:`tunegate.records.leaf_texts`) of the named fields (default: all) anonymized
+and re-scanned, JSONL written atomically. It prints counts per entity and field only. Exit 1 if
+the residual re-scan exceeds the policy, 2 on bad input, a missing model or a missing key.
 """
 
 from __future__ import annotations
@@ -20,26 +21,24 @@ import typer
 CHUNK_ROWS = 5_000
 
 
+def _selected(path: str, fields: Sequence[str] | None) -> bool:
+    """Whether ``--fields`` names this leaf: its top-level key, its family (``messages.content``)
+    or a parent of it (``meta`` covers ``meta.contact.phone``)."""
+    from tunegate.records import field_family, path_parts
+
+    if fields is None:
+        return True
+    key, fam = path_parts(path)[0], field_family(path)
+    return key in fields or any(fam == f or fam.startswith(f + ".") for f in fields)
+
+
 def _row_items(row: dict[str, Any], ri: int, fields: Sequence[str] | None) -> Iterator[tuple[int, str, str]]:
-    for key, value in row.items():
-        if isinstance(value, str) and value:
-            if fields is None or key in fields:
-                yield ri, key, value
-        elif isinstance(value, list):
-            fam = f"{key}.content"
-            if fields is not None and key not in fields and fam not in fields:
-                continue
-            for i, item in enumerate(value):
-                if isinstance(item, dict) and isinstance(item.get("content"), str) and item["content"]:
-                    yield ri, f"{key}.{i}.content", item["content"]
+    """Every string leaf and identifier-like number of the row at any depth, lists included."""
+    from tunegate.records import leaf_texts
 
-
-def _set(row: dict[str, Any], path: str, value: str) -> None:
-    parts = path.split(".")
-    if len(parts) == 1:
-        row[path] = value
-    else:
-        row[parts[0]][int(parts[1])]["content"] = value
+    for path, text in leaf_texts(row).items():
+        if _selected(path, fields):
+            yield ri, path, text
 
 
 def same_file(src: Path, out: Path) -> bool:
@@ -66,7 +65,7 @@ def anonymize_file(
     from tunegate.pii.anonymize import PIIEngine, merge_reports
     from tunegate.policy.schema import load_policy
     from tunegate.provenance import atomic_path
-    from tunegate.records import iter_rows
+    from tunegate.records import iter_rows, set_leaf
 
     if same_file(src, out):
         raise InputError(
@@ -88,7 +87,7 @@ def anonymize_file(
                 items, len(rows), record_ids=[f"row {first_row + i}" for i in range(len(rows))]
             )
             for (ri, path, _), text in zip(items, new_texts, strict=True):
-                _set(rows[ri], path, text)
+                rows[ri] = set_leaf(rows[ri], path, text)
             for row in rows:
                 fh.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
             reports.append(report)
@@ -114,8 +113,9 @@ def register(app: typer.Typer) -> None:
         fields: list[str] | None = typer.Option(
             None,
             "--fields",
-            help="Fields to anonymize, repeatable or comma-separated (default: every string field; "
-            "'messages' or 'messages.content' for chat message lists).",
+            help="Fields to anonymize, repeatable or comma-separated (default: every string and "
+            "identifier-like number at any depth; 'meta' covers its nested leaves, 'messages.content' "
+            "the contents of a chat message list).",
         ),
         policy: Path | None = typer.Option(None, "--policy", help="Gate policy YAML (default: shipped)."),
         report: Path | None = typer.Option(None, "--report", help="Also write the PII report JSON here."),

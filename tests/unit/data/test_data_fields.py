@@ -103,6 +103,25 @@ def test_engine_anonymizes_every_shape_and_rescan_covers_the_same_leaves(engine:
     assert rescan.texts_scanned == report.texts_scanned and rescan.residual_totals == {}
 
 
+def test_a_short_leaf_is_also_read_after_its_key(engine: Any) -> None:
+    """``46701234567`` alone is no phone and ``536228741`` no SSN; under ``phone`` / ``ssn`` they are.
+    A number under any other key, or a name cue in a key (``product_name``), adds nothing."""
+    fields = {"text": "please call me back", "label": "callback"}
+    extra = {
+        "contact": {"phone": 46701234567, "ssn": 536228741},
+        "order_id": 46701234567,
+        "product_name": "Galaxy S21",
+    }
+    rec = Record(id=content_id("classification", fields, KEY), task="classification", **fields, extra=extra)
+    [out], report = engine.anonymize_records([rec])
+    assert out.extra["contact"]["phone"].startswith("<PHONE_NUMBER_")
+    assert out.extra["contact"]["ssn"].startswith("<US_SSN_")
+    assert out.extra["order_id"] == 46701234567 and out.extra["product_name"] == "Galaxy S21"
+    assert report.residual_totals == {}
+    # the detection-only re-scan reads keys the same way: the raw record shows both
+    assert engine.scan_records([rec]).residual_totals == {"PHONE_NUMBER": 1, "US_SSN": 1}
+
+
 def test_labels_with_pii_fail_naming_ids_not_values(engine: Any) -> None:
     recs = labelled({"billing": 30, "refund": 30})
     bad = recs[0].model_copy(update={"label": f"ask {EMAIL}"})
