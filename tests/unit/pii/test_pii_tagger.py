@@ -297,3 +297,17 @@ def test_recall_bench_reads_btc_handles_as_unscored(tmp_path: Path) -> None:
     found = [[("PERSON", 1, 6), ("PERSON", 11, 19), ("PERSON", 23, 27)]]  # handle, name, place
     pe = bench.score([item], found, scored_types=["PERSON"])["per_entity"]["PERSON"]
     assert (pe["caught"], pe["detections"], pe["false_positives"]) == (1, 2, 1)
+
+
+def test_recall_bench_counts_false_positives_on_handles() -> None:
+    """WNUT-17 writes ``@ name`` and labels most handles ``O``: the bench reports how many of the
+    PERSON false positives are handles (tunegate replaces handles by design)."""
+    spec = importlib.util.spec_from_file_location("pii_recall", REPO / "bench" / "pii_recall.py")
+    assert spec is not None and spec.loader is not None
+    bench: Any = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    item = {"text": "RT @ bob_x : hi @alice and Carol", "gold": [], "group": "g"}
+    found = [[("PERSON", 5, 10), ("PERSON", 16, 22), ("PERSON", 27, 32)]]
+    result = bench.score([item], found, scored_types=["PERSON"])
+    assert result["person_false_positives_on_handles"] == 2
+    assert result["per_entity"]["PERSON"]["false_positives"] == 3
