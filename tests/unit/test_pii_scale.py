@@ -131,3 +131,41 @@ def test_propagated_names_never_rewrite_a_placeholder() -> None:
     spans = PIIEngine.scan_names([text], lambda key: "PERSON" if key == "PESEL" else None)[0]
     assert [text[s.start : s.end] for s in spans] == ["PESEL", "PESEL"]
     assert all(s.end <= text.index("<") or s.start > text.index(">") for s in spans)
+
+
+def test_a_structured_value_found_once_is_replaced_everywhere_in_any_layout(pii_key: str) -> None:
+    """``46701234567`` is a phone under ``phone`` (read with its key) but nothing in ``ref 46701234567``;
+    once found it is replaced wherever it stands, in one engine and across shards (keyed digests
+    only); a longer run of digits that contains it is left alone. Layouts share a key (below)."""
+    import json
+    import re
+
+    def rec(text: str, extra: dict[str, Any] | None = None) -> Record:
+        fields = {"text": text, "label": "x"}
+        cid = content_id("classification", fields)
+        return Record(id=cid, task="classification", **fields, extra=extra or {})
+
+    records = [
+        rec("please call me back", {"contact": {"phone": 46701234567}}),
+        rec("ref 46701234567 logged after 467012345678"),
+    ]
+    policy = load_policy().pii
+    alone, _ = PIIEngine(policy, load_pii_key()).anonymize_records(records[1:])
+    assert "ref 46701234567 " in (alone[0].text or ""), "the premise: alone, the bare number is no phone"
+    for got, _report in (
+        PIIEngine(policy, load_pii_key()).anonymize_records(records),
+        ShardedAnonymizer(policy, _serial_map, n_shards=2)(records),
+    ):
+        text = got[1].text or ""
+        assert text.startswith("ref <PHONE_NUMBER_") and text.endswith(" logged after 467012345678"), text
+        assert str(got[0].extra["contact"]["phone"]).startswith("<PHONE_NUMBER_")
+        assert not re.search(r"\b46701234567\b", json.dumps([r.model_dump() for r in got]))
+
+
+def test_value_keys_ignore_layout_and_short_values() -> None:
+    from tunegate.pii.anonymize import _value_key
+
+    assert _value_key("+46 70 123 45 67") == _value_key("46701234567") == "#46701234567"
+    assert _value_key("Anna99@Gmail.com") == _value_key("anna99@gmail.com")
+    assert _value_key("DE89 3704 0044 0532 0130 00") == _value_key("de89370400440532013000")
+    assert _value_key("10.0.0.1") is None and _value_key("Zorvath") is None

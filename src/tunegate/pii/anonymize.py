@@ -61,6 +61,25 @@ _FREE_TEXT_KEYS = frozenset({"text", "instruction", "input", "output", "content"
 _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
 _MAX_NAME_WORDS = 4
 _WORD = regex.compile(r"\p{L}[\p{L}\p{M}'’\-]*")
+#: Where a structured value may sit in other text: a run without spaces (``46701234567``,
+#: ``anna99@gmail.com``), digit groups (``+46 70 123 45 67``, ``(020) 7946-0958``), a grouped IBAN.
+_VALUE_CANDIDATES = (
+    regex.compile(r"(?<![\w.+@\-])[\w.+@\-]*\w"),
+    regex.compile(r"(?<![\w+])\+?\(?\d[\d()\-. /]*\d(?!\w)"),
+    regex.compile(r"(?<!\w)[A-Za-z]{2}\d{2}(?:[ \-]?[A-Za-z0-9]{4})+(?:[ \-]?[A-Za-z0-9]{1,3})?(?!\w)"),
+)
+#: A structured value is propagated when it has at least this many letters and digits (a short
+#: value, ``10.0.0.1``, could be anything elsewhere).
+_MIN_VALUE_CHARS = 7
+
+
+def _value_key(value: str) -> str | None:
+    """The propagation key of a structured value: its letters and digits, case-folded, after ``#``
+    (no name key starts so), so ``+46 70 123 45 67`` and ``46701234567`` are the same value."""
+    norm = "".join(c for c in value.casefold() if c.isalnum())
+    if len(norm) < _MIN_VALUE_CHARS or not (any(c.isdigit() for c in norm) or "@" in value):
+        return None
+    return "#" + norm
 
 
 def normalize_value(entity: str, value: str) -> str:
@@ -244,6 +263,11 @@ class PIIEngine:
         table: dict[str, str] = {}
         for text, row in zip(texts, spans, strict=True):
             for s in row:
+                if s.entity_type in STRUCTURED_ENTITIES:
+                    key = _value_key(text[s.start : s.end])
+                    if key is not None:
+                        table[key] = s.entity_type
+                    continue
                 if s.entity_type not in _PROPAGATED:
                     continue
                 words = _WORD.findall(text[s.start : s.end])
@@ -287,6 +311,18 @@ class PIIEngine:
                         hit = n
                         break
                 j += hit or 1
+            # structured values found elsewhere (``46701234567`` under ``phone``), in any layout
+            seen: set[tuple[int, int]] = set()
+            for rx in _VALUE_CANDIDATES:
+                for m in rx.finditer(text):
+                    span = m.span()
+                    if span in seen or any(a < span[1] and span[0] < b for a, b in holes):
+                        continue
+                    seen.add(span)
+                    key = _value_key(m.group(0))
+                    entity = lookup(key) if key is not None else None
+                    if entity is not None:
+                        out[i].append(Span(entity, span[0], span[1], 0.5))
         return out
 
     def keyed_name(self, name_key: str) -> str:

@@ -109,14 +109,14 @@ def test_a_short_leaf_is_also_read_after_its_key(engine: Any) -> None:
     fields = {"text": "please call me back", "label": "callback"}
     extra = {
         "contact": {"phone": 46701234567, "ssn": 536228741},
-        "order_id": 46701234567,
+        "order_id": 88812345670,
         "product_name": "Galaxy S21",
     }
     rec = Record(id=content_id("classification", fields, KEY), task="classification", **fields, extra=extra)
     [out], report = engine.anonymize_records([rec])
     assert out.extra["contact"]["phone"].startswith("<PHONE_NUMBER_")
     assert out.extra["contact"]["ssn"].startswith("<US_SSN_")
-    assert out.extra["order_id"] == 46701234567 and out.extra["product_name"] == "Galaxy S21"
+    assert out.extra["order_id"] == 88812345670 and out.extra["product_name"] == "Galaxy S21"
     assert report.residual_totals == {}
     # the detection-only re-scan reads keys the same way: the raw record shows both
     assert engine.scan_records([rec]).residual_totals == {"PHONE_NUMBER": 1, "US_SSN": 1}
