@@ -35,7 +35,9 @@ Sets (each reported separately; ``dev`` folds may be looked at while tuning, ``h
 Scoring. A gold span is *caught* when every letter/digit of it lies inside some detected span
 (any type: a name removed as ORGANIZATION is still removed). Precision per entity: a detection of
 type E is a true positive when it overlaps a gold span of the same type; on sets with only
-``person`` gold (wnut17) only PERSON precision is scored. Stock Presidio = ``AnalyzerEngine``
+``person`` gold (wnut17) only PERSON precision is scored. ``person_false_positives_on_handles``: how
+many PERSON false positives are user handles (right after ``@`` or ``@ ``), which tunegate replaces by
+design and WNUT-17 mostly labels ``O``. Stock Presidio = ``AnalyzerEngine``
 (predefined recognizers, same model, same entity list, default threshold).
 """
 
