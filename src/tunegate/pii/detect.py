@@ -972,12 +972,20 @@ def _ssn_over_phone(text: str, spans: list[Span]) -> list[Span]:
     ]
 
 
+#: "Phone" and "mobile" in other languages (German, Polish, Czech, Nordic, Spanish, Italian,
+#: Portuguese, French, Finnish, Dutch): a field labelled ``Telefon:`` or ``Handy:`` names a phone.
+_FOREIGN_PHONE_WORDS = (
+    r"telefon|telefonu|telefono|teléfono|telefone|téléphone|telefoon|tlf|tfn|puhelin|handy|m[oó]vil"
+    r"|cellulare|celular|mobil|komórka|komorka"
+)
+
+
 #: Words that say which identifier a number is, looked for on its line just before it (the phone
 #: cue also overrules a reference cue in :func:`not_a_phone`).
 _CUES = {
     "PHONE_NUMBER": re.compile(
         r"\b(?:(?:phone|call|text|dial|ring|reach)(?:s|e?d|ing|led|ling)?|rang|tel|telephone|mobile|cell|fax"
-        r"|sms|whatsapp|landline|hotline)\b",
+        r"|sms|whatsapp|landline|hotline|" + _FOREIGN_PHONE_WORDS + r")\b",
         re.I,
     ),
     "CREDIT_CARD": re.compile(
@@ -1068,7 +1076,7 @@ def not_a_phone(text: str, start: int, end: int) -> bool:
         _PHONE_RX["run_cue"] = regex.compile(
             r"\b(?:(?:phone|call|text|dial|ring|contact|reach|number)(?:s|e?d|ing|led|ling)?|rang|tel|"
             r"telephone|mobile|mob|cell|cellphone|fax|sms|whatsapp|nr|no|ph|office|desk|home|work|landline|"
-            r"hotline|helpline)\b",
+            r"hotline|helpline|" + _FOREIGN_PHONE_WORDS + r")\b",
             regex.I,
         )
     value = text[start:end]

@@ -363,14 +363,18 @@ class EuPhoneRecognizer(_StaticPatternRecognizer):
         Pattern(
             "Phone (digit run after cue)",
             r"(?<=\b(?:call(?:s|ed|ing)?(?:\s+me)?|phone[ds]?|ring|rang|dial(?:l?ed|s)?|texted|tel|telephone"
-            r"|mobile|cell|fax|number|reach\s+me|text\s+me|whatsapp|sms)\b[^\d\n]{0,12})\d{8,12}(?![\w]|[.\-]\d)",
+            r"|mobile|cell|fax|number|reach\s+me|text\s+me|whatsapp|sms|telefon|telefono|teléfono|telefone"
+            r"|téléphone|telefoon|tlf|tfn|puhelin|handy|m[oó]vil|cellulare|celular|mobil|komórka|komorka)"
+            r"\b[^\d\n]{0,12})\d{8,12}(?![\w]|[.\-]\d)",
             0.5,
         ),
     ]
     CONTEXT: ClassVar[list[str]] = [
         "phone", "telephone", "tel", "mobile", "cell", "call", "calling", "fax", "landline", "number",
         "contact", "reach", "text", "sms", "whatsapp", "office", "desk", "home", "work", "dial",
-        "answering", "messages", "telefon", "handy", "portable", "registered",
+        "answering", "messages", "telefon", "handy", "portable", "registered", "telefono", "teléfono",
+        "telefone", "téléphone", "telefoon", "tlf", "puhelin", "móvil", "movil", "cellulare", "celular",
+        "mobil", "komórka",
     ]  # fmt: skip
 
     def validate_result(self, pattern_text: str) -> bool | None:

@@ -626,3 +626,29 @@ def test_organization_words_in_companies_and_addresses_stay_unnamed(
 ) -> None:
     persons = _found(pii_analyzer, pii_policy, text).get("PERSON", [])
     assert not any(word in p for p in persons), persons
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Telefon: 46701234567",
+        "Mi teléfono es 46701234567",
+        "Handy: 01701234567",
+        "telefono 46701234567",
+        "tlf 46701234567",
+        "Téléphone : 0612345678",
+    ],
+)
+def test_a_phone_labelled_in_another_language_is_a_phone(
+    pii_analyzer: Any, pii_policy: PIIPolicy, text: str
+) -> None:
+    """A bare digit run is a phone only after a phone word; the words of other languages count."""
+    number = text.split()[-1]
+    assert _found(pii_analyzer, pii_policy, text).get("PHONE_NUMBER") == [number]
+
+
+@pytest.mark.parametrize("text", ["ref 46701234567", "Invoice 46701234567 portable charger"])
+def test_a_bare_digit_run_without_a_phone_word_stays(
+    pii_analyzer: Any, pii_policy: PIIPolicy, text: str
+) -> None:
+    assert "PHONE_NUMBER" not in _found(pii_analyzer, pii_policy, text)
