@@ -994,21 +994,23 @@ _CUES = {
         re.I,
     ),
     "PL_PESEL": re.compile(r"\b(?:pesel|national\s+id|identity|identification|dowód|dowod)\b", re.I),
+    "US_SSN": re.compile(r"\b(?:ssn|ssns|social\s+security|soc\.?\s*sec\.?)\b", re.I),
 }
 
 
 def _identifier_or_phone(text: str, spans: list[Span]) -> list[Span]:
-    """A number claimed both by a checksum-validated identifier (a card, a PESEL) and by the phone
+    """A number claimed both by an identifier recognizer (a card, a PESEL, an SSN) and by the phone
     recognizers is what the words before it on its line say: ``Card number 675987789327`` is a
     card (both recognizers score it 0.85, and the tie went to the phone), ``call 04323194875`` a
-    phone number whose digits happen to pass the PESEL check (1 number in 10 does). With cues for
-    both or for neither, the scores decide (:func:`_resolve`)."""
+    phone number whose digits happen to pass the PESEL check (1 number in 10 does), ``SSN number:
+    536228741`` an SSN (``number`` made it a phone). With cues for both or for neither, the scores
+    decide (:func:`_resolve`)."""
     phones = [s for s in spans if s.entity_type == "PHONE_NUMBER"]
     if not phones:
         return spans
     drop: set[Span] = set()
     for s in spans:
-        if s.entity_type not in ("CREDIT_CARD", "PL_PESEL"):
+        if s.entity_type not in ("CREDIT_CARD", "PL_PESEL", "US_SSN"):
             continue
         rivals = [p for p in phones if p.start < s.end and s.start < p.end]
         if not rivals:

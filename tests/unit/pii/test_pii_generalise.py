@@ -652,3 +652,17 @@ def test_a_bare_digit_run_without_a_phone_word_stays(
     pii_analyzer: Any, pii_policy: PIIPolicy, text: str
 ) -> None:
     assert "PHONE_NUMBER" not in _found(pii_analyzer, pii_policy, text)
+
+
+@pytest.mark.parametrize(
+    ("text", "entity", "value"),
+    [
+        ("ssn number: 536228741", "US_SSN", "536228741"),  # "number" alone made it a phone
+        ("Soc. Sec. no. 536 22 8741", "US_SSN", "536 22 8741"),
+        ("call 536228741", "PHONE_NUMBER", "536228741"),
+    ],
+)
+def test_the_words_before_a_number_type_it_ssn_or_phone(
+    pii_analyzer: Any, pii_policy: PIIPolicy, text: str, entity: str, value: str
+) -> None:
+    assert _found(pii_analyzer, pii_policy, text) == {entity: [value]}
