@@ -331,16 +331,18 @@ class PIIEngine:
         assert self._key is not None
         return hmac.new(self._key, b"propagate\x00" + name_key.encode("utf-8"), hashlib.sha256).hexdigest()
 
-    def with_keyed_spans(
-        self, items: Sequence[tuple[int, str, str]], spans: Sequence[list[Span]], *, residual: bool = False
+    def detect_items(
+        self, items: Sequence[tuple[int, str, str]], *, residual: bool = False
     ) -> list[list[Span]]:
-        """``spans`` plus the structured identifiers each short structured leaf shows when read after
-        its key as a label (``contact.phone`` = ``46701234567`` is read as ``phone: 46701234567``),
-        mapped back onto the value. Names are not taken from this reading: a key ending in ``name``
-        reads as a name cue (``product name: Galaxy S21``), and a name needs no label to be found."""
+        """Spans of each ``(record, path, text)`` item: its text's own, plus the structured
+        identifiers a short structured leaf shows when read after its key as a label
+        (``contact.phone`` = ``46701234567`` is read as ``phone: 46701234567``), mapped back onto
+        the value. Names are not taken from that reading: a key ending in ``name`` reads as a name
+        cue (``product name: Galaxy S21``), and a name needs no label to be found."""
         from tunegate.pii.detect import _resolve
         from tunegate.records import path_parts
 
+        spans = self.detect([t for _, _, t in items], residual=residual)
         probes: list[str] = []
         owners: list[tuple[int, int]] = []  # (item index, label length)
         for k, (_, path, text) in enumerate(items):
@@ -483,12 +485,10 @@ class PIIEngine:
         """
         self.prepare(need_key=True)
         texts = [t for _, _, t in items]
-        spans = self.consistent_spans(items, self.with_keyed_spans(items, self.detect(texts)))
+        spans = self.consistent_spans(items, self.detect_items(items))
         new_texts = self.apply_spans(texts, spans)
         new_items = [(ri, path, t) for (ri, path, _), t in zip(items, new_texts, strict=True)]
-        residual_spans = self.with_keyed_spans(
-            new_items, self.detect(new_texts, residual=True), residual=True
-        )
+        residual_spans = self.detect_items(new_items, residual=True)
         counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         residual: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         locations: list[dict[str, str]] = []
@@ -540,9 +540,7 @@ class PIIEngine:
             for path, text in text_fields(r).items()
             if self.selects(path, fields)
         ]
-        spans = self.with_keyed_spans(
-            items, self.detect([t for _, _, t in items], residual=True), residual=True
-        )
+        spans = self.detect_items(items, residual=True)
         residual: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         locations: list[dict[str, str]] = []
         with_pii: set[int] = set()

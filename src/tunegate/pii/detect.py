@@ -974,10 +974,12 @@ def _ssn_over_phone(text: str, spans: list[Span]) -> list[Span]:
 
 #: "Phone" and "mobile" in other languages (German, Polish, Czech, Nordic, Spanish, Italian,
 #: Portuguese, French, Finnish, Dutch): a field labelled ``Telefon:`` or ``Handy:`` names a phone.
-_FOREIGN_PHONE_WORDS = (
-    r"telefon|telefonu|telefono|teléfono|telefone|téléphone|telefoon|tlf|tfn|puhelin|handy|m[oó]vil"
-    r"|cellulare|celular|mobil|komórka|komorka"
-)
+#: ``portable`` is left out of the cues that make a bare run a phone: it is an English word too.
+FOREIGN_PHONE_LIST = (
+    "telefon", "telefonu", "telefono", "teléfono", "telefone", "téléphone", "telefoon", "tlf", "tfn",
+    "puhelin", "handy", "móvil", "movil", "cellulare", "celular", "mobil", "komórka", "komorka",
+)  # fmt: skip
+FOREIGN_PHONE_WORDS = "|".join(FOREIGN_PHONE_LIST)
 
 
 #: Words that say which identifier a number is, looked for on its line just before it (the phone
@@ -985,7 +987,7 @@ _FOREIGN_PHONE_WORDS = (
 _CUES = {
     "PHONE_NUMBER": re.compile(
         r"\b(?:(?:phone|call|text|dial|ring|reach)(?:s|e?d|ing|led|ling)?|rang|tel|telephone|mobile|cell|fax"
-        r"|sms|whatsapp|landline|hotline|" + _FOREIGN_PHONE_WORDS + r")\b",
+        r"|sms|whatsapp|landline|hotline|" + FOREIGN_PHONE_WORDS + r")\b",
         re.I,
     ),
     "CREDIT_CARD": re.compile(
@@ -1078,7 +1080,7 @@ def not_a_phone(text: str, start: int, end: int) -> bool:
         _PHONE_RX["run_cue"] = regex.compile(
             r"\b(?:(?:phone|call|text|dial|ring|contact|reach|number)(?:s|e?d|ing|led|ling)?|rang|tel|"
             r"telephone|mobile|mob|cell|cellphone|fax|sms|whatsapp|nr|no|ph|office|desk|home|work|landline|"
-            r"hotline|helpline|" + _FOREIGN_PHONE_WORDS + r")\b",
+            r"hotline|helpline|" + FOREIGN_PHONE_WORDS + r")\b",
             regex.I,
         )
     value = text[start:end]

@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 from presidio_analyzer import EntityRecognizer, Pattern, PatternRecognizer, RecognizerResult
 from presidio_analyzer.predefined_recognizers import EmailRecognizer, UsSsnRecognizer
 
+from tunegate.pii.detect import FOREIGN_PHONE_LIST, FOREIGN_PHONE_WORDS
 from tunegate.pii.tagger import span_probability  # no torch: the tagger module loads it lazily
 
 
@@ -363,8 +364,7 @@ class EuPhoneRecognizer(_StaticPatternRecognizer):
         Pattern(
             "Phone (digit run after cue)",
             r"(?<=\b(?:call(?:s|ed|ing)?(?:\s+me)?|phone[ds]?|ring|rang|dial(?:l?ed|s)?|texted|tel|telephone"
-            r"|mobile|cell|fax|number|reach\s+me|text\s+me|whatsapp|sms|telefon|telefono|teléfono|telefone"
-            r"|téléphone|telefoon|tlf|tfn|puhelin|handy|m[oó]vil|cellulare|celular|mobil|komórka|komorka)"
+            r"|mobile|cell|fax|number|reach\s+me|text\s+me|whatsapp|sms|" + FOREIGN_PHONE_WORDS + r")"
             r"\b[^\d\n]{0,12})\d{8,12}(?![\w]|[.\-]\d)",
             0.5,
         ),
@@ -372,9 +372,7 @@ class EuPhoneRecognizer(_StaticPatternRecognizer):
     CONTEXT: ClassVar[list[str]] = [
         "phone", "telephone", "tel", "mobile", "cell", "call", "calling", "fax", "landline", "number",
         "contact", "reach", "text", "sms", "whatsapp", "office", "desk", "home", "work", "dial",
-        "answering", "messages", "telefon", "handy", "portable", "registered", "telefono", "teléfono",
-        "telefone", "téléphone", "telefoon", "tlf", "puhelin", "móvil", "movil", "cellulare", "celular",
-        "mobil", "komórka",
+        "answering", "messages", "portable", "registered", *FOREIGN_PHONE_LIST,
     ]  # fmt: skip
 
     def validate_result(self, pattern_text: str) -> bool | None:

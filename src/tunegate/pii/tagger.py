@@ -145,6 +145,8 @@ def build_model(base_dir: Path, *, dropout: float = 0.0) -> Any:
     return _tagger_module(encoder, dropout)
 
 
+#: What a user can do when the shipped adapter does not load.
+_REINSTALL = "reinstall tunegate (the shipped weights fit), or set pii.person_tagger: disabled"
 #: The prefix peft's state dict puts before a module name of the wrapped encoder.
 _PEFT_PREFIX = "base_model.model."
 
@@ -162,10 +164,11 @@ def merged_model(base_dir: Path, state: dict[str, Any]) -> Any:
     linear = {n for n, m in modules.items() if isinstance(m, torch.nn.Linear)}
     targets = {n for n in linear if re.fullmatch(LORA_TARGETS, n)}
     lora = {k.removeprefix("lora."): v.float() for k, v in state.items() if k.startswith("lora.")}
-    names = {k.removeprefix(_PEFT_PREFIX).rsplit(".lora_", 1)[0] for k in lora}
-    if not lora or names != targets or len(lora) != 2 * len(targets):
+    expected = {f"{_PEFT_PREFIX}{n}.lora_{x}.weight" for n in targets for x in "AB"}
+    if set(lora) != expected:
         raise DependencyError(
-            f"the PERSON tagger's adapter does not fit the base model ({sorted(names ^ targets)[:3]})"
+            f"the PERSON tagger's adapter does not fit the base model ({sorted(set(lora) ^ expected)[:3]})",
+            hint=_REINSTALL,
         )
     scaling = LORA_ALPHA / LORA_R
     with torch.no_grad():
@@ -174,14 +177,18 @@ def merged_model(base_dir: Path, state: dict[str, Any]) -> Any:
             b = lora[f"{_PEFT_PREFIX}{name}.lora_B.weight"]
             weight = modules[name].weight
             if (b.shape[0], a.shape[1]) != tuple(weight.shape) or a.shape[0] != LORA_R:
-                raise DependencyError(f"the PERSON tagger's adapter for {name} has the wrong shape")
+                raise DependencyError(
+                    f"the PERSON tagger's adapter for {name} has the wrong shape", hint=_REINSTALL
+                )
             weight.data += (b @ a) * scaling
     model = _tagger_module(encoder, 0.0)
     head = {k.removeprefix("head."): v.float() for k, v in state.items() if k.startswith("head.")}
     try:
         model.head.load_state_dict(head)
     except RuntimeError as exc:
-        raise DependencyError(f"the PERSON tagger's head does not fit the base model: {exc}") from None
+        raise DependencyError(
+            f"the PERSON tagger's head does not fit the base model: {exc}", hint=_REINSTALL
+        ) from None
     return model
 
 
