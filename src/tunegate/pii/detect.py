@@ -220,8 +220,10 @@ def build_analyzer(policy: PIIPolicy) -> AnalyzerEngine:
         # cards in bench/results/pii_recognizers.json), which turns cards into PL_PESEL
         rec.PeselRecognizer(supported_language=lang),
         rec.EuIbanRecognizer(supported_language=lang),
+        rec.CuedIbanRecognizer(supported_language=lang),
         rec.EuPhoneRecognizer(supported_language=lang),
         rec.LuhnCardRecognizer(supported_language=lang),
+        rec.CuedCardRecognizer(supported_language=lang),
         rec.PersonCueRecognizer(supported_language=lang),
         rec.PersonInitialRecognizer(supported_language=lang),
         rec.PersonContextRecognizer(supported_language=lang),

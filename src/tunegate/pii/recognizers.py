@@ -15,6 +15,8 @@ plug into the same registry and produce the same typed spans as Presidio's own:
   ``60-56-85-91``; 7 to 15 digits, dates and times rejected; unformatted runs need a context word.
 * ``LuhnCardRecognizer`` - payment card numbers of 12 to 19 digits (Maestro, 19-digit Visa, JCB 15)
   that Presidio's brand-prefix patterns miss; the Luhn check must hold.
+* ``CuedCardRecognizer`` / ``CuedIbanRecognizer`` - a card number or an IBAN right after the word
+  that names it (``credit card``, ``Visa``, ``IBAN``), whatever its checksum says.
 * ``PersonCueRecognizer`` - capitalized name tokens after a cue (``my name is``, ``Mr``, ``Dr``,
   ``Dear``, ``called``, ``name:``, kinship words...). General phrasing cues, no name list.
 """
@@ -243,6 +245,43 @@ class EuIbanRecognizer(_StaticPatternRecognizer):
         return iban_is_valid(pattern_text)
 
 
+#: Between a cue word and the value it introduces: at most 32 characters without a digit, a line
+#: break or a clause mark (``IBAN:``, ``card no.``, ``credit card number is``; not ``card was
+#: declined, order``).
+_CUE_GAP = r"\b(?:no\.|[^\n\d.,;!?]){0,32}"
+#: What introduces an IBAN on its line: the word itself, its expansion, or ``bank account``.
+_IBAN_CUE = r"(?<=\b(?:iban|international\s+bank\s+account\s+number|bank\s+account)" + _CUE_GAP + ")"
+
+
+class CuedIbanRecognizer(_StaticPatternRecognizer):
+    """A value of the IBAN shape right after the word ``IBAN`` on its line, whatever its check
+    digits say (``IBAN NL55TRIO012345678``, ``IBAN: SE32CRBC0100601211501234``): what a writer
+    calls an IBAN is a bank account identifier even when mistyped, invented by a generator or a
+    language model, or cut short, and no other value of that shape follows the word. Without the
+    cue, :class:`EuIbanRecognizer` still requires a valid mod-97 check."""
+
+    ENTITY = "IBAN_CODE"
+
+    PATTERNS: ClassVar[list[Pattern]] = [
+        Pattern(
+            "IBAN after its label",
+            "(?i)" + _IBAN_CUE + EuIbanRecognizer.PATTERNS[0].regex.removeprefix("(?i)"),
+            0.6,
+        )
+    ]
+
+    def validate_result(self, pattern_text: str) -> bool | None:
+        compact = re.sub(r"[\s-]", "", pattern_text)
+        digits = sum(c.isdigit() for c in compact)
+        # two letters, two check digits, then an account part that is mostly digits: not a word
+        return (
+            15 <= len(compact) <= 34
+            and compact[:2].isalpha()
+            and compact[2:4].isdigit()
+            and digits >= len(compact) / 2
+        ) or False
+
+
 _DATE_LIKE = re.compile(
     r"^(?:\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4})$|^\d{1,2}:\d{2}(?::\d{2})?$"
 )
@@ -453,6 +492,42 @@ class LuhnCardRecognizer(_StaticPatternRecognizer):
         if len(groups) > 1 and min(len(g) for g in groups) < 3:
             return False
         return None  # keep the pattern score: many random long numbers pass Luhn
+
+
+#: What introduces a payment card number on its line: ``card`` (not after ``gift``, ``SIM``,
+#: ``ID``, ``library``...: those numbers are something else) or a brand.
+_CARD_CUE = (
+    r"(?i)(?<=\b(?:(?<!\b(?:gift|sim|id|identity|library|loyalty|membership|member|student|health"
+    r"|insurance|voter|ration|access|key|business|memory|sd|report|phone|calling|post|greeting"
+    r"|graphics|video|sound|network|game|score|index|flash)[ \t\-])cards?"
+    r"|visa|master[ \t]?card|maestro|amex|american[ \t]+express|discover|jcb|diners|cc|ccn)" + _CUE_GAP + ")"
+)
+_CARD_END = r"(?![\w]|[\-.]\d)"
+
+
+class CuedCardRecognizer(_StaticPatternRecognizer):
+    """A number of a payment card's shape right after a card word on its line, whatever its Luhn
+    check says (``the credit card 4716 9876 2234 1561``): a number its writer calls a card
+    number is card data even when mistyped or invented (test data, a language model's example).
+    Shapes: four groups of four (plus 1-3 digits), 4-6-5 / 4-6-4 (Amex, Diners), or 13-19 digits
+    without separators. Without the cue, :class:`LuhnCardRecognizer` and Presidio's own still
+    require a valid Luhn check."""
+
+    ENTITY = "CREDIT_CARD"
+
+    PATTERNS: ClassVar[list[Pattern]] = [
+        Pattern(
+            "Card after its label (4x4)",
+            _CARD_CUE + r"\d{4}(?P<sep>[ \-])\d{4}(?P=sep)\d{4}(?P=sep)\d{4}(?:(?P=sep)\d{1,3})?" + _CARD_END,
+            0.6,
+        ),
+        Pattern(
+            "Card after its label (4-6-5)",
+            _CARD_CUE + r"\d{4}(?P<sep>[ \-])\d{6}(?P=sep)\d{4,5}" + _CARD_END,
+            0.6,
+        ),
+        Pattern("Card after its label (compact)", _CARD_CUE + r"\d{13,19}" + _CARD_END, 0.6),
+    ]
 
 
 # A name token: capitalized word (any script with case), incl. hyphenated/apostrophe forms.
