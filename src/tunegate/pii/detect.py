@@ -214,6 +214,7 @@ def build_analyzer(policy: PIIPolicy) -> AnalyzerEngine:
         rec.OfflineEmailRecognizer(supported_language=lang),
         rec.ObfuscatedEmailRecognizer(supported_language=lang),
         rec.SampleKeepingSsnRecognizer(supported_language=lang),
+        rec.LabelledSsnRecognizer(supported_language=lang),
         rec.IdnEmailRecognizer(supported_language=lang),
         # tunegate's PESEL, not Presidio's PlPeselRecognizer: equal recall, but Presidio's matches 11-digit
         # runs inside card numbers (no word boundary; 12 hits on presidio_synth + Banking77, and on

@@ -670,12 +670,24 @@ def test_the_words_before_a_number_type_it_ssn_or_phone(
         ("IBAN NL55TRIO012345678", "IBAN_CODE", "NL55TRIO012345678"),
         ("bank account number SE32CRBC0100601211501234", "IBAN_CODE", "SE32CRBC0100601211501234"),
         ("iban: de89 3704 0044 0532 0130 00", "IBAN_CODE", "de89 3704 0044 0532 0130 00"),
+        # numbers the SSA never issues (area 000 / 666, group 00), typed PHONE_NUMBER before
+        ("SSN: 000-12-3456", "US_SSN", "000-12-3456"),
+        ("SSN 666-12-3456", "US_SSN", "666-12-3456"),
+        ("social security number 123-00-4567", "US_SSN", "123-00-4567"),
     ],
 )  # fmt: skip
 def test_an_identifier_after_its_label_needs_no_valid_checksum(
     pii_analyzer: Any, pii_policy: PIIPolicy, text: str, entity: str, value: str
 ) -> None:
     assert _found(pii_analyzer, pii_policy, text) == {entity: [value]}
+
+
+def test_a_phone_cue_still_types_an_unissued_ssn_layout_a_phone(
+    pii_analyzer: Any, pii_policy: PIIPolicy
+) -> None:
+    assert _found(pii_analyzer, pii_policy, "SSN is on file; call 666-12-3456") == {
+        "PHONE_NUMBER": ["666-12-3456"]
+    }
 
 
 @pytest.mark.parametrize(
