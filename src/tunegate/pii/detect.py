@@ -220,6 +220,7 @@ def build_analyzer(policy: PIIPolicy) -> AnalyzerEngine:
         # runs inside card numbers (no word boundary; 12 hits on presidio_synth + Banking77, and on
         # cards in bench/results/pii_recognizers.json), which turns cards into PL_PESEL
         rec.PeselRecognizer(supported_language=lang),
+        rec.LabelledPeselRecognizer(supported_language=lang),
         rec.EuIbanRecognizer(supported_language=lang),
         rec.CuedIbanRecognizer(supported_language=lang),
         rec.EuPhoneRecognizer(supported_language=lang),

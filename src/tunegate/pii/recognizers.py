@@ -158,6 +158,12 @@ class ObfuscatedEmailRecognizer(_StaticPatternRecognizer):
         return _has_public_suffix(plain)
 
 
+#: Between a cue word and the value it introduces: at most 32 characters without a digit, a line
+#: break or a clause mark (``IBAN:``, ``card no.``, ``credit card number is``; not ``card was
+#: declined, order``).
+_CUE_GAP = r"\b(?:no\.|[^\n\d.,;!?]){0,32}"
+
+
 class PeselRecognizer(_StaticPatternRecognizer):
     """Polish PESEL (national id): birth date with century-coded month, serial, check digit."""
 
@@ -190,6 +196,18 @@ class PeselRecognizer(_StaticPatternRecognizer):
 
     def validate_result(self, pattern_text: str) -> bool:
         return self.is_valid(pattern_text)
+
+
+class LabelledPeselRecognizer(_StaticPatternRecognizer):
+    """Eleven digits right after the word ``PESEL`` on its line, whatever the check digit and the
+    date say (``PESEL: 44051401358``): what a record labels a PESEL is one, mistyped or invented.
+    Without the label :class:`PeselRecognizer` still requires both checks."""
+
+    ENTITY = "PL_PESEL"
+
+    PATTERNS: ClassVar[list[Pattern]] = [
+        Pattern("PESEL after its label", r"(?i)(?<=\bpesel" + _CUE_GAP + r")\d{11}(?![\d\w])", 0.6)
+    ]
 
 
 #: IBAN length per country (SEPA + EEA + CH/GB/MC/SM/VA/AD/GI), from the SWIFT IBAN registry: what
@@ -245,10 +263,6 @@ class EuIbanRecognizer(_StaticPatternRecognizer):
         return iban_is_valid(pattern_text)
 
 
-#: Between a cue word and the value it introduces: at most 32 characters without a digit, a line
-#: break or a clause mark (``IBAN:``, ``card no.``, ``credit card number is``; not ``card was
-#: declined, order``).
-_CUE_GAP = r"\b(?:no\.|[^\n\d.,;!?]){0,32}"
 #: What introduces an IBAN on its line: the word itself, its expansion, or ``bank account``.
 _IBAN_CUE = r"(?<=\b(?:iban|international\s+bank\s+account\s+number|bank\s+account)" + _CUE_GAP + ")"
 

@@ -65,8 +65,9 @@ def test_pesel_iban_card(pii_analyzer: Any, pii_policy: PIIPolicy) -> None:
     assert found["PL_PESEL"] == ["44051401359"]
     assert found["IBAN_CODE"] == ["PL61 1090 1014 0000 0712 1981 2874"]
     assert "CREDIT_CARD" in found
-    # an invalid checksum is not a PESEL
-    assert "PL_PESEL" not in _found(pii_analyzer, pii_policy, "PESEL 44051401358")
+    # an invalid checksum is not a PESEL, unless a PESEL label introduces it
+    assert "PL_PESEL" not in _found(pii_analyzer, pii_policy, "ref 44051401358")
+    assert _found(pii_analyzer, pii_policy, "PESEL: 44051401358") == {"PL_PESEL": ["44051401358"]}
 
 
 def test_person_heuristics(pii_analyzer: Any, pii_policy: PIIPolicy) -> None:
