@@ -707,3 +707,20 @@ def test_a_label_without_an_identifier_of_its_shape_finds_none(
 ) -> None:
     found = _found(pii_analyzer, pii_policy, text)
     assert "CREDIT_CARD" not in found and "IBAN_CODE" not in found, found
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        # spaCy reads a list and a curly possessive into one name; the comma, the possessive and the
+        # owned thing must survive the replacement
+        ("Alex, Stan, and Adelwolfe are trying to catch them all.", ["Alex", "Stan", "Adelwolfe"]),
+        ("If Suzy’s iPhone is 1 year old, how old is Brandon’s iPhone?", ["Suzy", "Brandon"]),
+        ("Ben's iPhone is older.", ["Ben"]),
+        ("Name: Dr. Aisha Bello-Okafor, MD", ["Dr. Aisha Bello-Okafor, MD"]),  # a degree, not a name
+    ],
+)
+def test_a_name_ends_at_a_comma_and_at_a_possessive(
+    pii_analyzer: Any, pii_policy: PIIPolicy, text: str, names: list[str]
+) -> None:
+    assert _found(pii_analyzer, pii_policy, text) == {"PERSON": names}
