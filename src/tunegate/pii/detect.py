@@ -574,6 +574,43 @@ def _split_names(
     return out
 
 
+#: A capitalized word right before ``, `` (a surname written first: ``Doe, Jane``).
+_SURNAME_BEFORE = re.compile(r"(?<![\w'’-])([^\W\d_][\w'’-]*),[ \t]+\Z")
+#: What may follow the given name of a ``Surname, Given`` pair: the end of its line, or a list or
+#: field separator (``Young, Grace (ID 4471)``, ``Smith, John; Rose, Mary``).
+_PAIR_END = re.compile(r"[ \t]*(?:\n|\Z|[;(|,])")
+
+
+def _surnames_first(text: str, spans: list[Span], tags: Sequence[tuple[int, int, str]] | None) -> list[Span]:
+    """The surname of a name written ``Surname, Given`` in a record's field (``Patient: Doe, Jane``,
+    ``Attendees: Smith, John; Rose, Mary; Park, Jin``): a capitalized noun (spaCy's ``NNP``/``NN``)
+    right before ``, `` and a PERSON that ends the item, where the pair opens a labelled value
+    (after ``Label:``, or after ``;`` on a labelled line). Surnames that are common words (``Doe``,
+    ``Young``, ``King``, ``Park``) are no name to spaCy or the tagger on their own, and leaked
+    beside their replaced given name. Not a vocative: ``Thanks, John!`` and ``Congratulations,
+    Peter!`` open no labelled value."""
+    persons = [s for s in spans if s.entity_type == "PERSON"]
+    if not persons or not tags or "," not in text:
+        return spans
+    tag_at = {a: tag for a, _, tag in tags}
+    added: list[Span] = []
+    for p in persons:
+        line_start = text.rfind("\n", 0, p.start) + 1
+        m = _SURNAME_BEFORE.search(text, line_start, p.start)
+        if not m or not _PAIR_END.match(text, p.end):
+            continue
+        a, b = m.span(1)
+        before = text[line_start:a].rstrip()
+        if not (before.endswith(":") or (before.endswith(";") and ":" in before)):
+            continue
+        if tag_at.get(a) not in ("NNP", "NN") or not text[a].isupper():
+            continue
+        if any(s.start < b and a < s.end for s in [*spans, *added]):
+            continue
+        added.append(Span("PERSON", a, b, p.score))
+    return spans + added if added else spans
+
+
 def _split_markup(text: str, spans: list[Span]) -> list[Span]:
     """A PERSON span never covers markup or a list separator: the NER runs a name into an HTML tag
     (``F. Scott Fitzgerald</h3``) or over a spaced dash to the next name (``Scout Finch- Scout
@@ -635,7 +672,7 @@ def postprocess(
         spans = _split_names(text, spans, words, trust)
         spans = filter_persons(text, _without_list_markers(text, spans), tags, words, trust, known)
         spans = _improve_persons(text, spans, words)
-        spans = filter_persons(text, spans, tags, words, trust, known)
+        spans = _surnames_first(text, filter_persons(text, spans, tags, words, trust, known), tags)
     holes = [(m.start(), m.end()) for m in _rx()["placeholder"].finditer(text)]
     if holes:
         spans = [s for s in spans if not any(a < s.end and s.start < b for a, b in holes)]

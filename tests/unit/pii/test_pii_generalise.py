@@ -724,3 +724,23 @@ def test_a_name_ends_at_a_comma_and_at_a_possessive(
     pii_analyzer: Any, pii_policy: PIIPolicy, text: str, names: list[str]
 ) -> None:
     assert _found(pii_analyzer, pii_policy, text) == {"PERSON": names}
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("Patient: Doe, Jane", ["Doe", "Jane"]),
+        ("Employee: Young, Grace (ID 4471)", ["Young", "Grace"]),
+        ("Attendees: Smith, John; Rose, Mary; Park, Jin", ["Smith", "John", "Rose", "Mary", "Park", "Jin"]),
+        ("Signed: King, Robert", ["King", "Robert"]),
+        # vocatives and places are no surname-first pairs
+        ("Note: Thanks, John!", ["John"]),
+        ("Subject: Hello, Mary", ["Mary"]),
+        ("Doe, Jane called about her order yesterday.", ["Jane"]),
+    ],
+)
+def test_a_surname_written_first_in_a_field_is_a_name(
+    pii_analyzer: Any, pii_policy: PIIPolicy, text: str, names: list[str]
+) -> None:
+    assert _found(pii_analyzer, pii_policy, text).get("PERSON") == names
+    assert "PERSON" not in _found(pii_analyzer, pii_policy, "Location: Paris, France")
