@@ -873,9 +873,23 @@ def filter_persons(
             # still read as one (``Per Manya Dubey`` 0.002, ``Carmela Real`` 0.005)
             sure_name = any(_word_probability(words_p or (), a, b) >= believe for a, b, _ in words)
 
-            def trim(i: int, words: list[tuple[int, int, str]] = words, sure_name: bool = sure_name) -> bool:
+            def trim(
+                i: int,
+                words: list[tuple[int, int, str]] = words,
+                sure_name: bool = sure_name,
+                low: bool = lower_span,
+            ) -> bool:
                 a, b, tag = words[i]
-                if tag in _FUNCTION_TAGS:
+                if tag in _FUNCTION_TAGS or not any(c.isalnum() for c in text[a:b]):
+                    return True  # also an emoji spaCy tags NNP (``mike ❤️``): no name has no letter
+                if (
+                    low
+                    and words_p
+                    and text[a:b].islower()  # cased letters, all lower: not an uncased script (محمد)
+                    and _word_probability(words_p, a, b) < RULE_NAME_FLOOR
+                ):
+                    # lower-case text: spaCy's proper-noun tag is a guess (``lol sarah``: lol/NNP),
+                    # the tagger, trained on lower-cased copies, gives the word nothing
                     return True
                 if (
                     words_p

@@ -744,3 +744,18 @@ def test_a_surname_written_first_in_a_field_is_a_name(
 ) -> None:
     assert _found(pii_analyzer, pii_policy, text).get("PERSON") == names
     assert "PERSON" not in _found(pii_analyzer, pii_policy, "Location: Paris, France")
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("happy anniversary to my husband mike ❤️", ["mike"]),  # spaCy: mike ❤️ (the emoji as NNP)
+        ("Thanks to Anna ❤️ and Tom 👍", ["Anna", "Tom"]),
+        ("lol sarah is so extra", ["sarah"]),  # lol/NNP in lower-case text; the tagger gives it 0
+        ("My name is محمد العلي and I live here", ["محمد العلي"]),  # an uncased script is not lower case
+    ],
+)
+def test_a_name_has_no_emoji_and_no_chat_word_at_its_edges(
+    pii_analyzer: Any, pii_policy: PIIPolicy, text: str, names: list[str]
+) -> None:
+    assert _found(pii_analyzer, pii_policy, text).get("PERSON") == names
