@@ -790,13 +790,19 @@ def _sentence_start(text: str, start: int) -> bool:
 _UNIT_NUMBER = re.compile(r"\.?[ \t]*(?:#|No\.?[ \t]*)?\d")
 
 
-def _determined_noun(text: str, word: tuple[int, int, str], tags: Sequence[tuple[int, int, str]]) -> bool:
+def _determined_noun(
+    text: str, word: tuple[int, int, str], tags: Sequence[tuple[int, int, str]], sure: bool = False
+) -> bool:
     """A lower-case singular common noun right after a determiner or possessive (``the player``,
-    ``her huntsman``), whichever recognizer called it a name."""
+    ``her huntsman``), whichever recognizer called it a name; except after ``its`` when the tagger
+    calls the word a name (``sure``): chat writes ``it's`` without its apostrophe (``hey its mike,
+    call me back``: mike 0.997; ``its tail`` scores nothing)."""
     a, b, tag = word
     if tag != "NN" or not text[a:b].islower():
         return False
     before = [t for t in tags if t[1] <= a][-1:]
+    if sure and before and text[before[0][0] : before[0][1]].lower() == "its":
+        return False
     return bool(before) and before[0][2] in ("DT", "PRP$") and not text[before[0][1] : a].strip()
 
 
@@ -961,7 +967,7 @@ def filter_persons(
                 and not sure
             ):
                 continue  # "koala", "garlic": only the statistical NER calls a lower-case common noun a name
-            if len(words) == 1 and _determined_noun(text, words[0], all_tags):
+            if len(words) == 1 and _determined_noun(text, words[0], all_tags, sure):
                 continue  # "the player", "a huntsman": a name in lower case takes no article
             s = Span("PERSON", start, end, s.score)
         value = text[s.start : s.end].strip()

@@ -759,3 +759,10 @@ def test_a_name_has_no_emoji_and_no_chat_word_at_its_edges(
     pii_analyzer: Any, pii_policy: PIIPolicy, text: str, names: list[str]
 ) -> None:
     assert _found(pii_analyzer, pii_policy, text).get("PERSON") == names
+
+
+def test_its_before_a_believed_name_is_chat_for_it_is(pii_analyzer: Any, pii_policy: PIIPolicy) -> None:
+    assert _found(pii_analyzer, pii_policy, "hey its mike, call me back") == {"PERSON": ["mike"]}
+    # a determiner or a real possessive still makes a lower-case noun no name
+    assert "PERSON" not in _found(pii_analyzer, pii_policy, "her huntsman came home")
+    assert "PERSON" not in _found(pii_analyzer, pii_policy, "the dog wagged its tail")
