@@ -24,6 +24,10 @@ detector had flagged (``Sandy`` walking between two towns, ``Aleena``, ``Chatty`
 children) and were added; the other 20 stay false positives (``Alice`` in the book title ``Alice's
 Adventures in Wonderland``, ``Farbo`` a mountain, ``Affenpinscher`` a dog breed, ``Iceberg`` a rose,
 ``Sure``, ``Player``, table labels, titles).
+Fourth review (2026-12-07, session 12): one GSM8K problem had four people in the same role
+(``Naruto can lift a mountain ten times higher than Kagiyami can ... Saskay ... Pompei``) and only
+``Kagiyami`` and ``Saskay`` labelled; ``Naruto`` and ``Pompei`` were added under the same rule
+(their record no longer counts a false positive). Nothing else was relabelled.
 Sources: ``../shared/data/alpaca_demo/alpaca_en_demo.json`` and ``../shared/data/gsm8k/test.jsonl``
 (see ``../shared/data/README.md`` for licences; the Alpaca file is research-only data).
 """
