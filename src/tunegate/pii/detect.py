@@ -985,8 +985,33 @@ def filter_persons(
             continue  # "Product: ..." next to "the given product": the same word in lower case
         if _travel_cue().search(text, max(0, s.start - 30), s.start):
             continue  # "visit malawi", "fly to Lendava": a place
+        if _quoted_title(text, s.start, s.end):
+            continue  # "the book 'Les Misérables'": the title of a work, not a person
         out.append(s)
     return out
+
+
+#: What names a work: a quoted name right after one of these (``the novel "Emma"``) is its title.
+_WORK_BEFORE = re.compile(
+    r"\b(?:book|novel|novella|film|movie|song|album|single|poem|play|musical|opera|series|show|"
+    r"episode|story|article|essay|painting|game|title[ds]?)\b[^\n\w]{0,3}\Z",
+    re.I,
+)
+_QUOTES = {"'": "'", '"': '"', "‘": "’", "“": "”", "«": "»"}
+
+
+def _quoted_title(text: str, start: int, end: int) -> bool:
+    """A name that fills a quotation right after a word naming a work (``from the book 'Les
+    Misérables'``, ``Title: "Siri-ously"``, ``the song "Despacito"``): the work's title. The same
+    quoted name without such a word (``she said "John"``) stays a name."""
+    before = text[:start].rstrip(" \t")
+    if not before or before[-1] not in _QUOTES:
+        return False
+    close = _QUOTES[before[-1]]
+    after = text[end:].lstrip(".!?,")  # the closing mark may follow the sentence's punctuation
+    if not after.startswith(close):
+        return False
+    return bool(_WORK_BEFORE.search(before[:-1].rstrip(" \t") + " ", 0))
 
 
 def _word_probability(words: Sequence[tuple[int, int, float]], start: int, end: int) -> float:

@@ -766,3 +766,18 @@ def test_its_before_a_believed_name_is_chat_for_it_is(pii_analyzer: Any, pii_pol
     # a determiner or a real possessive still makes a lower-case noun no name
     assert "PERSON" not in _found(pii_analyzer, pii_policy, "her huntsman came home")
     assert "PERSON" not in _found(pii_analyzer, pii_policy, "the dog wagged its tail")
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("Summarize the novel 'Les Misérables' in two sentences.", None),
+        ("Watch the movie “Emma” tonight.", None),
+        ('Summarize the song "Despacito" by Luis Fonsi.', ["Luis Fonsi"]),
+        ("My friend 'Matilda' called.", ["Matilda"]),  # quoted, but no work named before it
+    ],
+)
+def test_a_quoted_title_after_a_work_word_is_no_name(
+    pii_analyzer: Any, pii_policy: PIIPolicy, text: str, names: list[str] | None
+) -> None:
+    assert _found(pii_analyzer, pii_policy, text).get("PERSON") == names
