@@ -545,8 +545,8 @@ def _split_names(
     comma stays when the tagger gives one of its words :data:`RULE_NAME_FLOOR` or more (``Stan``
     0.98; not ``MD`` of ``Aisha Bello-Okafor, MD``, which :func:`_with_titles` puts back as a
     suffix), and one after a possessive when it gives ``believe`` or more (not ``iPhone``); without
-    the tagger, parts after a comma stay (a leaked name costs more). Each part is trimmed to its
-    word characters."""
+    the tagger, parts after a comma stay, and parts after a possessive that start with a capital
+    (a leaked name costs more). Each part is trimmed to its word characters."""
     rx = _rx()
     out: list[Span] = []
     for s in spans:
@@ -566,9 +566,12 @@ def _split_names(
             if cut is not None:
                 possessive = cut.group()[0] in "'’"
                 floor = believe if possessive else RULE_NAME_FLOOR
-                if (words is None and possessive) or (
-                    words is not None and span_probability(words, part.start(), part.end()) < floor
-                ):
+                if words is None:
+                    # no tagger: an owned thing is kept out when it does not start a capitalized
+                    # word (``iPhone``); a capitalized part may be the next name (a leak costs more)
+                    if possessive and not part.group()[:1].isupper():
+                        continue
+                elif span_probability(words, part.start(), part.end()) < floor:
                     continue
             out.append(Span("PERSON", part.start(), part.end(), s.score))
     return out

@@ -781,3 +781,15 @@ def test_a_quoted_title_after_a_work_word_is_no_name(
     pii_analyzer: Any, pii_policy: PIIPolicy, text: str, names: list[str] | None
 ) -> None:
     assert _found(pii_analyzer, pii_policy, text).get("PERSON") == names
+
+
+def test_without_the_tagger_a_capitalized_part_after_a_possessive_stays_a_name() -> None:
+    from tunegate.pii.detect import build_analyzer
+
+    policy = PIIPolicy(person_tagger="disabled")
+    analyzer = build_analyzer(policy)
+    # spaCy reads "Maria’s Jorge Alvarez" as one name: the second name must not leak
+    text = "We saw Maria’s Jorge Alvarez yesterday, and Suzy’s iPhone"
+    found = _found(analyzer, policy, text).get("PERSON", [])
+    assert any("Jorge Alvarez" in n for n in found), found
+    assert not any("iPhone" in n for n in found), found
