@@ -279,7 +279,8 @@ class CuedIbanRecognizer(_StaticPatternRecognizer):
     PATTERNS: ClassVar[list[Pattern]] = [
         Pattern(
             "IBAN after its label",
-            "(?i)" + _IBAN_CUE + EuIbanRecognizer.PATTERNS[0].regex.removeprefix("(?i)"),
+            # the cheap shape test first: the label lookbehind runs only where an IBAN can start
+            "(?i)(?=[a-z]{2}\\d{2})" + _IBAN_CUE + EuIbanRecognizer.PATTERNS[0].regex.removeprefix("(?i)"),
             0.6,
         )
     ]
