@@ -220,9 +220,11 @@ def load_llm_written(path: Path) -> list[dict[str, Any]]:
         text, gold, ignore = r["text"], [], []
         for n in r["NER"]:
             # one record writes the key as "="
-            value = n.get("entity") or n.get("=") or ""
+            value = n.get("entity") or n.get("=")
+            if not value:
+                continue
             ent = LLM_WRITTEN_TYPES.get(n["label"])
-            for m in re.finditer(re.escape(value), text) if value else ():
+            for m in re.finditer(re.escape(value), text):
                 if ent and not _MASKED.search(value):
                     gold.append((ent, m.start(), m.end()))
                 else:

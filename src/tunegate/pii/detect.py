@@ -550,28 +550,26 @@ def _split_names(
     rx = _rx()
     out: list[Span] = []
     for s in spans:
-        cuts = [m for m in _NAME_BREAK.finditer(text, s.start, s.end)] if s.entity_type == "PERSON" else []
+        cuts = list(_NAME_BREAK.finditer(text, s.start, s.end)) if s.entity_type == "PERSON" else []
         if not cuts:
             out.append(s)
             continue
-        bounds = [(s.start, cuts[0].start(), None)]
-        bounds += [
-            (m.end(), nxt.start() if nxt else s.end, m)
-            for m, nxt in zip(cuts, [*cuts[1:], None], strict=True)
-        ]
-        for start, end, cut in bounds:
+        starts = [s.start, *(m.end() for m in cuts)]
+        ends = [*(m.start() for m in cuts), s.end]
+        for start, end, cut in zip(starts, ends, [None, *cuts], strict=True):
             part = rx["line_part"].search(text, start, end)
             if not part or sum(c.isalpha() for c in part.group()) < 2:
                 continue
             if cut is not None:
                 possessive = cut.group()[0] in "'’"
-                floor = believe if possessive else RULE_NAME_FLOOR
                 if words is None:
                     # no tagger: an owned thing is kept out when it does not start a capitalized
                     # word (``iPhone``); a capitalized part may be the next name (a leak costs more)
                     if possessive and not part.group()[:1].isupper():
                         continue
-                elif span_probability(words, part.start(), part.end()) < floor:
+                elif span_probability(words, part.start(), part.end()) < (
+                    believe if possessive else RULE_NAME_FLOOR
+                ):
                     continue
             out.append(Span("PERSON", part.start(), part.end(), s.score))
     return out
@@ -611,7 +609,7 @@ def _surnames_first(text: str, spans: list[Span], tags: Sequence[tuple[int, int,
         if any(s.start < b and a < s.end for s in [*spans, *added]):
             continue
         added.append(Span("PERSON", a, b, p.score))
-    return spans + added if added else spans
+    return spans + added
 
 
 def _split_markup(text: str, spans: list[Span]) -> list[Span]:
@@ -1007,14 +1005,14 @@ def _quoted_title(text: str, start: int, end: int) -> bool:
     """A name that fills a quotation right after a word naming a work (``from the book 'Les
     Misérables'``, ``Title: "Siri-ously"``, ``the song "Despacito"``): the work's title. The same
     quoted name without such a word (``she said "John"``) stays a name."""
-    before = text[:start].rstrip(" \t")
+    # a bounded window on each side: this runs for every PERSON span of every text
+    before = text[max(0, start - 40) : start].rstrip(" \t")
     if not before or before[-1] not in _QUOTES:
         return False
-    close = _QUOTES[before[-1]]
-    after = text[end:].lstrip(".!?,")  # the closing mark may follow the sentence's punctuation
-    if not after.startswith(close):
+    # the closing mark may follow the sentence's punctuation (``'Matilda.'``)
+    if not text[end : end + 4].lstrip(".!?,").startswith(_QUOTES[before[-1]]):
         return False
-    return bool(_WORK_BEFORE.search(before[:-1].rstrip(" \t") + " ", 0))
+    return bool(_WORK_BEFORE.search(before[:-1].rstrip(" \t")))
 
 
 def _word_probability(words: Sequence[tuple[int, int, float]], start: int, end: int) -> float:
