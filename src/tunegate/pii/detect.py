@@ -331,8 +331,11 @@ def _rx() -> dict[str, Any]:
         # markup and separators no name contains: a tag (``</h3>``, ``<b``), brackets, ``|``, ``=``,
         # slashes, a dash with a space on either side (``Finch- Scout``; not ``Jean-Luc``)
         _RX["markup"] = regex.compile(r"</?[\w!-]*>?|>|[{}\[\]|=\\/]|[ \t]*[-–—][ \t]+|[ \t]+[-–—][ \t]*")
-        # a line-start label before ":" (``Occupation: ...``, ``- Game Name: ...``; not ``https://``)
-        _RX["line_label"] = regex.compile(r"(?m)^[ \t>*#\-•]*(\p{L}[^\n:]{0,40}?)[ \t]*:(?!//)")
+        # a line-start label before ":" (``Occupation: ...``, ``- Game Name: ...``, a numbered item's
+        # ``2. Lunar Maria: ...``; not ``https://``)
+        _RX["line_label"] = regex.compile(
+            r"(?m)^[ \t>*#\-•]*(?:\d{1,3}[.)][ \t]+)?(\p{L}[^\n:]{0,40}?)[ \t]*:(?!//)"
+        )
         _RX["cap"] = regex.compile(r"(?<![\w])\p{Lu}[\p{L}'’\-]*")
         _RX["stop"] = _person_stop_words()
         # a web address, to the next space: what the NER calls a name inside it is its path
@@ -1403,9 +1406,15 @@ def _judge_rule_names(
       the floor, and a leaked name costs more than a ``Category:`` placeholder.
     """
     labels = _line_labels(text) if ":" in text else []
-    form = len(labels) >= 2 and all(
-        tagger.person_probability(text, a, b) < policy.person_tagger_veto for a, b in labels
-    )
+    label_p = {(a, b): tagger.person_probability(text, a, b) for a, b in labels}
+    form = len(labels) >= 2 and all(p < policy.person_tagger_veto for p in label_p.values())
+    # a listing: three or more distinct labels, at most half of them holding a word the tagger
+    # calls a name at its own threshold (``Name: / Age: / Gender: / Occupation:``, where a lone
+    # ``Age`` scores 0.78; ``1. Craters: / 2. Lunar Maria: / 3. Lack of Atmosphere:``). Its labels
+    # are topics or fields; one the tagger believes stays a name (``1. Connor McDavid: ...``)
+    distinct = {text[a:b] for a, b in labels}
+    believed = {text[a:b] for (a, b), p in label_p.items() if p >= tagger.tagger.threshold}
+    listing = len(distinct) >= 3 and 2 * len(believed) <= len(distinct)
     fields = [
         (a, b)
         for a, b in labels
@@ -1425,8 +1434,11 @@ def _judge_rule_names(
     out = []
     for r in results:
         if r.entity_type == "PERSON":
-            in_label = any(a <= r.start and r.end <= b for a, b in labels)
+            label = next(((a, b) for a, b in labels if a <= r.start and r.end <= b), None)
+            in_label = label is not None
             if in_label and (form or any(a <= r.start and r.end <= b for a, b in lone)):
+                continue
+            if label is not None and listing and label_p[label] < tagger.tagger.threshold:
                 continue
             if any(a <= r.start and r.end <= b for a, b in fields):
                 continue

@@ -251,6 +251,22 @@ def test_form_labels_are_not_names_but_dialog_speakers_are(engine: Any) -> None:
     ]
 
 
+def test_a_listing_s_labels_are_topics_unless_the_tagger_believes_one(engine: Any) -> None:
+    """Three or more line-start labels (numbered items too), at most half holding a word the tagger
+    calls a name at its threshold, are topics or fields: a PERSON inside one the tagger does not
+    believe is dropped (``Lunar Maria``; ``Occupation`` beside an ``Age`` the tagger half-believes).
+    A numbered list of people keeps every name, and so does a form's value."""
+    texts = [
+        "Describe the moon.\n1. Craters: bowl-shaped pits.\n2. Lunar Maria: the dark plains.\n"
+        "3. Lack of Atmosphere: no air to breathe.",
+        "Name: Olga\nAge: 51\nGender: Female\nOccupation: Pilot",
+        "1. Connor McDavid: a center for the Oilers.\n2. Auston Matthews: a center for the Leafs.\n"
+        "3. Nathan MacKinnon: a center for Colorado.",
+    ]
+    found = [sorted(v) for v in _person_values(engine, texts)]
+    assert found == [[], ["Olga"], ["Auston Matthews", "Connor McDavid", "Nathan MacKinnon"]]
+
+
 def test_name_rules_add_only_words_the_tagger_does_not_rule_out(engine: Any) -> None:
     """A coordinated list with one name made every item a name (``Marvel``, ``Spanish Steps``) and a
     capitalized neighbour joined a name (``Producer James Sparks``); with the tagger loaded, an added
