@@ -991,6 +991,8 @@ def filter_persons(
             continue  # "visit malawi", "fly to Lendava": a place
         if _quoted_title(text, s.start, s.end):
             continue  # "the book 'Les Misérables'": the title of a work, not a person
+        if _names_a_place_or_day(text, s.start, s.end):
+            continue  # "mount Farbo", "Herbert Hoover Elementary School", "New Year's Day"
         out.append(s)
     return out
 
@@ -1016,6 +1018,52 @@ def _quoted_title(text: str, start: int, end: int) -> bool:
     if not text[end : end + 4].lstrip(".!?,").startswith(_QUOTES[before[-1]]):
         return False
     return bool(_WORK_BEFORE.search(before[:-1].rstrip(" \t")))
+
+
+#: A word that opens the name of a place (``Mount Everest``, ``lake Tahoe``, ``Piazza Navona``): a
+#: name right after one, or starting with one, is the place's. Not ``Rio``/``Monte``/``via``
+#: (first names, a preposition before a person).
+_PLACE_HEAD = frozenset({"mount", "mt", "lake", "cape", "piazza", "plaza", "isle", "fort"})
+#: A word that ends the name of a place or an institution (``Kuiper Belt``, ``Hudson River``,
+#: ``Herbert Hoover Elementary School``). Not surnames (``Hall``, ``Park``, ``Church``, ``Field``,
+#: ``Lane``, ``Hill``).
+_PLACE_TAIL = frozenset(
+    {"river", "mountain", "mountains", "island", "islands", "belt", "valley", "canyon", "ocean", "sea",
+     "desert", "peninsula", "glacier", "volcano", "falls", "street", "avenue", "boulevard", "road",
+     "school", "university", "college", "academy", "hospital", "airport", "stadium", "institute",
+     "museum", "library", "cathedral", "bridge", "tower", "square"}
+)  # fmt: skip
+#: Street abbreviations, a place's last word only after a house number (``40 William St.``)
+_STREET_ABBR = frozenset({"st", "ave", "rd", "blvd"})
+_HOUSE_NUMBER_BEFORE = re.compile(r"\d[a-zA-Z]?[ \t]+\Z")
+#: Capitalized words after a span up to a place's last word (``Herbert Hoover`` + `` High School``)
+_PLACE_AFTER = re.compile(r"(?:[ \t]+[A-Z][\w.'’-]*){1,3}")
+#: ``New Year's Day``, ``St. Patrick's Eve``: a day, not the person it is named after
+_DAY_AFTER = re.compile(r"['’]s[ \t]+(?:Day|Eve)\b")
+
+
+def _names_a_place_or_day(text: str, start: int, end: int) -> bool:
+    """Whether a PERSON span is (part of) the name of a place, an institution or a day: it starts
+    with or follows a word of :data:`_PLACE_HEAD`, it or the capitalized words right after it end
+    with one of :data:`_PLACE_TAIL` (or a street abbreviation after a house number), or it is
+    followed by ``'s Day``/``'s Eve``."""
+    words = text[start:end].split()
+    if not words:
+        return False
+    before = text[max(0, start - 12) : start].split()
+    head = before[-1].lower().rstrip(".") if before and text[start - 1 : start] in " \t" else ""
+    if head in _PLACE_HEAD or (len(words) > 1 and words[0].lower().rstrip(".") in _PLACE_HEAD):
+        return True
+    last = words[-1].lower().rstrip(".")
+    if last in _PLACE_TAIL and len(words) > 1:
+        return True
+    house = _HOUSE_NUMBER_BEFORE.search(text, max(0, start - 8), start)
+    if last in _STREET_ABBR and len(words) > 1 and house:
+        return True
+    after = _PLACE_AFTER.match(text, end)
+    if after and after.group().split()[-1].lower().rstrip(".,") in _PLACE_TAIL:
+        return True
+    return bool(_DAY_AFTER.match(text, end))
 
 
 def _word_probability(words: Sequence[tuple[int, int, float]], start: int, end: int) -> float:

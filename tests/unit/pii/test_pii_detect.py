@@ -279,7 +279,7 @@ def test_name_rules_add_only_words_the_tagger_does_not_rule_out(engine: Any) -> 
     ]
     found = _person_values(engine, texts)
     assert "Marvel" not in found[0] and "John Wick" in found[0]
-    assert found[1] == {"Piazza Navona"}
+    assert found[1] == set()  # spaCy's PERSON "Piazza Navona" is a square (its head word)
     assert found[2] == {"James Sparks"}
     assert found[3] == {"Ubul", "Krzysztof", "Jodi"}
 

@@ -563,6 +563,26 @@ def test_labels_and_labelled_things_are_not_names(
 
 
 @pytest.mark.parametrize(
+    ("text", "word", "name"),
+    [
+        # an institution named after a person, a square, a day, a street after its house number
+        ("Tom drove his kids to Abraham Lincoln High School every morning.", "Lincoln", "Tom"),
+        ("We met at Piazza Navona, then Maria Rossi showed us the river.", "Navona", "Maria Rossi"),
+        ("It is called New Year's Day, said Hannah Webb.", "Year", "Hannah Webb"),
+        ("Send it to Carla Mendes, 40 William St., Ste. 200, Boston.", "William", "Carla Mendes"),
+        # surnames that are place words elsewhere stay names
+        ("Ricki Lake hosted the show, and Jin Park went to the school.", "Lake Tahoe", "Jin Park"),
+    ],
+)
+def test_names_of_places_institutions_and_days_are_not_persons(
+    pii_analyzer: Any, pii_policy: PIIPolicy, text: str, word: str, name: str
+) -> None:
+    persons = _found(pii_analyzer, pii_policy, text).get("PERSON", [])
+    assert not any(word in p for p in persons), persons
+    assert name in persons, persons
+
+
+@pytest.mark.parametrize(
     ("text", "name"),
     [
         ("Ubul: What a wife.", "Ubul"),  # a speaker is no vocabulary word
