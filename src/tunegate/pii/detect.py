@@ -987,7 +987,9 @@ def filter_persons(
             continue  # "Grandpa, when I grow up": a form of address, not a name
         if " " not in value and value[:1].isupper() and _lower_twin(text, value):
             continue  # "Product: ..." next to "the given product": the same word in lower case
-        if _travel_cue().search(text, max(0, s.start - 30), s.start):
+        if _travel_cue().search(text, max(0, s.start - 30), s.start) and not _visited_person(
+            text, s, words_p, believe
+        ):
             continue  # "visit malawi", "fly to Lendava": a place
         if _quoted_title(text, s.start, s.end):
             continue  # "the book 'Les Misérables'": the title of a work, not a person
@@ -1081,6 +1083,18 @@ def _glued(text: str, words: Sequence[tuple[int, int, str]], i: int) -> range:
     while hi + 1 < len(words) and words[hi][1] == words[hi + 1][0]:
         hi += 1
     return range(lo, hi + 1)
+
+
+def _visited_person(
+    text: str, s: Span, words_p: Sequence[tuple[int, int, float]] | None, believe: float
+) -> bool:
+    """Whether a span after a travel verb is still a person: the tagger gives it ``believe`` or
+    more (``visiting John Miller``: 0.99; ``visit malawi``, ``fly to Lendava``: under 0.5), or it
+    opens with a kinship word or a title (``visited Uncle Ben``, ``visit Dr. Okafor``)."""
+    if _word_probability(words_p or (), s.start, s.end) >= believe:
+        return True
+    first = text[s.start : s.end].split()[0].rstrip(".")
+    return first.lower() in _FAMILY_WORDS or bool(_TITLE_ONLY.fullmatch(first))
 
 
 @functools.lru_cache(maxsize=1)

@@ -591,6 +591,24 @@ PERSON_FIELD_LABELS = (
 )  # fmt: skip
 
 
+#: Cues that are verbs: capitalized inside a sentence, they belong to a name (``Met Office``).
+#: Not kinship words or titles, which are capitalized before a name (``Uncle Ben``).
+_VERB_CUES = frozenset({"met", "meet", "contact", "called", "named", "married", "sign"})
+_WORD_BEFORE = re.compile(r"([A-Za-z]+)[ \t]*(?:\n[ \t]*)?\Z")
+
+
+def _capitalized_verb_cue(text: str, start: int) -> bool:
+    """Whether the word right before ``start`` is a verb cue (:data:`_VERB_CUES`) written with a
+    capital letter while not opening a sentence or a line."""
+    m = _WORD_BEFORE.search(text, max(0, start - 24), start)
+    if not m or m.group(1).lower() not in _VERB_CUES or not m.group(1)[0].isupper():
+        return False
+    i = m.start(1) - 1
+    while i >= 0 and text[i] in " \t\"“'‘(*-":
+        i -= 1
+    return i >= 0 and text[i] not in ".!?:;\n"
+
+
 class PersonCueRecognizer(PatternRecognizer):
     """Capitalized name phrases right after a cue phrase (title, self-introduction, kinship word...)."""
 
@@ -639,6 +657,15 @@ class PersonCueRecognizer(PatternRecognizer):
             name="PersonCueRecognizer",
             global_regex_flags=0,  # case matters: the name must be capitalized
         )
+
+    def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[RecognizerResult]:
+        # a verb cue written with a capital inside a sentence is a word of a proper name (``the UK
+        # Met Office``, ``the Met Gala``, ``our Contact Center``), not the verb before a person
+        return [
+            r
+            for r in super().analyze(text, entities, nlp_artifacts)
+            if not _capitalized_verb_cue(text, r.start)
+        ]
 
     def validate_result(self, pattern_text: str) -> bool | None:
         # a single capitalized stop-ish word after "by"/"hi" etc. is not a name

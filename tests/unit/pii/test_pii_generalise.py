@@ -583,6 +583,38 @@ def test_names_of_places_institutions_and_days_are_not_persons(
 
 
 @pytest.mark.parametrize(
+    ("text", "word", "name"),
+    [
+        # a verb cue with a capital inside a sentence is a word of a proper name, not "met <name>"
+        ("Data came from NOAA and the UK Met Office, as Priya Natarajan said.", "Office", "Priya Natarajan"),
+        ("Call our Contact Center or ask Tomas Berg.", "Center", "Tomas Berg"),
+    ],
+)
+def test_things_named_like_people_are_not_persons(
+    pii_analyzer: Any, pii_policy: PIIPolicy, text: str, word: str, name: str
+) -> None:
+    persons = _found(pii_analyzer, pii_policy, text).get("PERSON", [])
+    assert not any(word in p for p in persons), persons
+    assert name in persons, persons
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        # after a travel verb a place is dropped ("visit malawi"), but not a person the tagger
+        # believes or one named with a kinship word or a title
+        ("We are visiting John Miller in Boston next week.", "John Miller"),
+        ("I visited Uncle Ben yesterday.", "Uncle Ben"),
+        ("We will visit Dr. Okafor tomorrow.", "Dr. Okafor"),
+    ],
+)
+def test_a_person_after_a_travel_verb_stays_a_name(
+    pii_analyzer: Any, pii_policy: PIIPolicy, text: str, name: str
+) -> None:
+    assert name in _found(pii_analyzer, pii_policy, text).get("PERSON", [])
+
+
+@pytest.mark.parametrize(
     ("text", "name"),
     [
         ("Ubul: What a wife.", "Ubul"),  # a speaker is no vocabulary word
