@@ -1343,8 +1343,25 @@ _INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff\u00ad"
 _INVISIBLE_TABLE = str.maketrans("", "", _INVISIBLE)
 
 
+#: Look-alike separators read as their ASCII form, one character for one (offsets unchanged):
+#: Unicode spaces (no-break, thin, narrow no-break, figure, ideographic...) and hyphens, the en
+#: dash and minus signs. Stock recognizers accept only ``-`` and `` `` between digit groups, so
+#: ``4111\u00a01111\u00a01111\u00a01111`` (a card as French typography or a PDF writes it) and
+#: ``123\u201145\u20116789`` went unseen. Not the em dash: prose punctuation (``Sarah—my sister``).
+_SEPARATOR_TABLE = str.maketrans(
+    dict.fromkeys("\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+                  "\u202f\u205f\u3000", " ")
+    | dict.fromkeys("\u2010\u2011\u2012\u2013\u2212\ufe63\uff0d", "-")
+)  # fmt: skip
+
+
 def _strip_invisible(text: str) -> tuple[str, list[int] | None]:
-    """The text without invisible characters, and for each kept character its index in ``text``."""
+    """The text without invisible characters and with look-alike separators read as ASCII
+    (:data:`_SEPARATOR_TABLE`), and for each kept character its index in ``text`` (``None`` when
+    no character was removed)."""
+    if text.isascii():
+        return text, None
+    text = text.translate(_SEPARATOR_TABLE)
     if not any(c in text for c in _INVISIBLE):
         return text, None
     index = [i for i, c in enumerate(text) if c not in _INVISIBLE]

@@ -87,6 +87,17 @@ def test_phone_filter_keeps_phones() -> None:
         ),
         ("lol me and sarah went to the mall", "PERSON", "sarah"),
         ("my name is john smith and i need help", "PERSON", "john smith"),
+        # look-alike separators between digit groups: no-break, thin and narrow no-break spaces,
+        # the non-breaking hyphen, the en dash, the minus sign
+        ("Card: 4111\u00a01111\u00a01111\u00a01111", "CREDIT_CARD", "4111\u00a01111\u00a01111\u00a01111"),
+        (
+            "IBAN FR76\u20093000\u20096000\u20090112\u20093456\u20097890\u2009189",
+            "IBAN_CODE",
+            "FR76\u20093000\u20096000\u20090112\u20093456\u20097890\u2009189",
+        ),
+        ("Tél. 06\u202f12\u202f34\u202f56\u202f78", "PHONE_NUMBER", "06\u202f12\u202f34\u202f56\u202f78"),
+        ("SSN: 123\u201145\u20116789", "US_SSN", "123\u201145\u20116789"),
+        ("call 555\u2013234\u20135678 or 555\u2212234\u22125679", "PHONE_NUMBER", "555\u2212234\u22125679"),
     ],
 )
 def test_hard_scripts_and_lower_case(
