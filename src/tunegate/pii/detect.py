@@ -1348,9 +1348,12 @@ _INVISIBLE_TABLE = str.maketrans("", "", _INVISIBLE)
 #: dash and minus signs. Stock recognizers accept only ``-`` and `` `` between digit groups, so
 #: ``4111\u00a01111\u00a01111\u00a01111`` (a card as French typography or a PDF writes it) and
 #: ``123\u201145\u20116789`` went unseen. Not the em dash: prose punctuation (``Sarah—my sister``).
+#: The fullwidth forms of ASCII (U+FF01-U+FF5E, in CJK input: ``ｊｏｈｎ＠ｅｘａｍｐｌｅ．ｃｏｍ``) read
+#: as ASCII too, one for one (NFKC would also fold ligatures into two characters, moving offsets).
 _SEPARATOR_TABLE = str.maketrans(
     dict.fromkeys("\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
                   "\u202f\u205f\u3000", " ")
+    | {chr(0xFF01 + i): chr(0x21 + i) for i in range(94)}
     | dict.fromkeys("\u2010\u2011\u2012\u2013\u2212\ufe63\uff0d", "-")
 )  # fmt: skip
 

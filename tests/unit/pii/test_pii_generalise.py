@@ -97,6 +97,13 @@ def test_phone_filter_keeps_phones() -> None:
         ),
         ("Tél. 06\u202f12\u202f34\u202f56\u202f78", "PHONE_NUMBER", "06\u202f12\u202f34\u202f56\u202f78"),
         ("SSN: 123\u201145\u20116789", "US_SSN", "123\u201145\u20116789"),
+        # fullwidth forms of ASCII, as CJK input methods write them
+        (
+            "請聯絡 ｊｏｈｎ＠ｅｘａｍｐｌｅ．ｃｏｍ，謝謝",
+            "EMAIL_ADDRESS",
+            "ｊｏｈｎ＠ｅｘａｍｐｌｅ．ｃｏｍ",
+        ),
+        ("Her name is ｊｏｈｎ ｓｍｉｔｈ", "PERSON", "ｊｏｈｎ ｓｍｉｔｈ"),
         ("call 555\u2013234\u20135678 or 555\u2212234\u22125679", "PHONE_NUMBER", "555\u2212234\u22125679"),
     ],
 )
