@@ -159,6 +159,11 @@ def _escape(key: str) -> str:
     return key.replace("\\", "\\\\").replace(".", "\\.")
 
 
+def escape_key(key: str) -> str:
+    """A key as one component of a leaf path (a dot inside it escaped)."""
+    return _escape(key)
+
+
 def path_parts(path: str) -> list[str]:
     """Split a field path at its unescaped dots: ``extra.a\\.b.0`` -> ``["extra", "a.b", "0"]``."""
     parts, cur, i = [], [], 0
@@ -218,6 +223,32 @@ def leaf_texts(node: Mapping[str, Any]) -> dict[str, str]:
     out: dict[str, str] = {}
     _walk("", node, out)
     return out
+
+
+def _walk_keys(top: str | None, value: Any, out: list[tuple[str | None, str]]) -> None:
+    if isinstance(value, Mapping):
+        for k in sorted(value, key=str):
+            out.append((top, str(k)))
+            _walk_keys(top if top is not None else str(k), value[k], out)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _walk_keys(top, v, out)
+
+
+def key_texts(node: Mapping[str, Any]) -> list[tuple[str | None, str]]:
+    """Every key of a raw row's objects at any depth, lists included, as ``(top-level field, key)``
+    (``None`` for a top-level key itself). Keys are never anonymized (renaming one would change the
+    data's shape and every path below it), so :mod:`tunegate.pii` scans them and refuses a row whose
+    key holds personal data (``{"contacts": {"jane@example.com": ...}}``, a phone book keyed by
+    name): such a key would reach the output, and the report's field paths, raw."""
+    out: list[tuple[str | None, str]] = []
+    _walk_keys(None, node, out)
+    return out
+
+
+def record_key_texts(record: Record) -> list[tuple[str | None, str]]:
+    """:func:`key_texts` of a record's ``extra`` (the row's fields outside the schema, at any depth)."""
+    return key_texts(record.extra) if record.extra else []
 
 
 def set_leaf(node: Mapping[str, Any], path: str, value: str) -> Any:

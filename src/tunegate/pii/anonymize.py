@@ -34,11 +34,19 @@ from typing import TYPE_CHECKING, Any
 
 import regex
 
+from tunegate.errors import InputError
 from tunegate.pii.config import STRUCTURED_ENTITIES, PIIPolicy
 from tunegate.pii.detect import Span, analyzer_info, build_analyzer, detect_texts
 from tunegate.pii.keys import key_fingerprint, load_pii_key
 from tunegate.pii.report import MAX_LOCATIONS, PIIReport
-from tunegate.records import Record, field_family, replace_texts, text_fields
+from tunegate.records import (
+    Record,
+    escape_key,
+    field_family,
+    record_key_texts,
+    replace_texts,
+    text_fields,
+)
 
 if TYPE_CHECKING:
     from presidio_analyzer import AnalyzerEngine
@@ -516,6 +524,14 @@ class PIIEngine:
         """
         self.prepare(need_key=True)  # model and key problems surface before any record is read
         recs = list(records)
+        self.refuse_pii_keys(
+            [
+                (f"{r.source.dataset} line {r.source.line}" if r.source else f"record {r.id}", top, key)
+                for r in recs
+                for top, key in record_key_texts(r)
+                if self.selects(f"extra.{escape_key(top if top is not None else key)}", fields)
+            ]
+        )
         items = [
             (ri, path, text)
             for ri, r in enumerate(recs)
@@ -529,6 +545,39 @@ class PIIEngine:
                 per_record[ri][path] = new
         out = [replace_texts(r, per_record[i]) if i in per_record else r for i, r in enumerate(recs)]
         return out, report
+
+    def refuse_pii_keys(
+        self, keys: Sequence[tuple[str, str | None, str]], *, source: str | None = None
+    ) -> None:
+        """Raise :class:`InputError` if a key of a row's objects holds personal data.
+
+        ``keys``: ``(record or row label, top-level field or None, key)`` as
+        :func:`tunegate.records.key_texts` gives them. Keys are scanned like the residual re-scan
+        (the policy's entities and every structured identifier). A key is never anonymized, so it
+        would reach the output and every report's field path raw: the row is refused instead, and
+        the message names the row and the top-level field, never the key (nor a top-level key that
+        itself holds personal data)."""
+        if not keys:
+            return
+        unique = list(dict.fromkeys(k for _, _, k in keys))
+        found = dict(zip(unique, self.detect(unique, residual=True), strict=True))
+        for rid, top, key in keys:
+            if not found[key]:
+                continue
+            types = ", ".join(sorted({s.entity_type for s in found[key]}))
+            if top is None:
+                where = "a top-level key"
+            elif found.get(top):
+                where = "a key inside a top-level field whose name itself holds personal data"
+            else:
+                where = f"a key inside field '{top}'"
+            raise InputError(
+                f"{rid}: {where} holds personal data ({types}); keys are never anonymized, so the "
+                "row is refused (the key is not shown)",
+                path=source,
+                hint='store such values as values (e.g. a list of {"name": ..., "phone": ...} objects) '
+                "or drop the field (tunegate anonymize: leave it out of --fields)",
+            )
 
     def scan_records(self, records: Iterable[Record], *, fields: Sequence[str] | None = None) -> PIIReport:
         """Detection only (no key needed), e.g. on already anonymized data: every hit is a residual."""

@@ -65,7 +65,7 @@ def anonymize_file(
     from tunegate.pii.anonymize import PIIEngine, merge_reports
     from tunegate.policy.schema import load_policy
     from tunegate.provenance import atomic_path
-    from tunegate.records import iter_rows, set_leaf
+    from tunegate.records import escape_key, iter_rows, key_texts, set_leaf
 
     if same_file(src, out):
         raise InputError(
@@ -81,6 +81,16 @@ def anonymize_file(
         rows: list[dict[str, Any]] = []
 
         def flush() -> None:
+            # a key holding PII would reach the output raw: the row is refused, nothing is written
+            engine.refuse_pii_keys(
+                [
+                    (f"row {first_row + ri}", top, key)
+                    for ri, row in enumerate(rows)
+                    for top, key in key_texts(row)
+                    if _selected(escape_key(top if top is not None else key), fields)
+                ],
+                source=src.name,
+            )
             items = [it for ri, row in enumerate(rows) for it in _row_items(row, ri, fields)]
             items = [it for it in items if engine.selects(it[1], None)]
             new_texts, report = engine.anonymize_items(

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tunegate.errors import InputError
 from tunegate.pii.anonymize import PIIEngine
 from tunegate.pii.config import PIIPolicy
 from tunegate.pii.detect import detect_texts, not_a_phone
@@ -176,6 +177,43 @@ def test_anonymize_refuses_in_place(
         assert exc.value.code == 2
         assert "output is the input" in capsys.readouterr().err
         assert src.read_bytes() == before
+
+
+def test_a_key_holding_pii_refuses_the_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Keys are never anonymized: a phone book keyed by name or e-mail would reach the output (and
+    the report's field paths) raw. The row is refused with exit 2, no output, and the message names
+    the row and field but never the key; a clean nested object is anonymized as before."""
+    from tunegate.cli import main
+
+    monkeypatch.setenv("TUNEGATE_PII_KEY", TEST_KEY.decode())
+    src, out = tmp_path / "data.jsonl", tmp_path / "out.jsonl"
+    rows = [
+        {"text": "Where is my refund?", "meta": {"contacts": {"primary": "ola.nowak@example.pl"}}},
+        {"text": "Reset my card.", "meta": {"contacts": [{"jan.kowalski@example.com": "primary"}]}},
+    ]
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    with pytest.raises(SystemExit) as exc:
+        main(["anonymize", str(src), "--out", str(out)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "row 2" in err and "field 'meta'" in err and "EMAIL_ADDRESS" in err
+    assert "kowalski" not in err and not out.exists()
+    # the same data with the key left out of --fields: the user chose to keep 'meta' as it is
+    with pytest.raises(SystemExit) as exc:
+        main(["anonymize", str(src), "--out", str(out), "--fields", "text"])
+    assert exc.value.code == 0 and out.exists()
+    # a record's extra (prepare's path) is checked the same way; the clean row passes
+    engine = PIIEngine(PIIPolicy(), key=TEST_KEY)
+    clean, keyed = (
+        Record(id=f"r{i}", task="classification", text=r["text"], label="x", extra={"meta": r["meta"]})
+        for i, r in enumerate(rows)
+    )
+    (done,), _ = engine.anonymize_records([clean])
+    assert "ola.nowak" not in json.dumps(done.extra)
+    with pytest.raises(InputError, match="a key inside field 'meta' holds personal data"):
+        engine.anonymize_records([keyed])
 
 
 def test_iban_followed_by_a_word(pii_analyzer: Any, pii_policy: PIIPolicy) -> None:
