@@ -170,6 +170,17 @@ def load_conll(path: Path) -> list[dict[str, Any]]:
     return out
 
 
+def _per_tags(tags: Sequence[str]) -> list[str]:
+    """``B``/``I``/``O`` for :func:`person_spans` from ``PER`` tags (``I-PER``/``B-PER``, IOB1 or
+    IOB2): an I-PER continues the name before it; every B-PER, and an I-PER after no name, starts one."""
+    out, prev = [], False
+    for tag in tags:
+        per = tag.endswith("PER")
+        out.append(("I" if prev and tag.startswith("I") else "B") if per else "O")
+        prev = per
+    return out
+
+
 def load_btc(path: Path) -> list[dict[str, Any]]:
     """``btc.test`` sentences: ``@`` joined to the next token, ``PER`` spans as PERSON gold, and
     handle spans (``@name``) as ``ignore``: not scored either way."""
@@ -184,13 +195,7 @@ def load_btc(path: Path) -> list[dict[str, Any]]:
                 continue
             merged.append(tokens[i])
             i += 1
-        # an I-PER continues the name before it; every B-PER (and an I-PER after no name) starts one
-        tags, prev = [], False
-        for _, tag in merged:
-            per = tag.endswith("PER")
-            tags.append(("I" if prev and tag.startswith("I") else "B") if per else "O")
-            prev = per
-        text, gold = person_spans([w for w, _ in merged], tags)
+        text, gold = person_spans([w for w, _ in merged], _per_tags([t for _, t in merged]))
         handles = [(a, b) for _, a, b in gold if text[a] in "@#"]
         gold = [g for g in gold if (g[1], g[2]) not in handles]
         out.append({"text": text, "gold": gold, "ignore": handles, "group": _group(text, gold)})
@@ -213,12 +218,7 @@ def load_sec(path: Path) -> list[dict[str, Any]]:
             continue
         if not tokens:
             continue
-        tags, prev = [], False
-        for _, tag in tokens:
-            per = tag.endswith("PER")
-            tags.append(("I" if prev and tag.startswith("I") else "B") if per else "O")
-            prev = per
-        text, gold = person_spans([w for w, _ in tokens], tags)
+        text, gold = person_spans([w for w, _ in tokens], _per_tags([t for _, t in tokens]))
         roles = [(a, b) for _, a, b in gold if text[a:b].lower() in SEC_ROLE_WORDS]
         gold = [g for g in gold if (g[1], g[2]) not in roles]
         out.append({"text": text, "gold": gold, "ignore": roles, "group": _group(text, gold)})
