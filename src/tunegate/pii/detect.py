@@ -804,8 +804,12 @@ def _lower_twin(text: str, word: str) -> bool:
 
 
 def _sentence_start(text: str, start: int) -> bool:
-    before = text[:start].rstrip(" \t\"“'‘(*-")
-    return not before or before[-1] in ".!?:;\n"
+    """Whether ``start`` opens a text, a line or a sentence (quotes, brackets, ``*`` and ``-`` in
+    between are skipped). Scans back from ``start``: no copy of the text before it."""
+    i = start - 1
+    while i >= 0 and text[i] in " \t\"“'‘(*-":
+        i -= 1
+    return i < 0 or text[i] in ".!?:;\n"
 
 
 #: what follows a unit designator, not a name: a number, after an optional dot (``Apt. 243``)
@@ -1376,7 +1380,7 @@ _SEPARATOR_TABLE = str.maketrans(
 )  # fmt: skip
 
 
-def _strip_invisible(text: str) -> tuple[str, list[int] | None]:
+def _detection_text(text: str) -> tuple[str, list[int] | None]:
     """The text without invisible characters and with look-alike separators read as ASCII
     (:data:`_SEPARATOR_TABLE`), and for each kept character its index in ``text`` (``None`` when
     no character was removed)."""
@@ -1392,7 +1396,7 @@ def _strip_invisible(text: str) -> tuple[str, list[int] | None]:
 def _detect_chunk(analyzer: AnalyzerEngine, policy: PIIPolicy, texts: Sequence[str]) -> list[list[Span]]:
     """Detect in each text; invisible characters are removed first and spans mapped back, so
     ``jan\u200b.kowalski@example.com`` is one e-mail and its placeholder covers the whole value."""
-    cleaned = [_strip_invisible(t) for t in texts]
+    cleaned = [_detection_text(t) for t in texts]
     found = _detect_clean(analyzer, policy, [c for c, _ in cleaned])
     out: list[list[Span]] = []
     for text, (_, index), spans in zip(texts, cleaned, found, strict=True):

@@ -600,13 +600,12 @@ _WORD_BEFORE = re.compile(r"([A-Za-z]+)[ \t]*(?:\n[ \t]*)?\Z")
 def _capitalized_verb_cue(text: str, start: int) -> bool:
     """Whether the word right before ``start`` is a verb cue (:data:`_VERB_CUES`) written with a
     capital letter while not opening a sentence or a line."""
+    from tunegate.pii.detect import _sentence_start
+
     m = _WORD_BEFORE.search(text, max(0, start - 24), start)
     if not m or m.group(1).lower() not in _VERB_CUES or not m.group(1)[0].isupper():
         return False
-    i = m.start(1) - 1
-    while i >= 0 and text[i] in " \t\"“'‘(*-":
-        i -= 1
-    return i >= 0 and text[i] not in ".!?:;\n"
+    return not _sentence_start(text, m.start(1))
 
 
 class PersonCueRecognizer(PatternRecognizer):
