@@ -226,6 +226,7 @@ def build_analyzer(policy: PIIPolicy) -> AnalyzerEngine:
         rec.CuedIbanRecognizer(supported_language=lang),
         rec.EuPhoneRecognizer(supported_language=lang),
         rec.LuhnCardRecognizer(supported_language=lang),
+        rec.ZeroPaddedIpRecognizer(supported_language=lang),
         rec.CuedCardRecognizer(supported_language=lang),
         rec.PersonCueRecognizer(supported_language=lang),
         rec.PersonInitialRecognizer(supported_language=lang),
@@ -442,7 +443,9 @@ def _word_starts(text: str, word: str) -> Iterator[int]:
 
 
 def _resolve(text: str, spans: list[Span]) -> list[Span]:
-    """Union overlapping spans (the best-scored, then longest, type names the union); sort by start."""
+    """Union overlapping spans (the best-scored, then longest, type names the union, except that an
+    e-mail address covering the union names it: ``anna @ example.com`` holds the name ``anna``);
+    sort by start."""
     if not spans:
         return []
     spans = sorted(spans, key=lambda s: (s.start, -s.end))
@@ -458,7 +461,9 @@ def _resolve(text: str, spans: list[Span]) -> list[Span]:
     out = []
     for c in clusters:
         best = max(c, key=lambda s: (s.score, s.end - s.start, s.entity_type))
-        out.append(Span(best.entity_type, min(s.start for s in c), max(s.end for s in c), best.score))
+        start, end = min(s.start for s in c), max(s.end for s in c)
+        mail = [s for s in c if s.entity_type == "EMAIL_ADDRESS" and s.start == start and s.end == end]
+        out.append(Span(mail[0].entity_type if mail else best.entity_type, start, end, best.score))
     # merge same-type neighbours separated only by spaces/tabs
     merged = [out[0]]
     for s in out[1:]:

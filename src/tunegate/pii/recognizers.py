@@ -6,7 +6,7 @@ plug into the same registry and produce the same typed spans as Presidio's own:
 * ``OfflineEmailRecognizer`` - Presidio's e-mail regex, but the domain is checked against the
   public suffix list *bundled* with ``tldextract`` (``suffix_list_urls=()``): nothing is fetched.
 * ``ObfuscatedEmailRecognizer`` - ``name [at] domain [dot] com``, ``name(at)domain.com``,
-  ``name at domain dot com``.
+  ``name at domain dot com``, ``name%40domain.com``, ``name&#64;domain.com``, ``name @ domain.com``.
 * ``PeselRecognizer`` - Polish PESEL: 11 digits, valid birth date (century-coded month) and check digit.
 * ``EuIbanRecognizer`` - IBANs of SEPA countries, compact or in groups separated by spaces or
   hyphens, any case; length per country and the ISO 7064 mod-97 check must hold.
@@ -79,8 +79,31 @@ _OB_AT = r"(?:\s*[\[\(\{<]\s*(?:at|@)\s*[\]\)\}>]\s*|\s+(?:at|AT)\s+|\s*@\s*)"
 _OB_DOT = r"(?:\s*[\[\(\{<]\s*(?:dot|\.)\s*[\]\)\}>]\s*|\s+(?:dot|DOT)\s+|\.)"
 
 
+#: ``@`` and ``.`` as a URL (``%40``) or an HTML character reference (``&#64;``, ``&#x40;``,
+#: ``&commat;``) writes them: e-mails in query strings, web logs and scraped pages.
+_ENC_AT = r"(?:%40|&#0*64;|&#[xX]0*40;|&commat;)"
+_ENC_DOT = r"(?:%2[eE]|&#0*46;|&#[xX]0*2[eE];|&period;)"
+#: "@" with one or two spaces or tabs on one side or both.
+_SPACED_AT = r"(?:[ \t]{1,2}@[ \t]{0,2}|@[ \t]{1,2})"
+#: A spaced "@" after a word of letters only: a mention as often as an address.
+_BARE_WORD_SPACED_AT = re.compile(r"[^\W\d_]+" + _SPACED_AT)
+#: A URL-encoded byte inside a local part (``john%2Bnews``).
+_ENC_BYTE = r"%[0-9A-Fa-f]{2}"
+
+
+#: Words before "at" that point at a website, not a mailbox (``look at google dot com``,
+#: ``available at example dot org``).
+_AT_WEBSITE = (
+    r"(?:look(?:s|ed|ing)?|stay(?:s|ed|ing)?|arrived?|available|online|hosted|located|based|found"
+    r"|posted|published|listed|live[sd]?|open(?:ed)?|visible|sold|shop(?:ped)?)"
+)
+
+
 def deobfuscate_email(text: str) -> str:
     """``name [at] domain [dot] com`` -> ``name@domain.com`` (used for validation and pseudonym keys)."""
+    text = re.sub(_ENC_AT, "@", text)
+    text = re.sub(_ENC_DOT, ".", text)
+    text = re.sub(_ENC_BYTE, lambda m: chr(int(m.group()[1:], 16)), text)
     text = re.sub(r"\s*[\[\(\{<]\s*(?:at|@)\s*[\]\)\}>]\s*", "@", text, flags=re.IGNORECASE)
     text = re.sub(r"\s*[\[\(\{<]\s*(?:dot|\.)\s*[\]\)\}>]\s*", ".", text, flags=re.IGNORECASE)
     text = re.sub(r"\s+at\s+", "@", text, flags=re.IGNORECASE)
@@ -130,7 +153,8 @@ class IdnEmailRecognizer(_StaticPatternRecognizer):
 
 
 class ObfuscatedEmailRecognizer(_StaticPatternRecognizer):
-    """E-mail addresses written to dodge scrapers: ``[at]``, ``(at)``, ``{at}``, `` at `` ... ``dot``."""
+    """E-mail addresses written to dodge scrapers: ``[at]``, ``(at)``, ``{at}``, `` at `` ... ``dot``,
+    ``%40`` / ``&#64;`` (URL- or HTML-encoded), or with a space beside ``@``."""
 
     ENTITY = "EMAIL_ADDRESS"
 
@@ -145,17 +169,35 @@ class ObfuscatedEmailRecognizer(_StaticPatternRecognizer):
         # plain words "name at domain dot com": needs the word "dot" to be specific enough
         Pattern(
             "Email (obfuscated, words)",
-            r"(?i)(?<![\w.+-])[\w.+-]*\w\s+at\s+\w[\w-]*(?:\s+dot\s+\w[\w-]*)+",
+            r"(?i)(?<![\w.+-])(?!" + _AT_WEBSITE + r"\s)[\w.+-]*\w(?:\s+dot\s+\w[\w.+-]*)*\s+at\s+"
+            r"\w[\w-]*(?:\s+dot\s+\w[\w-]*)+(?![\w-])(?!\s+at\s)",
             0.5,
+        ),
+        # "@" (and maybe dots) URL-encoded or as HTML character references: john.doe%40example.com
+        Pattern(
+            "Email (encoded)",
+            r"(?<![\w.+%-])(?:[\w.+-]|" + _ENC_BYTE + r")*\w" + _ENC_AT + r"\w[\w-]*"
+            r"(?:(?:\.|" + _ENC_DOT + r")\w[\w-]*)+",
+            0.6,
+        ),
+        # a space on one side of "@" or both (OCR, chat, hand-typed): a.lice @ example.com; a bare
+        # word before it (alice @ example.com) keeps this low score and needs a mail word nearby,
+        # "thanks @ nytimes.com" is not an address (see validate_result)
+        Pattern(
+            "Email (spaced @)",
+            r"(?<![\w.+-])[\w.+-]*\w" + _SPACED_AT + r"[a-zA-Z0-9][\w-]*(?:\.\w[\w-]*)+",
+            0.1,
         ),
     ]
     CONTEXT: ClassVar[list[str]] = ["email", "e-mail", "mail", "contact", "write"]
 
-    def validate_result(self, pattern_text: str) -> bool:
+    def validate_result(self, pattern_text: str) -> bool | None:
         plain = deobfuscate_email(pattern_text)
-        if plain.count("@") != 1:
+        if plain.count("@") != 1 or not _has_public_suffix(plain):
             return False
-        return _has_public_suffix(plain)
+        if _BARE_WORD_SPACED_AT.match(pattern_text):
+            return None  # keep the pattern's low score: only a context word lifts it over the threshold
+        return True
 
 
 #: Between a cue word and the value it introduces: at most 32 characters without a digit, a line
@@ -494,8 +536,11 @@ class LuhnCardRecognizer(_StaticPatternRecognizer):
     PATTERNS: ClassVar[list[Pattern]] = [
         # not after a "+" (+3892955372153 is a phone number)
         Pattern("Card (Luhn, 12-19 digits)", r"(?<![\w\-.+])\d(?:[ \-]?\d){11,18}(?![\w]|[\-.]\d)", 0.5),
-        # four groups of four with dots (4111.1111.1111.1111); other dotted runs are versions or amounts
-        Pattern("Card (Luhn, dotted 4x4)", r"(?<![\w\-.+])\d{4}(?:\.\d{4}){3}(?![\w]|[\-.]\d)", 0.5),
+        # four groups of four with one kind of dot, slash or underscore (4111.1111.1111.1111,
+        # 4111/1111/1111/1111); other dotted runs are versions or amounts
+        Pattern(
+            "Card (Luhn, dotted 4x4)", r"(?<![\w\-./+])\d{4}([./_])\d{4}(?:\1\d{4}){2}(?![\w]|[\-./]\d)", 0.5
+        ),
     ]
     CONTEXT: ClassVar[list[str]] = [
         "card", "credit", "debit", "visa", "mastercard", "maestro", "amex", "cc", "jcb", "number",
@@ -511,6 +556,30 @@ class LuhnCardRecognizer(_StaticPatternRecognizer):
         if len(groups) > 1 and min(len(g) for g in groups) < 3:
             return False
         return None  # keep the pattern score: many random long numbers pass Luhn
+
+
+class ZeroPaddedIpRecognizer(_StaticPatternRecognizer):
+    """IPv4 addresses written with zero-padded octets (``192.168.001.010``, ``010.000.000.001``), as
+    some logs and firewalls print them; Presidio's check (``ipaddress``) refuses leading zeros. A
+    dotted quad is also a version or a section number, so the low score needs a context word."""
+
+    ENTITY = "IP_ADDRESS"
+
+    PATTERNS: ClassVar[list[Pattern]] = [
+        Pattern(
+            "IPv4 (zero-padded)",
+            r"(?<![\w.])(?=[\d.]*\b0\d)\d{1,3}(?:\.\d{1,3}){3}(?![\w]|\.\d)",
+            0.1,
+        )
+    ]
+    CONTEXT: ClassVar[list[str]] = [
+        "ip", "ipv4", "address", "host", "server", "gateway", "router", "subnet", "src", "dst", "source",
+        "destination", "client", "remote", "peer", "proxy", "dns", "firewall", "blocked", "login",
+        "connection",
+    ]  # fmt: skip
+
+    def validate_result(self, pattern_text: str) -> bool | None:
+        return None if all(int(octet) <= 255 for octet in pattern_text.split(".")) else False
 
 
 #: What introduces a payment card number on its line: ``card`` (not after ``gift``, ``SIM``,

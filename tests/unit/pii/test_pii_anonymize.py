@@ -27,10 +27,16 @@ def _rec(text: str, note: str | None = None) -> Record:
 
 def test_same_value_same_placeholder_across_fields_and_variants(engine: PIIEngine) -> None:
     out, spans = engine.anonymize_texts(
-        ["write to ola.nowak@example.pl today", "ask OLA.NOWAK@EXAMPLE.PL", "ola.nowak [at] example [dot] pl"]
+        [
+            "write to ola.nowak@example.pl today",
+            "ask OLA.NOWAK@EXAMPLE.PL",
+            "ola.nowak [at] example [dot] pl",
+            "GET /s?email=ola.nowak%40example.pl",
+            "mailto:ola.nowak&#64;example&#46;pl",
+        ]
     )
     labels = [PLACEHOLDER.findall(t) for t in out]
-    assert labels[0] == labels[1] == labels[2] and labels[0][0][0] == "EMAIL_ADDRESS"
+    assert all(x == labels[0] for x in labels) and labels[0][0][0] == "EMAIL_ADDRESS"
     assert all(len(s) == 1 for s in spans)
 
 

@@ -50,10 +50,55 @@ def test_eu_phone_formats(pii_analyzer: Any, pii_policy: PIIPolicy, text: str, v
         ("write to jan.kowalski [at] example [dot] com please", "jan.kowalski [at] example [dot] com"),
         ("Contact: anna(at)example.com", "anna(at)example.com"),
         ("plain: ola.nowak@example.pl", "ola.nowak@example.pl"),
+        # URL-encoded (a query string) and HTML character references (a scraped page)
+        ("GET /subscribe?email=ola.nowak%40example.pl&x=1", "ola.nowak%40example.pl"),
+        ("GET /s?to=ola%2Bnews%40example.pl", "ola%2Bnews%40example.pl"),
+        ('<a href="mailto:anna&#64;example&#46;com">mail</a>', "anna&#64;example&#46;com"),
+        ("reach anna&#x40;example.net", "anna&#x40;example.net"),
+        # a space beside "@": a mailbox-like local part alone, a bare word with a mail word nearby
+        ("a.nowak @ example.pl wrote", "a.nowak @ example.pl"),
+        ("bob2 @example.org", "bob2 @example.org"),
+        ("my e-mail: anna @ example.com", "anna @ example.com"),
+        # "dot" inside the local part, and a leading "me at" that is not part of the address
+        ("reach me at john dot doe at gmail dot com", "john dot doe at gmail dot com"),
     ],
 )
 def test_email_forms(pii_analyzer: Any, pii_policy: PIIPolicy, text: str, value: str) -> None:
     assert value in _found(pii_analyzer, pii_policy, text).get("EMAIL_ADDRESS", [])
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Look at google dot com for the answer",  # a website after "look at", not a mailbox
+        "It is available at example dot org.",
+        "Thanks @ nytimes.com for the story",  # a mention; no mail word on the line
+    ],
+)
+def test_email_look_alikes_are_not_emails(pii_analyzer: Any, pii_policy: PIIPolicy, text: str) -> None:
+    assert "EMAIL_ADDRESS" not in _found(pii_analyzer, pii_policy, text)
+
+
+@pytest.mark.parametrize(
+    ("text", "entity", "value"),
+    [
+        ("Source IP: 192.168.001.010", "IP_ADDRESS", "192.168.001.010"),
+        ("blocked host 010.000.000.001 today", "IP_ADDRESS", "010.000.000.001"),
+        ("card 4111/1111/1111/1111", "CREDIT_CARD", "4111/1111/1111/1111"),
+        ("card 4111_1111_1111_1111", "CREDIT_CARD", "4111_1111_1111_1111"),
+    ],
+)
+def test_padded_ip_and_slashed_card(
+    pii_analyzer: Any, pii_policy: PIIPolicy, text: str, entity: str, value: str
+) -> None:
+    assert value in _found(pii_analyzer, pii_policy, text).get(entity, [])
+
+
+@pytest.mark.parametrize(
+    "text", ["see section 1.02.03.4", "version 2.01.05.03 released", "pay 4111/1111/1111/1112"]
+)
+def test_dotted_numbers_without_cue_stay(pii_analyzer: Any, pii_policy: PIIPolicy, text: str) -> None:
+    assert not {"IP_ADDRESS", "CREDIT_CARD"} & set(_found(pii_analyzer, pii_policy, text))
 
 
 def test_pesel_iban_card(pii_analyzer: Any, pii_policy: PIIPolicy) -> None:

@@ -43,6 +43,10 @@ def test_deobfuscate_email_forms() -> None:
     assert deobfuscate_email("jan.kowalski [at] example [dot] com") == "jan.kowalski@example.com"
     assert deobfuscate_email("anna(at)example.com") == "anna@example.com"
     assert deobfuscate_email("bob at mail dot example dot org") == "bob@mail.example.org"
+    assert deobfuscate_email("ola%2Bnews%40example.pl") == "ola+news@example.pl"
+    assert deobfuscate_email("anna&#64;example&#46;com") == "anna@example.com"
+    assert deobfuscate_email("anna&#x40;example.com") == "anna@example.com"
+    assert deobfuscate_email("a.nowak @ example.pl") == "a.nowak@example.pl"
 
 
 def test_luhn() -> None:
