@@ -252,25 +252,62 @@ class PIIEngine:
                     extra[b].append(Span(s.entity_type, s.start - cut - 1, s.end - cut - 1, s.score))
         return extra
 
-    def _propagated_spans(self, texts: Sequence[str], spans: Sequence[list[Span]]) -> list[list[Span]]:
+    def _propagated_spans(
+        self, texts: Sequence[str], spans: Sequence[list[Span]], records: Sequence[int] | None = None
+    ) -> list[list[Span]]:
         """Every other occurrence, anywhere in these texts, of a name detected somewhere.
 
         A name found in one field (``Avril Lavigne`` in an instruction) is replaced in every other
         field and record of the same call, where the detector may have missed it. Multi-word names
         match case-insensitively, single words exactly (so ``Will`` the name does not hit ``will``).
+        A single word written in lower case that the PERSON tagger's vocabulary holds whole (``text
+        bill``) is replaced in the other fields of its own record only (``records``: each text's
+        record): elsewhere the same word is as often a word (``pay my bill``); across CLINC150's
+        requests, such words replaced everywhere doubled the records with a false placeholder. A
+        lower-case word the vocabulary lacks (``zorvath``) is replaced everywhere.
         """
-        table = self.name_table(texts, spans)
+        table = self.name_table(texts, spans, known=self._known_word())
         self.last_name_table = table  # a sharded run spreads it to the other shards (keyed)
-        return self.scan_names(texts, table.get) if table else [[] for _ in texts]
+        out = self.scan_names(texts, table.get) if table else [[] for _ in texts]
+        by_record: dict[int, list[int]] = defaultdict(list)
+        for k, ri in enumerate(records if records is not None else range(len(texts))):
+            by_record[ri].append(k)
+        for members in by_record.values():
+            words = self.name_table([texts[k] for k in members], [spans[k] for k in members], lower=True)
+            if not words:
+                continue
+            found = self.scan_names([texts[k] for k in members], words.get)
+            for k, more in zip(members, found, strict=True):
+                out[k].extend(more)
+        return out
+
+    def _known_word(self) -> Callable[[str], bool]:
+        """Whether a word is whole in the PERSON tagger's vocabulary (every word, without a tagger)."""
+        from tunegate.pii.detect import _person_tagger
+
+        rec = _person_tagger(self.analyzer)
+        return rec.tagger.known_word if rec is not None else (lambda _word: True)
 
     @staticmethod
-    def name_table(texts: Sequence[str], spans: Sequence[list[Span]]) -> dict[str, str]:
-        """Name key (one exact word, or several words case-folded) -> entity, from detected spans."""
+    def name_table(
+        texts: Sequence[str],
+        spans: Sequence[list[Span]],
+        *,
+        lower: bool = False,
+        known: Callable[[str], bool] | None = None,
+    ) -> dict[str, str]:
+        """Name key (one exact word, or several words case-folded) -> entity, from detected spans.
+
+        Single words written in lower case are left out, except those ``known`` says are not common
+        words (none without ``known``); ``lower=True`` gives only the lower-case single words.
+        """
         from tunegate.pii.detect import _is_name_word
 
         table: dict[str, str] = {}
         for text, row in zip(texts, spans, strict=True):
             for s in row:
+                if lower and s.entity_type in STRUCTURED_ENTITIES:
+                    continue
                 if s.entity_type in STRUCTURED_ENTITIES:
                     key = _value_key(text[s.start : s.end])
                     if key is not None:
@@ -282,9 +319,13 @@ class PIIEngine:
                 if not words or len(words) > _MAX_NAME_WORDS or len("".join(words)) < 3:
                     continue
                 if len(words) == 1:
-                    if _is_name_word(words[0]) and len(words[0]) >= 3:
-                        table[words[0]] = s.entity_type
-                else:
+                    word = words[0]
+                    if not _is_name_word(word) or len(word) < 3:
+                        continue
+                    rare = known is not None and not known(word)
+                    if lower == word.islower() or (not lower and rare):
+                        table[word] = s.entity_type
+                elif not lower:
                     table[" ".join(words).casefold()] = s.entity_type
         return table
 
@@ -384,7 +425,7 @@ class PIIEngine:
         texts = [t for _, _, t in items]
         boundary = self._boundary_spans(items)
         first = [list(row) + boundary.get(k, []) for k, row in enumerate(spans)]
-        propagated = self._propagated_spans(texts, first)
+        propagated = self._propagated_spans(texts, first, [ri for ri, _, _ in items])
         return [
             _resolve(t, row + more) if more or k in boundary else row
             for k, (t, row, more) in enumerate(zip(texts, first, propagated, strict=True))

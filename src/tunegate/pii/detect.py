@@ -772,6 +772,12 @@ _FUNCTION_TAGS = frozenset(
     ["DT", "PDT", "IN", "CC", "CD", "PRP", "PRP$", "WDT", "WP", "WP$", "WRB", "TO", "MD", "EX", "UH",
      "POS", "SYM", "LS", ".", ",", ":", "``", "''", "-LRB-", "-RRB-", "HYPH", "NFP", "ADD", "_SP", "$"]
 )  # fmt: skip
+#: Numbers written as words: a number, whatever the tagger says of it.
+_NUMBER_WORD = re.compile(
+    r"(?i)(?:zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|\w+teen|\w+teenth"
+    r"|(?:twen|thir|for|fif|six|seven|eigh|nine)t(?:y|ieth)|hundred|thousand|million|billion|dozen"
+    r"|first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|hundredth|thousandth)"
+)
 #: A sentence-initial word spaCy tags an adverb is trimmed off a name below this tagger probability.
 _ADVERB_NAME = 0.1
 _VERB_TAGS = frozenset(["VB", "VBD", "VBG", "VBN", "VBP", "VBZ", "RB", "RBR", "RBS"])
@@ -917,16 +923,24 @@ def filter_persons(
                 low: bool = lower_span,
             ) -> bool:
                 a, b, tag = words[i]
+                if (
+                    tag == "CD"
+                    and text[a:b].isalpha()
+                    and _word_probability(words_p or (), a, b) >= believe
+                    and not _NUMBER_WORD.fullmatch(text[a:b])
+                ):
+                    return False  # ``lil wayne``: spaCy's "number" lil, the tagger's name (0.995)
                 if tag in _FUNCTION_TAGS or not any(c.isalnum() for c in text[a:b]):
                     return True  # also an emoji spaCy tags NNP (``mike ❤️``): no name has no letter
                 if (
                     low
                     and words_p
                     and text[a:b].islower()  # cased letters, all lower: not an uncased script (محمد)
-                    and _word_probability(words_p, a, b) < RULE_NAME_FLOOR
+                    and _word_probability(words_p, a, b) < (_ADVERB_NAME if sure_name else RULE_NAME_FLOOR)
                 ):
                     # lower-case text: spaCy's proper-noun tag is a guess (``lol sarah``: lol/NNP),
-                    # the tagger, trained on lower-cased copies, gives the word nothing
+                    # the tagger, trained on lower-cased copies, gives the word nothing; next to a
+                    # word it believes, little (``spell aaron``: 0.05 and 0.94)
                     return True
                 if (
                     words_p

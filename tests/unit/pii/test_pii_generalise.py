@@ -88,6 +88,10 @@ def test_phone_filter_keeps_phones() -> None:
         ),
         ("lol me and sarah went to the mall", "PERSON", "sarah"),
         ("my name is john smith and i need help", "PERSON", "john smith"),
+        # lower case: a word the tagger gives little next to one it believes is no part of the name
+        # (spaCy tags both NNP), and one it believes stays, whatever spaCy's tag (lil/CD)
+        ("spell aaron", "PERSON", "aaron"),
+        ("lil wayne is the best", "PERSON", "lil wayne"),
         # look-alike separators between digit groups: no-break, thin and narrow no-break spaces,
         # the non-breaking hyphen, the en dash, the minus sign
         ("Card: 4111\u00a01111\u00a01111\u00a01111", "CREDIT_CARD", "4111\u00a01111\u00a01111\u00a01111"),
@@ -149,6 +153,23 @@ def test_name_replaced_in_every_field(engine: PIIEngine) -> None:
     (out,), _ = engine.anonymize_records([rec])
     assert "wąsowicz" not in (out.output or "").casefold()
     assert "Wąsowicz" not in (out.instruction or "")
+
+
+def test_lower_case_single_word_names_stay_in_their_record(engine: PIIEngine) -> None:
+    """A one-word name written in lower case is replaced in every field of its own record, but not
+    in other records, where the same word is as often a word (``text bill`` / ``pay my bill``);
+    a capitalized or several-word name is replaced everywhere."""
+    recs = [
+        _alpaca("can you text bill and tell him i love him", "", "ok, i will text bill now"),
+        _alpaca("how do i pay my electric bill", "", "log in and pay the bill online"),
+        _alpaca("My friend Avril sings.", "", "Sure."),
+        _alpaca("Who is Avril?", "", "A friend."),
+    ]
+    assert engine.detect(["can you text bill and tell him i love him"])[0]  # found there, by the detector
+    out, _ = engine.anonymize_records(recs)
+    assert "bill" not in (out[0].instruction or "") + (out[0].output or "")
+    assert out[1].instruction == recs[1].instruction and out[1].output == recs[1].output
+    assert "Avril" not in (out[2].instruction or "") + (out[3].instruction or "")
 
 
 def test_name_split_across_fields(engine: PIIEngine) -> None:
