@@ -924,12 +924,14 @@ def filter_persons(
             ) -> bool:
                 a, b, tag = words[i]
                 if (
-                    tag == "CD"
+                    tag in _FUNCTION_TAGS
                     and text[a:b].isalpha()
                     and _word_probability(words_p or (), a, b) >= believe
                     and not _NUMBER_WORD.fullmatch(text[a:b])
                 ):
-                    return False  # ``lil wayne``: spaCy's "number" lil, the tagger's name (0.995)
+                    # the tagger's name over spaCy's function word: ``lil wayne`` (lil/CD, 0.995),
+                    # ``will smith`` (will/MD, 0.94), ``may west`` (0.93)
+                    return False
                 if tag in _FUNCTION_TAGS or not any(c.isalnum() for c in text[a:b]):
                     return True  # also an emoji spaCy tags NNP (``mike ❤️``): no name has no letter
                 if (
@@ -1001,7 +1003,11 @@ def filter_persons(
                 and not (sure and not known(text[words[0][0] : words[0][1]]))
             ):  # "Dreams", "babbling brooks"; not "britneyspears"
                 continue
-            inner = [text[a:b] for a, b, tag in words[1:-1] if tag in _FUNCTION_TAGS]
+            inner = [
+                text[a:b]
+                for a, b, tag in words[1:-1]
+                if tag in _FUNCTION_TAGS and _word_probability(words_p or (), a, b) < believe
+            ]
             if not proper and any(w.islower() for w in inner):
                 continue  # "km to miles": common words around a function word, no proper noun
             if (

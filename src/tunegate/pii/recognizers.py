@@ -1137,11 +1137,16 @@ class PersonTaggerRecognizer(EntityRecognizer):
 
         stop = _rx()["stop"]
 
+        words = self.words(text)
+        prob = {(x, y): p for x, y, p in words}
+
         def edge(x: int, y: int) -> bool:  # a title, or a lower-case stop/cue word ("Will" stays)
             word = text[x:y].rstrip(".").lower()
-            return word in self._TITLES or word in self._ID_WORDS or (text[x:y].islower() and word in stop)
+            if word in self._TITLES or word in self._ID_WORDS:
+                return True
+            # a stop word the tagger itself calls a name stays (``i love will smith``: will 0.94)
+            return text[x:y].islower() and word in stop and prob[(x, y)] < self.tagger.threshold
 
-        words = self.words(text)
         out = []
         for a, b, _ in self.tagger.spans(text, words):
             if _in_address(text, a, b):

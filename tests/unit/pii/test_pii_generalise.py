@@ -92,6 +92,10 @@ def test_phone_filter_keeps_phones() -> None:
         # (spaCy tags both NNP), and one it believes stays, whatever spaCy's tag (lil/CD)
         ("spell aaron", "PERSON", "aaron"),
         ("lil wayne is the best", "PERSON", "lil wayne"),
+        # a stop word or function word the tagger calls a name (will/MD 0.94, may 0.93, uzi/IN)
+        ("i love will smith movies", "PERSON", "will smith"),
+        ("may west was an actress", "PERSON", "may west"),
+        ("lil uzi vert new album", "PERSON", "lil uzi vert"),
         # look-alike separators between digit groups: no-break, thin and narrow no-break spaces,
         # the non-breaking hyphen, the en dash, the minus sign
         ("Card: 4111\u00a01111\u00a01111\u00a01111", "CREDIT_CARD", "4111\u00a01111\u00a01111\u00a01111"),
@@ -116,6 +120,11 @@ def test_hard_scripts_and_lower_case(
     pii_analyzer: Any, pii_policy: PIIPolicy, text: str, entity: str, value: str
 ) -> None:
     assert value in _found(pii_analyzer, pii_policy, text).get(entity, [])
+
+
+@pytest.mark.parametrize("text", ["i will call you tomorrow", "may i have the bill", "the man and the dog"])
+def test_stop_words_stay_words(pii_analyzer: Any, pii_policy: PIIPolicy, text: str) -> None:
+    assert "PERSON" not in _found(pii_analyzer, pii_policy, text)
 
 
 def test_prefilter_off_by_default() -> None:
