@@ -827,32 +827,6 @@ def _sentence_start(text: str, start: int) -> bool:
 _UNIT_NUMBER = re.compile(r"\.?[ \t]*(?:#|No\.?[ \t]*)?\d")
 
 
-#: Articles and demonstratives: a one-word name does not take them (``the Queen``, ``an Affenpinscher``).
-_ARTICLES = frozenset({"the", "a", "an", "this", "that", "every", "each", "another"})
-
-
-def _article_before(text: str, word: tuple[int, int, str], tags: Sequence[tuple[int, int, str]]) -> bool:
-    """A capitalized singular word after an article, perhaps across lower-case adjectives, and not
-    before a noun or a possessive: ``the Queen says``, ``the Affenpinscher, who``, ``the
-    resplendent Quetzal``; not ``the Smith family`` or ``the Smith's`` (a family name)."""
-    a, b, tag = word
-    if tag not in {"NNP", "NN"} or not text[a : a + 1].isupper():
-        return False
-    before = [t for t in tags if t[1] <= a]
-    after = [t for t in tags if t[0] >= b][:1]
-    if after and (
-        after[0][2] in {"NN", "NNS", "NNP", "NNPS", "POS"} or text[after[0][0] : after[0][1]] == "'s"
-    ):
-        return False
-    skipped = 0
-    while before and before[-1][2] in {"JJ", "JJR", "JJS"} and text[before[-1][0] : before[-1][1]].islower():
-        before.pop()
-        skipped += 1
-        if skipped > 2:
-            return False
-    return bool(before) and before[-1][2] == "DT" and text[before[-1][0] : before[-1][1]].lower() in _ARTICLES
-
-
 def _determined_noun(
     text: str, word: tuple[int, int, str], tags: Sequence[tuple[int, int, str]], sure: bool = False
 ) -> bool:
@@ -1046,13 +1020,6 @@ def filter_persons(
                 continue  # "koala", "garlic": only the statistical NER calls a lower-case common noun a name
             if len(words) == 1 and _determined_noun(text, words[0], all_tags, sure):
                 continue  # "the player", "a huntsman": a name in lower case takes no article
-            if (
-                len(words) == 1
-                and words_p
-                and _word_probability(words_p, words[0][0], words[0][1]) < believe
-                and _article_before(text, words[0], all_tags)
-            ):
-                continue  # "the Queen", "the Affenpinscher": nor does a one-word name the tagger doubts
             s = Span("PERSON", start, end, s.score)
         value = text[s.start : s.end].strip()
         if sum(c.isalpha() for c in value) < 2:

@@ -42,15 +42,6 @@ def _found(analyzer: Any, policy: PIIPolicy, text: str) -> dict[str, list[str]]:
         ("She moved to 12 Oak Street, Feliciano last spring", "Feliciano"),  # the town of an address
         ("We'll meet Tuesday at Locavore, 641 Dašická 688, Turkovice u Prelouce", "Turkovice"),
         ("Carroll , Iowa : Where The Childhood Paper Route Is Alive And Well", "Carroll"),  # , <place>
-        # a one-word name takes no article: the dog breed, the title, across an adjective
-        (
-            "Four dogs sat in a line within the veterinarian's waiting room.  The first dog was the "
-            "Affenpinscher, who weighed only 10 pounds.  Next to him sat a Dachshund, who weighed twice "
-            "as much as the Affenpinscher.  Next to the Dachshund sat a Papillon.",
-            "Affenpinscher",
-        ),
-        ("What are the exact words that the Queen says to her mirror in the 1937 film?", "Queen"),
-        ("The name of the villainous Gremlin was Stripe", "Gremlin"),
     ],
 )
 def test_no_person_on_common_words(pii_analyzer: Any, pii_policy: PIIPolicy, text: str, word: str) -> None:
@@ -103,8 +94,6 @@ def test_phone_filter_keeps_phones() -> None:
         ("lil wayne is the best", "PERSON", "lil wayne"),
         # a stop word or function word the tagger calls a name (will/MD 0.94, may 0.93, uzi/IN)
         ("i love will smith movies", "PERSON", "will smith"),
-        # an article before a family name used as a modifier does not make it a title
-        ("We had dinner with the Smith family last week.", "PERSON", "Smith"),
         ("may west was an actress", "PERSON", "may west"),
         ("lil uzi vert new album", "PERSON", "lil uzi vert"),
         # look-alike separators between digit groups: no-break, thin and narrow no-break spaces,
