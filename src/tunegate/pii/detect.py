@@ -1560,6 +1560,15 @@ def _judge_rule_names(
         and tagger.tagger.known_word(text[a:b])
         and tagger.person_probability(text, a, b) < policy.person_tagger_veto
     ]
+    # a listing's topic is a topic in the running text too (``2. TED Talks (ted.com): TED Talks is
+    # a popular platform``): the same words, where the tagger does not believe them either
+    topics = {
+        text[r.start : r.end]
+        for r in results
+        if r.entity_type == "PERSON"
+        and listing
+        and any(a <= r.start and r.end <= b and label_p[(a, b)] < tagger.tagger.threshold for a, b in labels)
+    }
     out = []
     for r in results:
         if r.entity_type == "PERSON":
@@ -1568,6 +1577,11 @@ def _judge_rule_names(
             if in_label and (form or any(a <= r.start and r.end <= b for a, b in lone)):
                 continue
             if label is not None and listing and label_p[label] < tagger.tagger.threshold:
+                continue
+            if (
+                text[r.start : r.end] in topics
+                and tagger.person_probability(text, r.start, r.end) < tagger.tagger.threshold
+            ):
                 continue
             if any(a <= r.start and r.end <= b for a, b in fields):
                 continue

@@ -127,6 +127,19 @@ def test_stop_words_stay_words(pii_analyzer: Any, pii_policy: PIIPolicy, text: s
     assert "PERSON" not in _found(pii_analyzer, pii_policy, text)
 
 
+def test_a_listing_topic_is_a_topic_in_the_running_text(pii_analyzer: Any, pii_policy: PIIPolicy) -> None:
+    text = (
+        "Identify 5 online resources for improving public speaking.\n"
+        "1. Toastmasters International (toastmasters.org): Toastmasters is a non-profit.\n\n"
+        "2. TED Talks (ted.com): TED Talks is a popular platform for sharing ideas.\n\n"
+        "3. Coursera (coursera.org): Coursera offers courses.\n\n"
+        "4. Jane Doe (janedoe.com): Jane Doe teaches speaking."
+    )
+    persons = _found(pii_analyzer, pii_policy, text).get("PERSON", [])
+    assert "TED Talks" not in persons
+    assert persons.count("Jane Doe") == 2  # a person in the listing stays one, label and text
+
+
 def test_prefilter_off_by_default() -> None:
     assert PIIPolicy().ner_prefilter is False
 
