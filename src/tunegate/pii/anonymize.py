@@ -273,12 +273,11 @@ class PIIEngine:
         for k, ri in enumerate(records if records is not None else range(len(texts))):
             by_record[ri].append(k)
         for members in by_record.values():
-            words = self.name_table([texts[k] for k in members], [spans[k] for k in members], lower=True)
-            if not words:
-                continue
-            found = self.scan_names([texts[k] for k in members], words.get)
-            for k, more in zip(members, found, strict=True):
-                out[k].extend(more)
+            group = [texts[k] for k in members]
+            words = self.name_table(group, [spans[k] for k in members], lower=True)
+            if words:
+                for k, more in zip(members, self.scan_names(group, words.get), strict=True):
+                    out[k].extend(more)
         return out
 
     def _known_word(self) -> Callable[[str], bool]:
@@ -306,9 +305,9 @@ class PIIEngine:
         table: dict[str, str] = {}
         for text, row in zip(texts, spans, strict=True):
             for s in row:
-                if lower and s.entity_type in STRUCTURED_ENTITIES:
-                    continue
                 if s.entity_type in STRUCTURED_ENTITIES:
+                    if lower:
+                        continue
                     key = _value_key(text[s.start : s.end])
                     if key is not None:
                         table[key] = s.entity_type
@@ -322,8 +321,11 @@ class PIIEngine:
                     word = words[0]
                     if not _is_name_word(word) or len(word) < 3:
                         continue
-                    rare = known is not None and not known(word)
-                    if lower == word.islower() or (not lower and rare):
+                    if lower:
+                        keep = word.islower()
+                    else:  # a lower-case word only when it is no common word (``zorvath``)
+                        keep = not word.islower() or (known is not None and not known(word))
+                    if keep:
                         table[word] = s.entity_type
                 elif not lower:
                     table[" ".join(words).casefold()] = s.entity_type

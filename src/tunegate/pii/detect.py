@@ -1562,13 +1562,18 @@ def _judge_rule_names(
     ]
     # a listing's topic is a topic in the running text too (``2. TED Talks (ted.com): TED Talks is
     # a popular platform``): the same words, where the tagger does not believe them either
-    topics = {
-        text[r.start : r.end]
-        for r in results
-        if r.entity_type == "PERSON"
-        and listing
-        and any(a <= r.start and r.end <= b and label_p[(a, b)] < tagger.tagger.threshold for a, b in labels)
-    }
+    topics = (
+        {
+            text[r.start : r.end]
+            for r in results
+            if r.entity_type == "PERSON"
+            and any(
+                a <= r.start and r.end <= b and label_p[(a, b)] < tagger.tagger.threshold for a, b in labels
+            )
+        }
+        if listing
+        else set()
+    )
     out = []
     for r in results:
         if r.entity_type == "PERSON":
