@@ -708,7 +708,35 @@ def postprocess(
     # markup is cut out last, from the merged spans: the filters judged the whole name (cut first,
     # ``Soulja Boy | X`` lost ``Boy``) and merging can rejoin parts (``Scout Finch`` + ``Finch-``)
     out = [s for s in _split_markup(text, _resolve(text, spans)) if not text[s.start : s.end].isspace()]
-    return _with_titles(text, out) if "PERSON" in wanted else out
+    return _with_titles(text, _without_works(text, out)) if "PERSON" in wanted else out
+
+
+#: Between a work's title and its author: ``Matilda by Roald Dahl``, ``"Emma" by Jane Austen``.
+_BY_AUTHOR = re.compile(r"[\"'”’]?,?[ \t]+by[ \t]+")
+_BY_BEFORE = re.compile(r"\bby[ \t]+\Z", re.I)
+
+
+def _without_works(text: str, spans: list[Span]) -> list[Span]:
+    """Drop a PERSON span that runs right up to ``by`` and another PERSON span (``Matilda by Roald
+    Dahl``, ``Bridge to Terabithia by Katherine Paterson``): it names the author's work, a book,
+    a song, a painting, not a person. A name before ``by`` and a word that is no name (``photo by
+    John``, ``Anna by email``) stays, and so does one that is itself an author's (``Music by
+    Sathya Produced by VJ``) or ends in a participle (``/s/ Frank Wouters SIGNED by``)."""
+    out = []
+    for i, s in enumerate(spans):
+        nxt = spans[i + 1] if i + 1 < len(spans) else None
+        if s.entity_type == "PERSON" and nxt is not None and nxt.entity_type == "PERSON":
+            m = _BY_AUTHOR.match(text, s.end)
+            last = text[s.start : s.end].split()[-1].lower()
+            if (
+                m
+                and m.end() == nxt.start
+                and not last.endswith(("ed", "en"))
+                and not _BY_BEFORE.search(text, max(0, s.start - 8), s.start)
+            ):
+                continue
+        out.append(s)
+    return out
 
 
 #: Honorifics right before a name and generational/degree suffixes right after it: part of how the

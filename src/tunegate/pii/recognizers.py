@@ -650,6 +650,11 @@ PERSON_CUES = (
     r"grandfather", r"uncle", r"aunt", r"cousin", r"nephew", r"niece", r"partner", r"fiancée?",
     r"beneficiary", r"account holder", r"holder:", r"founders:",
 )  # fmt: skip
+#: The cues a name may follow on the next line: sign-offs and labels ending in ``:``.
+LINE_CUES = (
+    *(r"regards,?", r"sincerely,?", r"cheers,?", r"signed,?", r"thanks,?", r"thank you,?"),
+    *(c for c in PERSON_CUES if ":" in c),
+)
 #: Form-field labels whose value, when it is a name phrase filling the rest of the line, is a person:
 #: ``Applicant: Madhavi Pai`` (but ``Customer: Certainly, my order...`` is a dialog line).
 PERSON_FIELD_LABELS = (
@@ -682,8 +687,15 @@ class PersonCueRecognizer(PatternRecognizer):
 
     def __init__(self, supported_language: str = "en") -> None:
         cue = r"(?i:\b(?:" + "|".join(PERSON_CUES) + r"))"
+        line_cue = r"(?i:\b(?:" + "|".join(LINE_CUES) + r"))"
         patterns = [
-            Pattern("Person after cue", r"(?<=" + cue + r"[ \t]*(?:\n[ \t]*)?)" + NAME_PHRASE, 0.55),
+            Pattern("Person after cue", r"(?<=" + cue + r"[ \t]*)" + NAME_PHRASE, 0.55),
+            # on the next line only after a sign-off or a label (``Regards,\nJohn``, ``Name:\nJohn``):
+            # a kinship word or a verb ending a line is not followed by its name (``a book for my
+            # kid\nSure, here's a list``)
+            Pattern(
+                "Person on the line after a cue", r"(?<=" + line_cue + r"[ \t]*\n[ \t]*)" + NAME_PHRASE, 0.55
+            ),
             Pattern(
                 "Person in a form field",
                 r"(?m)^[ \t>*#\-•]*(?i:"

@@ -360,3 +360,27 @@ def test_greeting_objects_and_pronouns_after_a_cue_are_not_names(engine: Any) ->
     texts = ['print("Hello World!")', "Contact Us or read About Us.", "Hello Maria, welcome back."]
     found = _person_values(engine, texts)
     assert found == [set(), set(), {"Maria"}]
+
+
+def test_a_cue_reaches_the_next_line_only_after_a_sign_off_or_a_label(engine: Any) -> None:
+    texts = [
+        "Please suggest a few books for my kid\nSure, here's a list of books that would be great.",
+        "Best regards,\nZorvath Quill",
+        "Written by:\nZorvath Quill",
+    ]
+    found = _person_values(engine, texts)
+    assert found == [set(), {"Zorvath Quill"}, {"Zorvath Quill"}]
+
+
+def test_a_work_before_by_and_its_author_is_no_person(engine: Any) -> None:
+    texts = [
+        "Books for kids:\n4. Bridge to Terabithia by Katherine Paterson\n8. Matilda by Roald Dahl",
+        '"Emma" by Jane Austen is a novel.',
+        "Photo by John Smith. I told Anna by email.",
+        "Music by Sathya Produced by Vikram Joshi",
+        "/s/ Frank Wouters SIGNED by Frank Wouters",
+    ]
+    found = _person_values(engine, texts)
+    assert found[:3] == [{"Katherine Paterson", "Roald Dahl"}, {"Jane Austen"}, {"John Smith", "Anna"}]
+    assert {"Sathya", "Vikram Joshi"} <= {w for v in found[3] for w in (v, v.removesuffix(" Produced"))}
+    assert found[4] and all("Frank Wouters" in v for v in found[4]), found[4]
