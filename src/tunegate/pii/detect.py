@@ -229,6 +229,7 @@ def build_analyzer(policy: PIIPolicy) -> AnalyzerEngine:
         rec.ZeroPaddedIpRecognizer(supported_language=lang),
         rec.CuedCardRecognizer(supported_language=lang),
         rec.PersonCueRecognizer(supported_language=lang),
+        rec.PersonSignOffRecognizer(supported_language=lang),
         rec.PersonInitialRecognizer(supported_language=lang),
         rec.PersonContextRecognizer(supported_language=lang),
     ]
@@ -1515,7 +1516,9 @@ def _line_labels(text: str) -> list[tuple[int, int]]:
 
 
 #: Recognizers whose PERSON spans come from a sentence role or shape alone (no name list, no model)
-_RULE_RECOGNIZERS = frozenset({"PersonContextRecognizer", "PersonInitialRecognizer"})
+_RULE_RECOGNIZERS = frozenset(
+    {"PersonContextRecognizer", "PersonInitialRecognizer", "PersonSignOffRecognizer"}
+)
 
 
 def _rule_names(text: str, results: Sequence[RecognizerResult]) -> bool:
@@ -1557,7 +1560,7 @@ def _judge_rule_names(
     * A label whose value is a name is a field, not a speaker: in ``Reviewer: Emily Clarke`` (the
       rest of the line is one PERSON), a PERSON inside the label that the tagger gives less than
       ``person_tagger_veto`` is dropped.
-    * A name from the context or initial recognizers outside a label that the tagger gives less
+    * A name from the context, initial or sign-off recognizers outside a label that the tagger gives less
       than :data:`RULE_NAME_FLOOR` is dropped (``Virtual Reality works``, ``Farm Y. He sold``). A
       speaker keeps its name whatever the tagger says: ``Ubul: What a wife.`` alone scores under
       the floor, and a leaked name costs more than a ``Category:`` placeholder.

@@ -19,6 +19,8 @@ plug into the same registry and produce the same typed spans as Presidio's own:
   that names it (``credit card``, ``Visa``, ``IBAN``), whatever its checksum says.
 * ``PersonCueRecognizer`` - capitalized name tokens after a cue (``my name is``, ``Mr``, ``Dr``,
   ``Dear``, ``called``, ``name:``, kinship words...). General phrasing cues, no name list.
+* ``PersonSignOffRecognizer`` - a name alone on the line after a sign-off or a label (``Best,\nOla``,
+  ``Name:\nJohn``); judged by the PERSON tagger like the other rule-made names.
 """
 
 from __future__ import annotations
@@ -653,6 +655,8 @@ PERSON_CUES = (
 #: The cues a name may follow on the next line: sign-offs and labels ending in ``:``.
 LINE_CUES = (
     *(r"regards,?", r"sincerely,?", r"cheers,?", r"signed,?", r"thanks,?", r"thank you,?"),
+    # sign-offs that are common words elsewhere: only with their comma (``the best\nJohn`` is none)
+    *(r"best,", r"best wishes,", r"yours(?: truly| sincerely| faithfully)?,", r"respectfully,", r"warmly,"),
     *(c for c in PERSON_CUES if ":" in c),
 )
 #: Form-field labels whose value, when it is a name phrase filling the rest of the line, is a person:
@@ -687,15 +691,8 @@ class PersonCueRecognizer(PatternRecognizer):
 
     def __init__(self, supported_language: str = "en") -> None:
         cue = r"(?i:\b(?:" + "|".join(PERSON_CUES) + r"))"
-        line_cue = r"(?i:\b(?:" + "|".join(LINE_CUES) + r"))"
         patterns = [
             Pattern("Person after cue", r"(?<=" + cue + r"[ \t]*)" + NAME_PHRASE, 0.55),
-            # on the next line only after a sign-off or a label (``Regards,\nJohn``, ``Name:\nJohn``):
-            # a kinship word or a verb ending a line is not followed by its name (``a book for my
-            # kid\nSure, here's a list``)
-            Pattern(
-                "Person on the line after a cue", r"(?<=" + line_cue + r"[ \t]*\n[ \t]*)" + NAME_PHRASE, 0.55
-            ),
             Pattern(
                 "Person in a form field",
                 r"(?m)^[ \t>*#\-•]*(?i:"
@@ -758,6 +755,34 @@ class PersonCueRecognizer(PatternRecognizer):
             if first in STOP_WORDS:  # "my name is not important"
                 return False
         return None
+
+
+class PersonSignOffRecognizer(PersonCueRecognizer):
+    """A capitalized name phrase alone on the line after a sign-off or a label (``Best,\nOla``,
+    ``Regards,\nJohn Smith``, ``Written by:\nJane Doe``).
+
+    Only these cues reach the next line: a kinship word or a verb ending a line is not followed by
+    its name (``a book for my kid\nSure, here's a list``). A signature line is also where a team
+    or a company signs (``Best,\nMarketing Team``), so with the PERSON tagger loaded these names
+    are judged like the other rule-made names (``RULE_NAME_FLOOR``).
+    """
+
+    def __init__(self, supported_language: str = "en") -> None:
+        line_cue = r"(?i:\b(?:" + "|".join(LINE_CUES) + r"))"
+        PatternRecognizer.__init__(
+            self,
+            supported_entity="PERSON",
+            patterns=[
+                Pattern(
+                    "Person on the line after a sign-off",
+                    r"(?<=" + line_cue + r"[ \t]*\n[ \t]*)" + NAME_PHRASE,
+                    0.55,
+                )
+            ],
+            supported_language=supported_language,
+            name="PersonSignOffRecognizer",
+            global_regex_flags=0,
+        )
 
 
 #: Capitalized words that follow cues but are not names (sentence words, pronouns, greeting
