@@ -97,7 +97,7 @@ def _gate_run_config(task: Task, example_data: bool) -> str:
         "fields": {"group": "customer_id"} if example_data else {},
         "policy": POLICY_REL,
         "train_config": None,
-        "train_overrides": ["epochs=2", "max_seq_len=64", "batch_size=16", "learning_rate=0.001"]
+        "train_overrides": ["epochs=2", "max_seq_len=128", "batch_size=16", "learning_rate=0.001"]
         if task == "classification"
         else [],
         "registry": "registry",
