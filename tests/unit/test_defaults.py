@@ -18,6 +18,7 @@ import yaml
 from tunegate import defaults
 from tunegate.data.validate import EXPECTATIONS_DIR
 from tunegate.defaults.project import scaffold_project
+from tunegate.demo import ENCODER_OVERRIDES
 from tunegate.errors import InputError
 from tunegate.evaluation.config import EvaluationPolicy, resolve_task_dir
 from tunegate.pipeline import load_gate_run_config
@@ -81,6 +82,8 @@ def test_the_example_gate_run_config_the_help_cites_exists_and_loads() -> None:
     # every path is relative to the YAML, also those that do not exist yet
     assert Path(cfg.workdir).is_absolute() and Path(cfg.workdir).parent == REPO.resolve() / "tunegate-demo"
     assert load_policy(cfg.policy).name == "demo-ticket-classification"
+    # the example trains as the demo does (max_seq_len 128: a pseudonymized ticket runs to 89 tokens)
+    assert cfg.train_overrides == ENCODER_OVERRIDES
 
 
 def test_the_packaged_gate_run_flow_loads() -> None:

@@ -84,7 +84,7 @@ def _policy_text(task: Task) -> str:
 
 
 def _gate_run_config(task: Task, example_data: bool) -> str:
-    from tunegate.demo import minilm_path
+    from tunegate.demo import ENCODER_OVERRIDES, minilm_path
 
     model = str(minilm_path()) if task == "classification" else "/path/to/a/local/causal-lm"
     data = "data/example-tickets.jsonl" if example_data else "data/your-export.jsonl"
@@ -97,9 +97,7 @@ def _gate_run_config(task: Task, example_data: bool) -> str:
         "fields": {"group": "customer_id"} if example_data else {},
         "policy": POLICY_REL,
         "train_config": None,
-        "train_overrides": ["epochs=2", "max_seq_len=128", "batch_size=16", "learning_rate=0.001"]
-        if task == "classification"
-        else [],
+        "train_overrides": list(ENCODER_OVERRIDES) if task == "classification" else [],
         "registry": "registry",
         "approvers_dir": "gates/approvers",
         "approval_timeout_s": 0,

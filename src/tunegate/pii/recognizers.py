@@ -768,6 +768,8 @@ class PersonSignOffRecognizer(PersonCueRecognizer):
     """
 
     def __init__(self, supported_language: str = "en") -> None:
+        # a PersonCueRecognizer by type (its names count as cued against the tagger's veto, and it
+        # keeps the cue's checks), with its own single pattern and name instead of the cue's
         line_cue = r"(?i:\b(?:" + "|".join(LINE_CUES) + r"))"
         PatternRecognizer.__init__(
             self,
