@@ -124,6 +124,36 @@ def test_a_name_found_in_one_shard_is_replaced_in_the_others(pii_key: str) -> No
     assert "zorvath" not in json.dumps([rep for _, rep in seen]).casefold()  # digests, never the name
 
 
+MOON = (
+    "1. Craters: The surface of the moon is covered in impact craters.\n\n2. Lunar Maria: The dark "
+    "areas on the moon, visible from Earth, are called lunar maria.\n\n3. Lack of Atmosphere: The "
+    "moon has no significant atmosphere."
+)
+
+
+@pytest.mark.parametrize("n_shards", [2, 3])
+def test_shards_keep_a_word_its_record_writes_in_lower_case(pii_key: str, n_shards: int) -> None:
+    """The lower-case rule holds across shards: ``Maria`` detected in shard 1 is replaced in
+    ``Who is Maria?`` but not in ``2. Lunar Maria: ... lunar maria``, as one engine does, whether
+    the driver (3 shards: one record each) or a shard's own engine (2 shards) propagates it."""
+
+    def rec(instruction: str, output: str) -> Record:
+        fields = {"instruction": instruction, "input": "", "output": output}
+        return Record(id=content_id("instruction", fields), task="instruction", **fields)
+
+    records = [
+        rec("Maria invited 4 of her friends over.", "Maria gave each friend 2 balloons."),
+        rec("List three features of the moon.", MOON),
+        rec("Who is Maria?", "A friend of mine."),
+    ]
+    policy = load_policy().pii
+    got, report = ShardedAnonymizer(policy, _serial_map, n_shards=n_shards)(records)
+    want, want_report = PIIEngine(policy, load_pii_key()).anonymize_records(records)
+    assert [r.to_json() for r in got] == [r.to_json() for r in want]
+    assert report.totals == want_report.totals
+    assert got[1].output == records[1].output and "Maria" not in (got[2].instruction or "")
+
+
 def test_propagated_names_never_rewrite_a_placeholder() -> None:
     """A name detected in one shard ("PESEL", say) must not be replaced inside another shard's
     placeholders (``<PL_PESEL_25433533>``), only where it stands as a word."""

@@ -263,14 +263,20 @@ class PIIEngine:
         A single word written in lower case that the PERSON tagger's vocabulary holds whole (``text
         bill``) is replaced in the other fields of its own record only (``records``: each text's
         record): elsewhere the same word is as often a word (``pay my bill``); across CLINC150's
-        requests, such words replaced everywhere doubled the records with a false placeholder. A
-        lower-case word the vocabulary lacks (``zorvath``) is replaced everywhere.
+        requests, such words replaced everywhere doubled the records with a false placeholder; so are
+        several lower-case words that are all common words (``red robin``, a restaurant the
+        detector called a name in one CLINC150 request, and so replaced in 14 more). A lower-case word the vocabulary lacks (``zorvath``) is
+        replaced everywhere. A capitalized
+        single word is not replaced in a record that also writes it in lower case and where it was
+        not detected (see :meth:`without_words_in_lower_case`).
         """
         table = self.name_table(texts, spans, known=self._known_word())
         self.last_name_table = table  # a sharded run spreads it to the other shards (keyed)
+        records = list(records) if records is not None else list(range(len(texts)))
         out = self.scan_names(texts, table.get) if table else [[] for _ in texts]
+        out = self.without_words_in_lower_case(texts, out, records, spans)
         by_record: dict[int, list[int]] = defaultdict(list)
-        for k, ri in enumerate(records if records is not None else range(len(texts))):
+        for k, ri in enumerate(records):
             by_record[ri].append(k)
         for members in by_record.values():
             group = [texts[k] for k in members]
@@ -298,7 +304,8 @@ class PIIEngine:
         """Name key (one exact word, or several words case-folded) -> entity, from detected spans.
 
         Single words written in lower case are left out, except those ``known`` says are not common
-        words (none without ``known``); ``lower=True`` gives only the lower-case single words.
+        words (none without ``known``), and so are several words written in lower case that are all
+        common words; ``lower=True`` gives only the lower-case single words and word groups.
         """
         from tunegate.pii.detect import _is_name_word
 
@@ -327,9 +334,63 @@ class PIIEngine:
                         keep = not word.islower() or (known is not None and not known(word))
                     if keep:
                         table[word] = s.entity_type
-                elif not lower:
-                    table[" ".join(words).casefold()] = s.entity_type
+                else:
+                    # written in lower case and made of common words only (``red robin``): in its
+                    # own record only, like a lower-case single word; otherwise everywhere
+                    common = all(w.islower() for w in words) and (
+                        known is None or all(known(w) for w in words)
+                    )
+                    if lower == common:
+                        table[" ".join(words).casefold()] = s.entity_type
         return table
+
+    @staticmethod
+    def without_words_in_lower_case(
+        texts: Sequence[str],
+        found: Sequence[list[Span]],
+        records: Sequence[int],
+        detected: Sequence[list[Span]] | None = None,
+    ) -> list[list[Span]]:
+        """``found`` (occurrences of names detected elsewhere) without the capitalized single words
+        that their own record also writes in lower case, unless detected in that record.
+
+        The detector's own rule (``_lower_twin`` in :mod:`tunegate.pii.detect`: ``Product:`` next
+        to ``the given product`` is no name), kept across records: ``Maria`` found in ``Maria
+        invited 4 of her friends`` is no name in another record's ``2. Lunar Maria: ... are called
+        lunar maria``, nor is ``Love`` (a name in one tweet) in ``Love your children ... i love``.
+        A record where the detector found the word (in any case) keeps every occurrence replaced.
+        ``records`` gives each text's record; ``detected`` the spans the detector found (``None``:
+        already replaced, as in a sharded run's anonymized output, where a detected word is a
+        placeholder and no longer a word).
+        """
+        from tunegate.pii.detect import _lower_twin, _rx
+
+        if not any(found):
+            return [list(row) for row in found]
+        joined: dict[int, list[str]] = defaultdict(list)
+        named: dict[int, set[str]] = defaultdict(set)
+        for k, (text, ri) in enumerate(zip(texts, records, strict=True)):
+            joined[ri].append(_rx()["placeholder"].sub(" ", text))  # a digest is no word
+            for s in detected[k] if detected is not None else ():
+                if s.entity_type in _PROPAGATED:
+                    named[ri].update(w.casefold() for w in _WORD.findall(text[s.start : s.end]))
+        record_text = {ri: "\n".join(parts) for ri, parts in joined.items()}
+        out: list[list[Span]] = []
+        for text, ri, row in zip(texts, records, found, strict=True):
+            keep = []
+            for s in row:
+                word = text[s.start : s.end]
+                if (
+                    s.entity_type in _PROPAGATED
+                    and " " not in word
+                    and word[:1].isupper()
+                    and word.casefold() not in named[ri]
+                    and _lower_twin(record_text[ri], word)
+                ):
+                    continue
+                keep.append(s)
+            out.append(keep)
+        return out
 
     @staticmethod
     def scan_names(texts: Sequence[str], lookup: Callable[[str], str | None]) -> list[list[Span]]:

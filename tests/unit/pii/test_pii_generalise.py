@@ -194,6 +194,61 @@ def test_lower_case_single_word_names_stay_in_their_record(engine: PIIEngine) ->
     assert "Avril" not in (out[2].instruction or "") + (out[3].instruction or "")
 
 
+def test_lower_case_names_of_common_words_stay_in_their_record(engine: PIIEngine) -> None:
+    """Several words written in lower case, all of them common words (``red robin``, a restaurant
+    the detector called a name in one request), are replaced in their own record only, like a
+    lower-case single word; a name written capitalized, or with a word no vocabulary holds, is
+    replaced everywhere, in any case."""
+    recs = [
+        _alpaca("does red robin have good reviews", "", "red robin is rated 4 of 5"),
+        _alpaca("cancel my reservation for 4 at red robin", "", "Done."),
+        _alpaca("My colleague Anna Kowalska called.", "", "Noted."),
+        _alpaca("is anna kowalska in today", "", "I do not know."),
+    ]
+    assert [bool(r) for r in engine.detect([recs[0].instruction or "", recs[1].instruction or ""])] == [
+        True,
+        False,
+    ], "the premise: found in the first request only"
+    out, _ = engine.anonymize_records(recs)
+    assert "red robin" not in (out[0].instruction or "") + (out[0].output or "")
+    assert out[1].instruction == recs[1].instruction
+    assert "kowalska" not in ((out[2].instruction or "") + (out[3].instruction or "")).casefold()
+
+
+MOON = (
+    "1. Craters: The surface of the moon is covered in impact craters.\n\n2. Lunar Maria: The dark "
+    "areas on the moon, visible from Earth, are called lunar maria.\n\n3. Lack of Atmosphere: The "
+    "moon has no significant atmosphere."
+)
+
+
+def _words_in_lower_case_records() -> list[Record]:
+    return [
+        _alpaca("Maria invited 4 of her friends over.", "", "Maria gave each friend 2 balloons."),
+        _alpaca("List three features of the moon.", "", MOON),
+        _alpaca("Who is Maria?", "", "A friend of mine."),
+        _alpaca("Maria Lopez wrote a paper on the lunar maria.", "", "Maria says they are dark."),
+    ]
+
+
+def test_a_name_is_not_replaced_where_its_record_writes_it_as_a_word(engine: PIIEngine) -> None:
+    """A capitalized one-word name found in one record is not replaced in another record that also
+    writes the word in lower case (``2. Lunar Maria: ... lunar maria``: a heading), unless the
+    detector found the name in that record too; elsewhere it is replaced as before."""
+    recs = _words_in_lower_case_records()
+    assert not engine.detect([recs[1].output or ""])[0], "the premise: not a name in its own record"
+    out, _ = engine.anonymize_records(recs)
+    assert "Maria" not in (out[0].instruction or "") + (out[0].output or "")
+    assert out[1].output == recs[1].output
+    assert "Maria" not in (out[2].instruction or "")  # no lower-case word there: replaced
+    assert "Maria" not in (out[3].instruction or "") + (out[3].output or "")  # detected in it
+    assert "the lunar maria." in (out[3].instruction or "")
+    # the same records as separate texts of one call (each its own record)
+    texts = [recs[0].instruction or "", recs[1].output or "", recs[2].instruction or ""]
+    got, _ = engine.anonymize_texts(texts)
+    assert got[1] == texts[1] and "Maria" not in got[0] + got[2]
+
+
 def test_name_split_across_fields(engine: PIIEngine) -> None:
     assert engine.detect(["zorvath"]) == [[]]  # alone, the (lower-case) word is not a name
     rec = _alpaca("Please remember that my name is", "zorvath", "Noted.")
