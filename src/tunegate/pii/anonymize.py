@@ -263,12 +263,12 @@ class PIIEngine:
         A single word written in lower case that the PERSON tagger's vocabulary holds whole (``text
         bill``) is replaced in the other fields of its own record only (``records``: each text's
         record): elsewhere the same word is as often a word (``pay my bill``); across CLINC150's
-        requests, such words replaced everywhere doubled the records with a false placeholder; so are
-        several lower-case words that are all common words (``red robin``, a restaurant the
-        detector called a name in one CLINC150 request, and so replaced in 14 more). A lower-case word the vocabulary lacks (``zorvath``) is
-        replaced everywhere. A capitalized
-        single word is not replaced in a record that also writes it in lower case and where it was
-        not detected (see :meth:`without_words_in_lower_case`).
+        requests, such words replaced everywhere doubled the records with a false placeholder. So
+        are several lower-case words that the vocabulary all holds (``red robin``, a restaurant the
+        detector called a name in one CLINC150 request, and so replaced in 13 more). A lower-case
+        word the vocabulary lacks (``zorvath``) is replaced everywhere. A capitalized single word is
+        not replaced in a record that also writes it in lower case and where it was not detected
+        (see :meth:`without_words_in_lower_case`).
         """
         table = self.name_table(texts, spans, known=self._known_word())
         self.last_name_table = table  # a sharded run spreads it to the other shards (keyed)
