@@ -308,6 +308,7 @@ def _rx() -> dict[str, Any]:
         _RX["left"] = regex.compile(
             r"(" + _NAME_TOKEN + r")[ \t]+(?:" + _INITIAL + r"[ \t]+)?(?:" + _PARTICLE + r"[ \t]+){0,2}\Z"
         )
+        _RX["cap_word"] = regex.compile(r"\p{Lu}[\p{Ll}\p{Lm}'’\-]+")
         item = _NAME_TOKEN + r"(?:[ \t]+" + _NAME_TOKEN + r"){0,3}"
         _RX["item"] = regex.compile(item)
         _RX["list"] = regex.compile(
@@ -358,6 +359,10 @@ def _is_name_word(word: str) -> bool:
 RULE_NAME_FLOOR = 0.01
 
 
+#: an article right before a word: what follows is no first name ("the Great", "a Dachshund")
+_ARTICLE_BEFORE = re.compile(r"(?<![\w-])(?:[Tt]he|[Aa]n?)[ \t]+\Z")
+
+
 def _improve_persons(
     text: str, spans: list[Span], words: Sequence[tuple[int, int, float]] | None = None
 ) -> list[Span]:
@@ -395,12 +400,18 @@ def _improve_persons(
         if m and m.end() == start and (m.group(2) or m.group(1) not in "AI") and believed(*m.span(1)):
             start = m.start()
         extended.append(Span("PERSON", start, end, s.score))
-    # coordinated lists: "Anna, Derek and Jodi" - if one item is a person, all are
+    # coordinated lists: "Anna, Derek and Jodi" - if one item is a person, all are; but not an
+    # item after an article: it ends a longer name or title ("Alexander the Great and Julius
+    # Caesar" gave "Great", then replaced in "The Great Gatsby" and "the Great War" elsewhere)
     for m in rx["list"].finditer(text):
         items = [(i.start(), i.end()) for i in rx["item"].finditer(text, m.start(), m.end())]
         if any(a < p.end and p.start < b for a, b in items for p in extended):
             for a, b in items:
-                if _is_name_word(text[a:b].split()[0]) and believed(a, b):
+                if (
+                    _is_name_word(text[a:b].split()[0])
+                    and believed(a, b)
+                    and not _ARTICLE_BEFORE.search(text, max(0, a - 8), a)
+                ):
                     extended.append(Span("PERSON", a, b, 0.5))
     # parallel ends: "from Emil Sady to Kalina Baka" - if one end is a person, so is the other
     for m in rx["from_to"].finditer(text):
@@ -410,13 +421,14 @@ def _improve_persons(
                 if _is_name_word(text[a:b].split()[0]) and believed(a, b):
                     extended.append(Span("PERSON", a, b, 0.5))
     # repeated mentions of a detected name's tokens in the same text
-    import regex
-
     tokens = {
-        w
+        m.group(0)
         for p in extended
-        for w in regex.findall(r"\p{Lu}[\p{Ll}\p{Lm}'’\-]+", text[p.start : p.end])
-        if _is_name_word(w) and len(w) > 2
+        for m in rx["cap_word"].finditer(text, p.start, p.end)
+        if _is_name_word(m.group(0))
+        and len(m.group(0)) > 2
+        # an epithet is no name of its own: "Great" of "Alexander the Great" elsewhere in the text
+        and not _ARTICLE_BEFORE.search(text, max(p.start, m.start() - 8), m.start())
     }
     for w in tokens:
         for i in _word_starts(text, w):

@@ -329,6 +329,24 @@ def test_name_rules_add_only_words_the_tagger_does_not_rule_out(engine: Any) -> 
     assert found[3] == {"Ubul", "Krzysztof", "Jodi"}
 
 
+def test_an_epithet_after_an_article_is_no_name_of_its_own(engine: Any) -> None:
+    """``Alexander the Great and Julius Caesar``: the list rule made ``Great`` an item, and the
+    repeated-mention rule took ``Great`` from ``Alexander the Great``; as a one-word name it was then
+    replaced in ``The Great Gatsby`` and ``the Great War`` in other records. A word after an article
+    is neither a list item nor a name token; the people stay."""
+    texts = [
+        "Comparison of Alexander the Great and Julius Caesar",
+        "Comparison of Alexander the Great and Julius Caesar:\n\nAlexander the Great and Julius Caesar"
+        " were two of the greatest military leaders.",
+        "Catherine the Great, Anna and Jodi went to the lake.",
+    ]
+    found = _person_values(engine, texts)
+    assert all("Great" not in f for f in found)
+    assert {"Alexander", "Julius Caesar"} <= found[0]
+    assert "Alexander the Great" in found[1] and "Julius Caesar" in found[1]
+    assert {"Anna", "Jodi"} <= found[2]
+
+
 def test_a_rule_name_the_tagger_rules_out_is_dropped(engine: Any) -> None:
     """The subject-of-a-person-verb and initial rules fire on capitalized non-names (``Virtual Reality
     works``, ``Farm Y. He sold``); the tagger scores those under RULE_NAME_FLOOR. Names the same rules
