@@ -359,6 +359,26 @@ def _is_name_word(word: str) -> bool:
 RULE_NAME_FLOOR = 0.01
 
 
+#: code no name holds: a call's bracket right after a word (a title's ``Dr(a)`` aside; ``James
+#: (Jim) Doe`` has a space), braces, ``=``: ``addTwo(num1``, spaCy's in a JavaScript snippet
+_CODE_IN_NAME = re.compile(r"\w\((?!\w\))|[{}=]")
+#: a lower-case word glued before a span: the span is the tail of a camelCase identifier
+_GLUED_LOWER = re.compile(r"(?<![A-Za-z\u00c0-\u024f])[a-z]+\Z")
+
+
+def _code(text: str, s: Span) -> bool:
+    """A PERSON span with code in it (``addTwo(num1``: spaCy's, in a JavaScript snippet) or the
+    capitalized tail of a camelCase identifier (``Id`` of ``managerId``, after the cue ``manager``).
+    A glued capitalized word is no identifier (``@MissMcCleary``, ``#DearPopeFrancis``)."""
+    if _CODE_IN_NAME.search(text, s.start, s.end):
+        return True
+    return bool(
+        s.start > 0
+        and text[s.start : s.start + 1].isupper()
+        and _GLUED_LOWER.search(text, max(0, s.start - 40), s.start)
+    )
+
+
 #: an article right before a word: what follows is no first name ("the Great", "a Dachshund")
 _ARTICLE_BEFORE = re.compile(r"(?<![\w-])(?:[Tt]he|[Aa]n?)[ \t]+\Z")
 
@@ -711,6 +731,8 @@ def postprocess(
     if "PERSON" in wanted:
         trust = 1.1 if believe is None else believe  # 1.1: no probability reaches it
         spans = _split_lines(text, _outside_urls(text, spans, words, trust), words)
+        # a name holds no code (after the URL cut: a URL's "=" is not the name's)
+        spans = [s for s in spans if s.entity_type != "PERSON" or not _code(text, s)]
         spans = _split_names(text, spans, words, trust)
         spans = filter_persons(text, _without_list_markers(text, spans), tags, words, trust, known)
         spans = _improve_persons(text, spans, words)

@@ -347,6 +347,23 @@ def test_an_epithet_after_an_article_is_no_name_of_its_own(engine: Any) -> None:
     assert {"Anna", "Jodi"} <= found[2]
 
 
+def test_code_is_no_name(engine: Any) -> None:
+    """Instruction data holds code: spaCy called ``addTwo(num1`` a PERSON, and the cue ``manager``
+    took the ``Id`` of ``managerId``. A name holds no call bracket, brace or ``=`` and is no
+    camelCase tail; a title's ``Dr(a)``, a nickname in brackets and a glued handle stay."""
+    texts = [
+        "Explain why the output is not accurate\nCode:\n\nfunction addTwo(num1, num2) {\n"
+        "  return num1 + num2;\n}",
+        "Convert to SQL: SELECT firstName, lastName FROM Employees WHERE managerId = 7;",
+        "Consulte a Dr(a) Maria Silva amanhã.",
+        "Ask James (Jim) Donovan. RT @MissMcCleary : hi",
+    ]
+    found = _person_values(engine, texts)
+    assert found[0] == set() and found[1] == set()
+    assert found[2] == {"Dr(a) Maria Silva"}
+    assert {"James", "Donovan", "MissMcCleary"} <= found[3]
+
+
 def test_a_rule_name_the_tagger_rules_out_is_dropped(engine: Any) -> None:
     """The subject-of-a-person-verb and initial rules fire on capitalized non-names (``Virtual Reality
     works``, ``Farm Y. He sold``); the tagger scores those under RULE_NAME_FLOOR. Names the same rules
