@@ -370,8 +370,11 @@ def _code(text: str, s: Span) -> bool:
     """A PERSON span with code in it (``addTwo(num1``: spaCy's, in a JavaScript snippet) or the
     capitalized tail of a camelCase identifier (``Id`` of ``managerId``, after the cue ``manager``).
     A glued capitalized word is no identifier (``@MissMcCleary``, ``#DearPopeFrancis``)."""
-    if _CODE_IN_NAME.search(text, s.start, s.end):
-        return True
+    hits = [m.start() for m in _CODE_IN_NAME.finditer(text, s.start, s.end)]
+    if hits:  # a web address's "=" or "(" is no code in the name (without the tagger it stays in)
+        urls = [m.span() for m in _rx()["url"].finditer(text)]
+        if any(not any(a <= h < b for a, b in urls) for h in hits):
+            return True
     return bool(
         s.start > 0
         and text[s.start : s.start + 1].isupper()
@@ -731,7 +734,7 @@ def postprocess(
     if "PERSON" in wanted:
         trust = 1.1 if believe is None else believe  # 1.1: no probability reaches it
         spans = _split_lines(text, _outside_urls(text, spans, words, trust), words)
-        # a name holds no code (after the URL cut: a URL's "=" is not the name's)
+        # a name holds no code
         spans = [s for s in spans if s.entity_type != "PERSON" or not _code(text, s)]
         spans = _split_names(text, spans, words, trust)
         spans = filter_persons(text, _without_list_markers(text, spans), tags, words, trust, known)

@@ -362,6 +362,12 @@ def test_code_is_no_name(engine: Any) -> None:
     assert found[0] == set() and found[1] == set()
     assert found[2] == {"Dr(a) Maria Silva"}
     assert {"James", "Donovan", "MissMcCleary"} <= found[3]
+    # without the tagger a span keeps a web address it runs into: its "=" is no code in the name
+    from tunegate.pii.detect import Span, _code
+
+    text = "written by Jo ] ( http://web.archive.org/web/2015/x?id=7 )"
+    assert not _code(text, Span("PERSON", text.index("Jo"), text.index(" )"), 0.85))
+    assert _code("I'm UI(as in DUI)", Span("PERSON", 4, 10, 0.85))
 
 
 def test_a_rule_name_the_tagger_rules_out_is_dropped(engine: Any) -> None:
