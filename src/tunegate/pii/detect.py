@@ -360,8 +360,9 @@ RULE_NAME_FLOOR = 0.01
 
 
 #: code no name holds: a call's bracket right after a word (a title's ``Dr(a)`` aside; ``James
-#: (Jim) Doe`` has a space), braces, ``=``: ``addTwo(num1``, spaCy's in a JavaScript snippet
-_CODE_IN_NAME = re.compile(r"\w\((?!\w\))|[{}=]")
+#: (Jim) Doe`` has a space): ``addTwo(num1``, spaCy's in a JavaScript snippet. Not ``=`` or a
+#: brace: a span run over markup (``Picard | Bob =B``) still holds names, cut out later
+_CODE_IN_NAME = re.compile(r"\w\((?!\w\))")
 #: a lower-case word glued before a span: the span is the tail of a camelCase identifier
 _GLUED_LOWER = re.compile(r"(?<![A-Za-z\u00c0-\u024f])[a-z]+\Z")
 

@@ -349,7 +349,7 @@ def test_an_epithet_after_an_article_is_no_name_of_its_own(engine: Any) -> None:
 
 def test_code_is_no_name(engine: Any) -> None:
     """Instruction data holds code: spaCy called ``addTwo(num1`` a PERSON, and the cue ``manager``
-    took the ``Id`` of ``managerId``. A name holds no call bracket, brace or ``=`` and is no
+    took the ``Id`` of ``managerId``. A name holds no call bracket glued to a word and is no
     camelCase tail; a title's ``Dr(a)``, a nickname in brackets and a glued handle stay."""
     texts = [
         "Explain why the output is not accurate\nCode:\n\nfunction addTwo(num1, num2) {\n"
@@ -362,10 +362,10 @@ def test_code_is_no_name(engine: Any) -> None:
     assert found[0] == set() and found[1] == set()
     assert found[2] == {"Dr(a) Maria Silva"}
     assert {"James", "Donovan", "MissMcCleary"} <= found[3]
-    # without the tagger a span keeps a web address it runs into: its "=" is no code in the name
+    # without the tagger a span keeps a web address it runs into: its brackets are no code
     from tunegate.pii.detect import Span, _code
 
-    text = "written by Jo ] ( http://web.archive.org/web/2015/x?id=7 )"
+    text = "written by Jo ] ( http://en.wikipedia.org/wiki/Jo_(writer) )"
     assert not _code(text, Span("PERSON", text.index("Jo"), text.index(" )"), 0.85))
     assert _code("I'm UI(as in DUI)", Span("PERSON", 4, 10, 0.85))
 
