@@ -365,11 +365,23 @@ class PIIEngine:
         """
         from tunegate.pii.detect import _lower_twin, _rx
 
-        if not any(found):
+        def candidate(text: str, s: Span) -> bool:
+            word = text[s.start : s.end]
+            return s.entity_type in _PROPAGATED and " " not in word and word[:1].isupper()
+
+        # only records with a capitalized one-word occurrence are read again (most have none)
+        todo = {
+            ri
+            for text, ri, row in zip(texts, records, found, strict=True)
+            if any(candidate(text, s) for s in row)
+        }
+        if not todo:
             return [list(row) for row in found]
         joined: dict[int, list[str]] = defaultdict(list)
         named: dict[int, set[str]] = defaultdict(set)
         for k, (text, ri) in enumerate(zip(texts, records, strict=True)):
+            if ri not in todo:
+                continue
             joined[ri].append(_rx()["placeholder"].sub(" ", text))  # a digest is no word
             for s in detected[k] if detected is not None else ():
                 if s.entity_type in _PROPAGATED:
@@ -381,9 +393,7 @@ class PIIEngine:
             for s in row:
                 word = text[s.start : s.end]
                 if (
-                    s.entity_type in _PROPAGATED
-                    and " " not in word
-                    and word[:1].isupper()
+                    candidate(text, s)
                     and word.casefold() not in named[ri]
                     and _lower_twin(record_text[ri], word)
                 ):

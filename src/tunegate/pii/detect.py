@@ -372,7 +372,7 @@ def _code(text: str, s: Span) -> bool:
     capitalized tail of a camelCase identifier (``Id`` of ``managerId``, after the cue ``manager``).
     A glued capitalized word is no identifier (``@MissMcCleary``, ``#DearPopeFrancis``)."""
     hits = [m.start() for m in _CODE_IN_NAME.finditer(text, s.start, s.end)]
-    if hits:  # a web address's "=" or "(" is no code in the name (without the tagger it stays in)
+    if hits:  # a web address's bracket (``Jo_(writer)``) is no code: without the tagger it stays in
         urls = [m.span() for m in _rx()["url"].finditer(text)]
         if any(not any(a <= h < b for a, b in urls) for h in hits):
             return True
