@@ -3,18 +3,25 @@
 Run:  python bench/pii_sets/build_multilingual.py
 
 Groups: non-Latin names (CJK, Cyrillic, Greek, Arabic script), internationalised e-mail addresses,
-zero-width characters inside identifiers, lower-case names. All values are invented.
+zero-width characters inside identifiers, lower-case names, decomposed accents (NFD), names in
+their own language's cased script. All values are invented.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import unicodedata
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ZW = "\u200b"  # zero-width space
 ZWJ = "\u200d"  # zero-width joiner
+
+
+def _nfd(text: str) -> str:
+    return unicodedata.normalize("NFD", text)
+
 
 CASES: list[tuple[str, str, list[tuple[str, str]]]] = [
     ("cjk", "My name is 王小明 and I live in Shanghai.", [("PERSON", "王小明")]),
@@ -67,6 +74,21 @@ CASES: list[tuple[str, str, list[tuple[str, str]]]] = [
     ("lower_case", "hey its mike, call me back", [("PERSON", "mike")]),
     ("lower_case", "dear mrs johnson, thank you for your letter", [("PERSON", "johnson")]),
     ("lower_case", "i talked to dr patel about it yesterday", [("PERSON", "patel")]),
+    # decomposed accents (NFD, as macOS file systems and some exports write text)
+    *(
+        ("decomposed", _nfd(text), [(e, _nfd(v)) for e, v in values])
+        for text, values in [
+            ("Signed by Zoë Müller on behalf of the firm.", [("PERSON", "Zoë Müller")]),
+            ("Customer René Descartes called about the refund.", [("PERSON", "René Descartes")]),
+            ("Please ask Señora Peña about the invoice.", [("PERSON", "Peña")]),
+            ("Paciente: María José González", [("PERSON", "María José González")]),
+        ]
+    ),
+    # names in their own language and script (cased scripts other than Latin)
+    ("native_script", "Вчера звонил Сергей Иванов.", [("PERSON", "Сергей Иванов")]),
+    ("native_script", "Письмо для Екатерины Смирновой лежит на столе.", [("PERSON", "Екатерины Смирновой")]),
+    ("native_script", "Η Μαρία Κωνσταντίνου είναι γιατρός.", [("PERSON", "Μαρία Κωνσταντίνου")]),
+    ("native_script", "Իմ անունը Հայկ Պետրոսյան է:", [("PERSON", "Հայկ Պետրոսյան")]),
 ]
 
 

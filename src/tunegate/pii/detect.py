@@ -232,6 +232,7 @@ def build_analyzer(policy: PIIPolicy) -> AnalyzerEngine:
         rec.PersonSignOffRecognizer(supported_language=lang),
         rec.PersonInitialRecognizer(supported_language=lang),
         rec.PersonContextRecognizer(supported_language=lang),
+        rec.PersonCasedScriptRecognizer(supported_language=lang),
     ]
     if policy.person_tagger != "disabled" and "PERSON" in wanted and not regex_only:
         from tunegate.pii.tagger import PersonTagger
@@ -304,6 +305,7 @@ def _rx() -> dict[str, Any]:
         _RX["right"] = regex.compile(
             r"[ \t]+(?:" + _INITIAL + r"[ \t]+)?(?:" + _PARTICLE + r"[ \t]+){0,2}(" + _NAME_TOKEN + r")"
         )
+        _RX["mark_after_cased"] = regex.compile(r"[\p{Lu}\p{Ll}\p{Lt}]\p{M}")  # NFD accents
         _RX["left_initial"] = regex.compile(r"(?<![\w.&'’-])(\p{Lu})(\.)?[ \t]+\Z")
         _RX["left"] = regex.compile(
             r"(" + _NAME_TOKEN + r")[ \t]+(?:" + _INITIAL + r"[ \t]+)?(?:" + _PARTICLE + r"[ \t]+){0,2}\Z"
@@ -1472,22 +1474,49 @@ _SEPARATOR_TABLE = str.maketrans(
 )  # fmt: skip
 
 
-def _detection_text(text: str) -> tuple[str, list[int] | None]:
-    """The text without invisible characters and with look-alike separators read as ASCII
-    (:data:`_SEPARATOR_TABLE`), and for each kept character its index in ``text`` (``None`` when
-    no character was removed)."""
+def _detection_text(text: str) -> tuple[str, tuple[list[int], list[int]] | None]:
+    """The text as the detector reads it, and where each of its characters lies in ``text``.
+
+    Look-alike separators read as ASCII (:data:`_SEPARATOR_TABLE`), invisible characters are
+    removed, and a cased letter followed by combining marks reads as one letter: its composed form
+    (NFC), else the base letter. Text in decomposed form (NFD, as macOS file systems and some
+    exports write it: ``Fran\u0327cois N\u0303u\u0301n\u0303ez``) otherwise splits every name
+    at its accents, and spaCy and the tagger saw ``Franc`` and nothing of the surname. Marks after
+    letters of scripts without case (Devanagari vowel signs, Arabic harakat) are part of how the word is
+    spelled and stay. Returns ``(starts, ends)``, each kept character's first and past-the-end
+    index in ``text`` (``None`` when the text was read one character for one).
+    """
     if text.isascii():
         return text, None
     text = text.translate(_SEPARATOR_TABLE)
-    if not any(c in text for c in _INVISIBLE):
+    if not any(c in text for c in _INVISIBLE) and not _rx()["mark_after_cased"].search(text):
         return text, None
-    index = [i for i, c in enumerate(text) if c not in _INVISIBLE]
-    return text.translate(_INVISIBLE_TABLE), index
+    chars: list[str] = []
+    starts: list[int] = []
+    ends: list[int] = []
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c in _INVISIBLE:
+            i += 1
+            continue
+        j = i + 1
+        if c.isupper() or c.islower():
+            while j < n and unicodedata.category(text[j])[0] == "M":
+                j += 1
+            if j > i + 1:
+                c = unicodedata.normalize("NFC", text[i:j])[0]
+        chars.append(c)
+        starts.append(i)
+        ends.append(j)
+        i = j
+    return "".join(chars), (starts, ends)
 
 
 def _detect_chunk(analyzer: AnalyzerEngine, policy: PIIPolicy, texts: Sequence[str]) -> list[list[Span]]:
-    """Detect in each text; invisible characters are removed first and spans mapped back, so
-    ``jan\u200b.kowalski@example.com`` is one e-mail and its placeholder covers the whole value."""
+    """Detect in each text as :func:`_detection_text` reads it and map the spans back, so
+    ``jan\u200b.kowalski@example.com`` is one e-mail and ``Nu\u0303n\u0303ez`` one name, each
+    placeholder covering the whole value (marks and invisible characters inside it included)."""
     cleaned = [_detection_text(t) for t in texts]
     found = _detect_clean(analyzer, policy, [c for c, _ in cleaned])
     out: list[list[Span]] = []
@@ -1495,7 +1524,8 @@ def _detect_chunk(analyzer: AnalyzerEngine, policy: PIIPolicy, texts: Sequence[s
         if index is None:
             out.append(spans)
             continue
-        mapped = [Span(s.entity_type, index[s.start], index[s.end - 1] + 1, s.score) for s in spans]
+        starts, ends = index
+        mapped = [Span(s.entity_type, starts[s.start], ends[s.end - 1], s.score) for s in spans]
         out.append(_resolve(text, mapped) if mapped else [])
     return out
 
@@ -1537,13 +1567,15 @@ def _vetoed(
 
 
 def _cued_names(analyzer: AnalyzerEngine, text: str) -> list[tuple[int, int]]:
-    """The spans :class:`PersonCueRecognizer` finds in ``text`` (a regex pass; no model)."""
-    from tunegate.pii.recognizers import PersonCueRecognizer
+    """The spans :class:`PersonCueRecognizer` finds in ``text`` (a regex pass; no model), and
+    :class:`PersonCasedScriptRecognizer`'s: the tagger cannot read Cyrillic or Greek, so its low
+    probability must not veto spaCy's ``Льва Толстого`` when the script's capitals say name."""
+    from tunegate.pii.recognizers import PersonCasedScriptRecognizer, PersonCueRecognizer
 
     return [
         (r.start, r.end)
         for rec in analyzer.registry.recognizers
-        if isinstance(rec, PersonCueRecognizer)
+        if isinstance(rec, PersonCueRecognizer | PersonCasedScriptRecognizer)
         for r in rec.analyze(text, ["PERSON"], None)
     ]
 

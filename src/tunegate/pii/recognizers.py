@@ -718,7 +718,21 @@ class PersonCueRecognizer(PatternRecognizer):
                 0.55,
             ),
             # scripts without letter case (CJK, Hangul, Arabic, Hebrew, Thai...): the cue alone decides
-            Pattern("Person after cue (uncased script)", r"(?<=" + cue + r"[ \t]*)" + UNCASED_NAME, 0.55),
+            # (a label's colon may come between: ``Contact: 김민준, phone ...``, ``Signed: 王伟``)
+            Pattern(
+                "Person after cue (uncased script)",
+                r"(?<=" + cue + r"[ \t]*(?::[ \t]*)?)" + UNCASED_NAME,
+                0.55,
+            ),
+            Pattern(
+                "Person in a form field (uncased script)",
+                r"(?m)^[ \t>*#\-•]*(?i:"
+                + "|".join(PERSON_FIELD_LABELS)
+                + r")[ \t]*:[ \t]*\K"
+                + UNCASED_NAME
+                + r"(?=[ \t]*(?:[,.;(<。，]|\n|\Z))",
+                0.55,
+            ),
             # lower-case text: only the strongest cues (self-introduction, titles), one word
             Pattern(
                 "Person after cue (lower case)",
@@ -900,6 +914,50 @@ class PersonInitialRecognizer(PatternRecognizer):
     def validate_result(self, pattern_text: str) -> bool | None:
         first = pattern_text.split()[0].lower()
         return False if first in _NOT_NAMES else None
+
+
+#: A capitalized word of a cased script other than Latin (Cyrillic, Greek, Armenian), with an
+#: optional hyphenated second part (``Римский-Корсаков``).
+_CASED_SCRIPT = r"[\p{Cyrillic}\p{Greek}\p{Armenian}]"
+_CASED_SCRIPT_TOKEN = (
+    r"(?=\p{Lu})" + _CASED_SCRIPT + r"(?:(?=\p{Ll})" + _CASED_SCRIPT + r")+"
+    r"(?:-(?=\p{Lu})" + _CASED_SCRIPT + r"(?:(?=\p{Ll})" + _CASED_SCRIPT + r")+)?"
+)
+
+
+class PersonCasedScriptRecognizer(PatternRecognizer):
+    """Two to four capitalized words in a row in Cyrillic, Greek or Armenian script: a person's
+    full name in text the English pipeline cannot read (``Меня зовут Анна Смирнова``, ``Ο Γιώργος
+    Παπαδόπουλος τηλεφώνησε``, ``Signed: Ελένη Νικολάου``).
+
+    These languages capitalize the first word of a sentence or a title and proper nouns only, so
+    a run of capitalized words is a name; place and organization names that capitalize every
+    word (``Южная Корея``) are the cost. A run next to a number is a street of an address
+    (``10252 Μεγάλη Άμμος``), and so is no name (``Иван Петров 1985`` is lost with it). A single
+    word is left to the cues (``Dear Олег``): one capitalized word is as often a sentence's first
+    word or a place. The English NER and the PERSON tagger see these scripts as unknown symbols,
+    so neither judges these spans."""
+
+    def __init__(self, supported_language: str = "en") -> None:
+        super().__init__(
+            supported_entity="PERSON",
+            patterns=[
+                Pattern(
+                    "Capitalized words in a cased non-Latin script",
+                    # not next to a number: a street in an address (``10252 Μεγάλη Άμμος``,
+                    # ``Λεωφόρος Συγγρού 119``); atomic, so a shorter run is not tried instead
+                    r"(?<![\p{L}\p{M}\p{N}])(?<!\p{N}[ \t]+)(?>"
+                    + _CASED_SCRIPT_TOKEN
+                    + r"(?:[ \t]+"
+                    + _CASED_SCRIPT_TOKEN
+                    + r"){1,3})(?![\p{L}\p{M}\p{N}])(?![ \t]+\p{N})",
+                    0.5,
+                )
+            ],
+            supported_language=supported_language,
+            name="PersonCasedScriptRecognizer",
+            global_regex_flags=0,
+        )
 
 
 #: Verbs and phrases after which a preceding capitalized phrase is the (human) subject.

@@ -114,12 +114,58 @@ def test_phone_filter_keeps_phones() -> None:
         ),
         ("Her name is ｊｏｈｎ ｓｍｉｔｈ", "PERSON", "ｊｏｈｎ ｓｍｉｔｈ"),
         ("call 555\u2013234\u20135678 or 555\u2212234\u22125679", "PHONE_NUMBER", "555\u2212234\u22125679"),
+        # decomposed accents (NFD): the whole name, its combining marks included
+        (
+            "Dear Franc\u0327ois N\u0303u\u0301n\u0303ez, thanks.",
+            "PERSON",
+            "Franc\u0327ois N\u0303u\u0301n\u0303ez",
+        ),
+        (
+            "My name is Bjo\u0308rn A\u030angstro\u0308m and I live here.",
+            "PERSON",
+            "Bjo\u0308rn A\u030angstro\u0308m",
+        ),
+        ("Employee J\u0307ohn Smith signed.", "PERSON", "J\u0307ohn Smith"),
+        # capitalized words in a row in a cased non-Latin script, in its own language
+        ("Меня зовут Анна Смирнова.", "PERSON", "Анна Смирнова"),
+        ("Письмо от Ивана Петрова пришло вчера.", "PERSON", "Ивана Петрова"),
+        ("Ο Γιώργος Παπαδόπουλος τηλεφώνησε.", "PERSON", "Γιώργος Παπαδόπουλος"),
+        ("Война и мир — роман Льва Толстого.", "PERSON", "Льва Толстого"),
+        ("Signed: Ελένη Νικολάου", "PERSON", "Ελένη Νικολάου"),
+        # a script without case after a form label or a cue and its colon
+        ("Contact: 김민준, phone +82 10 1234 5678", "PERSON", "김민준"),
+        ("Signed: 王伟", "PERSON", "王伟"),
     ],
 )
 def test_hard_scripts_and_lower_case(
     pii_analyzer: Any, pii_policy: PIIPolicy, text: str, entity: str, value: str
 ) -> None:
     assert value in _found(pii_analyzer, pii_policy, text).get(entity, [])
+
+
+def test_decomposed_accents_leave_no_letter_of_a_name(engine: PIIEngine) -> None:
+    text = "Dear Franc\u0327ois N\u0303u\u0301n\u0303ez, thanks."
+    out, _ = engine.anonymize_texts([text])
+    assert out[0].startswith("Dear <PERSON_") and out[0].endswith(">, thanks.")
+    assert "\u0303" not in out[0] and "ez" not in out[0]
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("Война и мир — роман о войне.", "Война"),  # one capital: a sentence's first word
+        ("В Москве идёт снег.", "Москве"),  # a single capitalized word is left to the cues
+        ("Η Αθήνα είναι η πρωτεύουσα.", "Αθήνα"),
+        # a street of an address: next to a house number
+        ("Tilly Nicholson lives at 10252 Μεγάλη Άμμος 184, ΠΑΦΟΣ", "Μεγάλη Άμμος"),
+        ("It's in Λεωφόρος Συγγρού 119 Nino Point", "Λεωφόρος Συγγρού"),
+    ],
+)
+def test_a_single_capitalized_word_or_a_street_of_a_cased_script_is_no_name(
+    pii_analyzer: Any, pii_policy: PIIPolicy, text: str, words: str
+) -> None:
+    names = _found(pii_analyzer, pii_policy, text).get("PERSON", [])
+    assert not any(w in name for w in words.split() for name in names), names
 
 
 @pytest.mark.parametrize("text", ["i will call you tomorrow", "may i have the bill", "the man and the dog"])
