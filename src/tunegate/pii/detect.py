@@ -462,6 +462,31 @@ def _improve_persons(
     return out + extended
 
 
+_MONTHS = frozenset(
+    {
+        *("january", "february", "march", "april", "may", "june", "july", "august"),
+        *("september", "october", "november", "december"),
+    }
+)
+#: Words after which a month is a time: ``Republicans in August showed Romney`` (the tagger's 0.87).
+#: Not ``to``, ``from``, ``by``, ``and``, ``with``: ``a letter from June``, ``I gave it to April``.
+_TIME_BEFORE = re.compile(
+    r"\b(?:in|on|since|until|till|during|early|late|mid|last|next|this|every|each|through|throughout)"
+    r"[ \t]+\Z|\bmid-\Z",
+    re.I,
+)
+_NUMBER_AFTER = re.compile(r",?[ \t]+\d")
+
+
+def _month_of_a_date(text: str, s: Span) -> bool:
+    """A one-word PERSON span that is a month's name after a word of time (``in August``) or before
+    a day or a year (``August 5``, ``June, 2021``): a date, not ``April`` the person."""
+    word = text[s.start : s.end]
+    if word.casefold() not in _MONTHS:
+        return False
+    return bool(_TIME_BEFORE.search(text, max(0, s.start - 12), s.start) or _NUMBER_AFTER.match(text, s.end))
+
+
 def _is_word_char(c: str) -> bool:
     r"""``regex``'s ``\w``: a letter, digit, mark or underscore."""
     return c.isalnum() or c == "_" or unicodedata.category(c)[0] == "M"
@@ -737,8 +762,10 @@ def postprocess(
     if "PERSON" in wanted:
         trust = 1.1 if believe is None else believe  # 1.1: no probability reaches it
         spans = _split_lines(text, _outside_urls(text, spans, words, trust), words)
-        # a name holds no code
-        spans = [s for s in spans if s.entity_type != "PERSON" or not _code(text, s)]
+        # a name holds no code, and a month of a date is no name
+        spans = [
+            s for s in spans if s.entity_type != "PERSON" or not (_code(text, s) or _month_of_a_date(text, s))
+        ]
         spans = _split_names(text, spans, words, trust)
         spans = filter_persons(text, _without_list_markers(text, spans), tags, words, trust, known)
         spans = _improve_persons(text, spans, words)
@@ -1363,7 +1390,9 @@ def not_a_phone(text: str, start: int, end: int) -> bool:
     before it with no phone cue (``phone``, ``call``, ``tel``...) nearby. An IPv4 dotted quad, a year range
     (``1990-2000``), an operand of a calculation (:func:`_in_arithmetic`) is never a phone, nor a
     bare digit run of a shape no phone is written in (:func:`_bare_run_not_phone`) or six digits in
-    pairs without a phone cue on its line, up to 80 characters before or 25 after.
+    pairs without a phone cue on its line, up to 80 characters before or 25 after, nor two rising
+    numbers after a word of estimate or before a unit without that cue (``roughly 700-1000
+    calories``, a quantity's range).
     """
     if not _PHONE_RX:
         import regex
@@ -1389,6 +1418,17 @@ def not_a_phone(text: str, start: int, end: int) -> bool:
             regex.I,
         )
         _PHONE_RX["year_range"] = regex.compile(r"((?:1[89]|20)\d\d)\s?[-–—/]\s?((?:1[89]|20)\d\d)")
+        # a quantity's range: ``roughly 700-1000 calories``, ``between 150-2000 words``
+        _PHONE_RX["range"] = regex.compile(r"(\d{1,4})[ \t]?[-–][ \t]?(\d{1,5})")
+        _PHONE_RX["range_before"] = regex.compile(
+            r"\b(?:about|around|roughly|approximately|approx\.?|between|some|nearly|almost|estimated|"
+            r"ranges?(?:[ \t]+from)?|ranging(?:[ \t]+from)?|up[ \t]+to|at[ \t]+least|at[ \t]+most)\s*\Z",
+            regex.I,
+        )
+        _PHONE_RX["unit_after"] = regex.compile(
+            r"\A[ \t]?(?:[a-z]+s|kg|km|mg|g|m|cm|mm|ml|l|lb|oz|ft|mi|mph|kph|kcal|cal|h|min|sec|percent|%|°)"
+            r"(?![a-z])"
+        )
         # words that make a bare digit run a phone number ("call 1696516330", "1696516330 (mobile)")
         _PHONE_RX["run_cue"] = regex.compile(
             r"\b(?:(?:phone|call|text|dial|ring|contact|reach|number)(?:s|e?d|ing|led|ling)?|rang|tel|"
@@ -1411,8 +1451,19 @@ def not_a_phone(text: str, start: int, end: int) -> bool:
     from tunegate.pii.recognizers import SIX_DIGIT_PAIRS
 
     short = SIX_DIGIT_PAIRS.fullmatch(value)  # six digits (Luxembourg): only with a cue
-    if (short or _bare_run_not_phone(value)) and not _PHONE_RX["run_cue"].search(
-        text[max(line_start, start - 80) : start] + " " + text[end : end + 25]
+    around = text[max(line_start, start - 80) : start] + " " + text[end : end + 25]
+    if (short or _bare_run_not_phone(value)) and not _PHONE_RX["run_cue"].search(around):
+        return True
+    # two rising numbers after a word of estimate or before a unit, with no phone cue: a range
+    rng = _PHONE_RX["range"].fullmatch(value)
+    if (
+        rng
+        and int(rng.group(1)) < int(rng.group(2))
+        and (
+            _PHONE_RX["range_before"].search(text[max(0, start - 30) : start])
+            or _PHONE_RX["unit_after"].match(text[end : end + 12])
+        )
+        and not _PHONE_RX["run_cue"].search(around)
     ):
         return True
     after = text[end : end + 8]
@@ -1595,7 +1646,10 @@ def _rule_names(text: str, results: Sequence[RecognizerResult]) -> bool:
     """Whether a PERSON result needs :func:`_judge_rule_names`: found by a rule recognizer, or
     inside a line-start label."""
     persons = [r for r in results if r.entity_type == "PERSON"]
-    if any((r.recognition_metadata or {}).get("recognizer_name") in _RULE_RECOGNIZERS for r in persons):
+    if any(
+        (r.recognition_metadata or {}).get("recognizer_name") in _RULE_RECOGNIZERS | {"PersonCueRecognizer"}
+        for r in persons
+    ):
         return True
     labels = _line_labels(text) if persons and ":" in text else []
     return any(a <= r.start and r.end <= b for a, b in labels for r in persons)
@@ -1631,9 +1685,11 @@ def _judge_rule_names(
       rest of the line is one PERSON), a PERSON inside the label that the tagger gives less than
       ``person_tagger_veto`` is dropped.
     * A name from the context, initial or sign-off recognizers outside a label that the tagger gives less
-      than :data:`RULE_NAME_FLOOR` is dropped (``Virtual Reality works``, ``Farm Y. He sold``). A
-      speaker keeps its name whatever the tagger says: ``Ubul: What a wife.`` alone scores under
-      the floor, and a leaked name costs more than a ``Category:`` placeholder.
+      than :data:`RULE_NAME_FLOOR` is dropped (``Virtual Reality works``, ``Farm Y. He sold``), and
+      so is a cue's name made of vocabulary words only (``Dear Hiring Manager``: 0.003; ``Dear
+      Hope``: 0.14 stays). A speaker keeps its name whatever the tagger says: ``Ubul: What a
+      wife.`` alone scores under the floor, and a leaked name costs more than a ``Category:``
+      placeholder.
     """
     labels = _line_labels(text) if ":" in text else []
     label_p = {(a, b): tagger.person_probability(text, a, b) for a, b in labels}
@@ -1691,7 +1747,14 @@ def _judge_rule_names(
                 continue
             if any(a <= r.start and r.end <= b for a, b in fields):
                 continue
-            rule = (r.recognition_metadata or {}).get("recognizer_name") in _RULE_RECOGNIZERS
+            name = (r.recognition_metadata or {}).get("recognizer_name")
+            # a cue before vocabulary words only (``Dear Hiring Manager``, 0.003) is a rule's name too,
+            # unless glued to it: a hashtag's ``#MissUniverse`` is where WNUT-17 labels a person
+            rule = name in _RULE_RECOGNIZERS or (
+                name == "PersonCueRecognizer"
+                and not (r.start > 0 and text[r.start - 1].isalpha())
+                and all(tagger.tagger.known_word(w) for w in text[r.start : r.end].split())
+            )
             if rule and not in_label and tagger.person_probability(text, r.start, r.end) < RULE_NAME_FLOOR:
                 continue
         out.append(r)

@@ -42,6 +42,8 @@ def _found(analyzer: Any, policy: PIIPolicy, text: str) -> dict[str, list[str]]:
         ("She moved to 12 Oak Street, Feliciano last spring", "Feliciano"),  # the town of an address
         ("We'll meet Tuesday at Locavore, 641 Dašická 688, Turkovice u Prelouce", "Turkovice"),
         ("Carroll , Iowa : Where The Childhood Paper Route Is Alive And Well", "Carroll"),  # , <place>
+        # a cue before vocabulary words the tagger does not believe (0.003)
+        ("Dear Hiring Manager,\n\nI'm excited to be applying for the role.", "Manager"),
     ],
 )
 def test_no_person_on_common_words(pii_analyzer: Any, pii_policy: PIIPolicy, text: str, word: str) -> None:
@@ -59,6 +61,9 @@ def test_no_person_on_common_words(pii_analyzer: Any, pii_policy: PIIPolicy, tex
         "Invoice #2023 0045 6789 is attached",
         "The house costs $1 234 567 now",
         "It costs 250 000 EUR",
+        # a quantity's range: after a word of estimate, or before a unit
+        "Is there a breakfast that has roughly 700-1000 calories?",
+        "Write an essay of 500-2000 words on the topic.",
     ],
 )
 def test_never_a_phone(pii_analyzer: Any, pii_policy: PIIPolicy, text: str) -> None:
@@ -68,6 +73,38 @@ def test_never_a_phone(pii_analyzer: Any, pii_policy: PIIPolicy, text: str) -> N
 def test_phone_filter_keeps_phones() -> None:
     text = "Call me on 601 234 567 or +48 601 234 567"
     assert not not_a_phone(text, 11, 22)
+    # a rising pair of groups is a phone where a phone cue is near, or without estimate or unit
+    for text in ("roughly, call 555-1234 tonights", "Jane 555-1234 tomorrow"):
+        start = text.index("555")
+        assert not not_a_phone(text, start, start + 8), text
+
+
+def test_a_cue_keeps_a_word_name_the_tagger_believes(pii_analyzer: Any, pii_policy: PIIPolicy) -> None:
+    # ``Hope`` scores 0.14, over the rule floor: a cue's name of vocabulary words is judged, not dropped
+    assert "Hope" in _found(pii_analyzer, pii_policy, "Dear Hope, thanks for the card.").get("PERSON", [])
+
+
+@pytest.mark.parametrize(
+    ("text", "month", "kept"),
+    [
+        ("Republicans in August showed Romney at 9 percent", "August", False),
+        ("The vote was held on June 5 in the city", "June", False),
+        ("Results came mid-April, as expected", "April", False),
+        ("I gave the keys to April yesterday", "April", True),
+        ("A letter from June arrived", "June", True),
+    ],
+)
+def test_a_month_of_a_date_is_no_name(pii_policy: PIIPolicy, text: str, month: str, kept: bool) -> None:
+    from presidio_analyzer import RecognizerResult
+
+    from tunegate.pii.detect import postprocess
+
+    a = text.index(month)
+    meta = {"recognizer_name": "PersonTaggerRecognizer"}
+    spans = postprocess(
+        text, [RecognizerResult("PERSON", a, a + len(month), 0.79, recognition_metadata=meta)], pii_policy
+    )
+    assert ([text[s.start : s.end] for s in spans] == [month]) is kept, spans
     assert not_a_phone("at 2023-01-15 10", 3, 16)
 
 
