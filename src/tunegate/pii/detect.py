@@ -369,15 +369,29 @@ _CODE_IN_NAME = re.compile(r"\w\((?!\w\))")
 _GLUED_LOWER = re.compile(r"(?<![A-Za-z\u00c0-\u024f])[a-z]+\Z")
 
 
+#: an object's member: ``numbers.Length``, ``a.Length``, ``$.ajax`` (the identifier before the dot
+#: starts with a lower-case letter, ``_`` or ``$``, or is a closing bracket: not ``J.Smith``)
+_MEMBER_BEFORE = re.compile(r"(?<![\w$])([a-z_$][\w$]*|[)\]])\.\Z")
+_GLUED_TITLES = frozenset(
+    {"mr", "mrs", "ms", "dr", "prof", "st", "sr", "jr", "fr", "rev", "sen", "gov", "capt"}
+)
+
+
 def _code(text: str, s: Span) -> bool:
-    """A PERSON span with code in it (``addTwo(num1``: spaCy's, in a JavaScript snippet) or the
-    capitalized tail of a camelCase identifier (``Id`` of ``managerId``, after the cue ``manager``).
+    """A PERSON span with code in it (``addTwo(num1``: spaCy's, in a JavaScript snippet), the
+    capitalized tail of a camelCase identifier (``Id`` of ``managerId``, after the cue ``manager``)
+    or an object's member (``numbers.Length``, ``.ajax``; a glued title is no object: ``Mr.Smith``).
     A glued capitalized word is no identifier (``@MissMcCleary``, ``#DearPopeFrancis``)."""
     hits = [m.start() for m in _CODE_IN_NAME.finditer(text, s.start, s.end)]
     if hits:  # a web address's bracket (``Jo_(writer)``) is no code: without the tagger it stays in
         urls = [m.span() for m in _rx()["url"].finditer(text)]
         if any(not any(a <= h < b for a, b in urls) for h in hits):
             return True
+    if text.startswith(".", s.start) and s.start > 0 and not text[s.start - 1].isspace():
+        return True  # ``$.ajax``: the span took the member's dot
+    member = _MEMBER_BEFORE.search(text, max(0, s.start - 40), s.start)
+    if member and member.group(1).lower() not in _GLUED_TITLES:
+        return True
     return bool(
         s.start > 0
         and text[s.start : s.start + 1].isupper()

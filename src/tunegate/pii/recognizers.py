@@ -70,11 +70,16 @@ PRIVATE_MAIL_TLDS = frozenset(
 
 class OfflineEmailRecognizer(EmailRecognizer):
     """Presidio's e-mail recognizer with the domain validated against the bundled suffix list, or
-    ending in a reserved/intranet top-level label (:data:`PRIVATE_MAIL_TLDS`)."""
+    ending in a reserved/intranet top-level label (:data:`PRIVATE_MAIL_TLDS`). The domain is what
+    follows the ``@``: read whole, ``cdn.jsdelivr.net/npm/popper.js@1.16.1`` (a package's version in
+    a script's URL) passed on the web address before it."""
 
     def validate_result(self, pattern_text: str) -> bool:
-        tld = pattern_text.rsplit(".", 1)[-1].lower() if "@" in pattern_text else ""
-        return _has_public_suffix(pattern_text) or tld in PRIVATE_MAIL_TLDS
+        if "@" not in pattern_text:
+            return False
+        domain = pattern_text.rsplit("@", 1)[1]
+        tld = domain.rsplit(".", 1)[-1].lower()
+        return _has_public_suffix(domain) or tld in PRIVATE_MAIL_TLDS
 
 
 _OB_AT = r"(?:\s*[\[\(\{<]\s*(?:at|@)\s*[\]\)\}>]\s*|\s+(?:at|AT)\s+|\s*@\s*)"

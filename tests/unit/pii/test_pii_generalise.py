@@ -44,6 +44,9 @@ def _found(analyzer: Any, policy: PIIPolicy, text: str) -> dict[str, list[str]]:
         ("Carroll , Iowa : Where The Childhood Paper Route Is Alive And Well", "Carroll"),  # , <place>
         # a cue before vocabulary words the tagger does not believe (0.003)
         ("Dear Hiring Manager,\n\nI'm excited to be applying for the role.", "Manager"),
+        # an object's member in code
+        ("for (int i = 0; i < numbers.Length - 1; i++)", "Length"),
+        ("$.ajax({ method: 'GET', url: url })", "ajax"),
     ],
 )
 def test_no_person_on_common_words(pii_analyzer: Any, pii_policy: PIIPolicy, text: str, word: str) -> None:
@@ -77,6 +80,20 @@ def test_phone_filter_keeps_phones() -> None:
     for text in ("roughly, call 555-1234 tonights", "Jane 555-1234 tomorrow"):
         start = text.index("555")
         assert not not_a_phone(text, start, start + 8), text
+
+
+def test_a_glued_title_or_initial_is_no_object(pii_analyzer: Any, pii_policy: PIIPolicy) -> None:
+    found = _found(pii_analyzer, pii_policy, "Letter to Mr.Smith and J.Smith today").get("PERSON", [])
+    assert any("Smith" in v and v.startswith("Mr") for v in found), found
+    assert any(v.startswith("J.Smith") for v in found), found
+
+
+def test_an_address_s_domain_is_after_its_at(pii_analyzer: Any, pii_policy: PIIPolicy) -> None:
+    # a package's version in a script's URL: ``popper.js@1.16.1`` has no mail domain
+    text = '<script src="https://cdn.jsdelivr.net/npm/popper.js@1.16.1/dist/umd/popper.min.js"></script>'
+    assert "EMAIL_ADDRESS" not in _found(pii_analyzer, pii_policy, text)
+    kept = _found(pii_analyzer, pii_policy, "mail jdoe@corp.internal or x.y@mail.co.uk")["EMAIL_ADDRESS"]
+    assert kept == ["jdoe@corp.internal", "x.y@mail.co.uk"]
 
 
 def test_a_cue_keeps_a_word_name_the_tagger_believes(pii_analyzer: Any, pii_policy: PIIPolicy) -> None:
