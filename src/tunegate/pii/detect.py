@@ -846,16 +846,29 @@ _SUFFIX_AFTER = re.compile(
 )
 
 
+#: A title that is the whole span: ``Dear Professor ____``, ``Dear Doctor,``. English titles only:
+#: others are first names too (``Don``, ``Dom``, ``Pan``).
+_BARE_TITLE = re.compile(
+    r"(?:Mr|Mrs|Ms|Mx|Dr|Prof|Professor|Doctor|Rev|Hon|Capt|Col|Gen|Lt|Sgt|Maj|Gov|Sen|Rep)\.?", re.I
+)
+#: What follows a title that names no one: a template's blank (``[Last Name]``, ``____``,
+#: ``<name>``, ``{name}``) or the end of the greeting (``Dear Professor,``, ``Thanks, Dr.``).
+_NO_NAME_AFTER = re.compile(r"\.?[ \t]*(?:[\[_<{]|[,:;!?]|\n|\Z)")
+
+
 def _with_titles(text: str, spans: list[Span]) -> list[Span]:
     """PERSON spans widened over an adjacent honorific before and a suffix after, where no other
     span is in the way. Where a data set labels ``Dr. Pamela Bell`` whole, the name is caught
-    whole; where it labels ``Pamela Bell``, the wider span still covers it."""
+    whole; where it labels ``Pamela Bell``, the wider span still covers it. A title that is the
+    whole span, with no name after it, names no one and is dropped: a letter template's blank
+    (``Dear Mr. [Last Name]``, ``Dear Professor ____``) or a bare greeting (``Dear Doctor,``)."""
     out: list[Span] = []
     for i, s in enumerate(spans):
         if s.entity_type == "PERSON":
             floor = out[-1].end if out else 0
             ceiling = spans[i + 1].start if i + 1 < len(spans) else len(text)
-            if _TITLE_ONLY.fullmatch(text, s.start, s.end):
+            bare = _BARE_TITLE.fullmatch(text, s.start, s.end)
+            if bare or _TITLE_ONLY.fullmatch(text, s.start, s.end):
                 nxt = spans[i + 1] if i + 1 < len(spans) else None
                 if (
                     nxt is not None
@@ -867,6 +880,8 @@ def _with_titles(text: str, spans: list[Span]) -> list[Span]:
                 m = _rx()["name_after_title"].match(text, s.end, ceiling)
                 if m:
                     s = Span(s.entity_type, s.start, m.end(), s.score)
+                elif bare and _NO_NAME_AFTER.match(text, s.end):
+                    continue  # a letter's blank (``Dear Mr. [Last Name]``) or a bare greeting
             m = _TITLE_BEFORE.search(text, max(floor, s.start - 32), s.start)
             start = m.start() if m else s.start
             m2 = _SUFFIX_AFTER.match(text, s.end, ceiling)

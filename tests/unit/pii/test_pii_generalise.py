@@ -44,6 +44,10 @@ def _found(analyzer: Any, policy: PIIPolicy, text: str) -> dict[str, list[str]]:
         ("Carroll , Iowa : Where The Childhood Paper Route Is Alive And Well", "Carroll"),  # , <place>
         # a cue before vocabulary words the tagger does not believe (0.003)
         ("Dear Hiring Manager,\n\nI'm excited to be applying for the role.", "Manager"),
+        # a title with no name: a letter template's blank, a bare greeting
+        ("Dear Mr. [Last Name],\n\nThank you for your time.", "Mr"),
+        ("Dear Professor ____,\n\nI am writing to recommend a student.", "Professor"),
+        ("Dear Professor, I am writing to ask about the course.", "Professor"),
         # an object's member in code
         ("for (int i = 0; i < numbers.Length - 1; i++)", "Length"),
         ("$.ajax({ method: 'GET', url: url })", "ajax"),
@@ -80,6 +84,16 @@ def test_phone_filter_keeps_phones() -> None:
     for text in ("roughly, call 555-1234 tonights", "Jane 555-1234 tomorrow"):
         start = text.index("555")
         assert not not_a_phone(text, start, start + 8), text
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [("Dear Professor Smith, I am writing.", "Professor Smith"), ("Thanks, Don.", "Don")],
+)
+def test_a_title_with_a_name_or_a_name_like_a_title_stays(
+    pii_analyzer: Any, pii_policy: PIIPolicy, text: str, name: str
+) -> None:
+    assert name in _found(pii_analyzer, pii_policy, text).get("PERSON", [])
 
 
 def test_a_glued_title_or_initial_is_no_object(pii_analyzer: Any, pii_policy: PIIPolicy) -> None:
