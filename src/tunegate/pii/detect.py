@@ -372,8 +372,12 @@ _GLUED_LOWER = re.compile(r"(?<![A-Za-z\u00c0-\u024f])[a-z]+\Z")
 #: an object's member: ``numbers.Length``, ``a.Length``, ``$.ajax`` (the identifier before the dot
 #: starts with a lower-case letter, ``_`` or ``$``, or is a closing bracket: not ``J.Smith``)
 _MEMBER_BEFORE = re.compile(r"(?<![\w$])([a-z_$][\w$]*|[)\]])\.\Z")
-_GLUED_TITLES = frozenset(
-    {"mr", "mrs", "ms", "dr", "prof", "st", "sr", "jr", "fr", "rev", "sen", "gov", "capt"}
+#: An English title or name suffix alone: a glued one is no object (``mr.Brown``), and one that is
+#: the whole span names no one (``Dear Professor ____``, see _with_titles). English only: other
+#: titles are first names too (``Don``, ``Dom``, ``Pan``).
+_BARE_TITLE = re.compile(
+    r"(?:Mr|Mrs|Ms|Mx|Dr|Prof|Professor|Doctor|Rev|Hon|Capt|Col|Gen|Lt|Sgt|Maj|Gov|Sen|Rep|St|Sr|Jr|Fr)\.?",
+    re.I,
 )
 
 
@@ -390,7 +394,7 @@ def _code(text: str, s: Span) -> bool:
     if text.startswith(".", s.start) and s.start > 0 and not text[s.start - 1].isspace():
         return True  # ``$.ajax``: the span took the member's dot
     member = _MEMBER_BEFORE.search(text, max(0, s.start - 40), s.start)
-    if member and member.group(1).lower() not in _GLUED_TITLES:
+    if member and not _BARE_TITLE.fullmatch(member.group(1)):
         return True
     return bool(
         s.start > 0
@@ -846,11 +850,6 @@ _SUFFIX_AFTER = re.compile(
 )
 
 
-#: A title that is the whole span: ``Dear Professor ____``, ``Dear Doctor,``. English titles only:
-#: others are first names too (``Don``, ``Dom``, ``Pan``).
-_BARE_TITLE = re.compile(
-    r"(?:Mr|Mrs|Ms|Mx|Dr|Prof|Professor|Doctor|Rev|Hon|Capt|Col|Gen|Lt|Sgt|Maj|Gov|Sen|Rep)\.?", re.I
-)
 #: What follows a title that names no one: a template's blank (``[Last Name]``, ``____``,
 #: ``<name>``, ``{name}``) or the end of the greeting (``Dear Professor,``, ``Thanks, Dr.``).
 _NO_NAME_AFTER = re.compile(r"\.?[ \t]*(?:[\[_<{]|[,:;!?]|\n|\Z)")
@@ -1669,16 +1668,15 @@ def _line_labels(text: str) -> list[tuple[int, int]]:
 _RULE_RECOGNIZERS = frozenset(
     {"PersonContextRecognizer", "PersonInitialRecognizer", "PersonSignOffRecognizer"}
 )
+#: ... and the cue's names, which are judged when made of vocabulary words only (_judge_rule_names)
+_JUDGED_RECOGNIZERS = _RULE_RECOGNIZERS | {"PersonCueRecognizer"}
 
 
 def _rule_names(text: str, results: Sequence[RecognizerResult]) -> bool:
     """Whether a PERSON result needs :func:`_judge_rule_names`: found by a rule recognizer, or
     inside a line-start label."""
     persons = [r for r in results if r.entity_type == "PERSON"]
-    if any(
-        (r.recognition_metadata or {}).get("recognizer_name") in _RULE_RECOGNIZERS | {"PersonCueRecognizer"}
-        for r in persons
-    ):
+    if any((r.recognition_metadata or {}).get("recognizer_name") in _JUDGED_RECOGNIZERS for r in persons):
         return True
     labels = _line_labels(text) if persons and ":" in text else []
     return any(a <= r.start and r.end <= b for a, b in labels for r in persons)
